@@ -122,7 +122,7 @@ def check_retriever(
         if not np.array_equal(found[:1], one):
             _fail(f"metric {metric}: results depend on the query batch size")
         expected = _brute_force(vectors, keys, queries, k, metric)
-        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, expected)])
+        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, expected, strict=True)])
         if recall < min_recall:
             _fail(f"metric {metric}: recall@{k} {recall:.3f} against brute force < {min_recall}")
         if metric != "ip" and not np.array_equal(found[:, 0], keys[:20]):

@@ -1,0 +1,267 @@
+"""One cell of a suite: a (task, system, seed) run from features to metrics.
+
+Data flows one way: task data -> features (cached) -> retrieval -> fusion -> predictions ->
+metrics. The feature stage is shared by every cell of a task (see :class:`FeatureStore`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ravlm_bench import knowledge, metrics
+from ravlm_bench.components import Component, ComponentFactory, guard
+from ravlm_bench.contracts import (
+    ClassificationData,
+    KnowledgeBase,
+    RetrievalData,
+    validate_proba,
+    validate_search,
+    validate_vectors,
+)
+from ravlm_bench.suite import SystemSpec
+
+log = logging.getLogger(__name__)
+
+LATENCY_QUERIES = 200  # single-query searches timed for the p50 / p99 latency
+
+
+@dataclass
+class CellResult:
+    metrics: dict
+    cost: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    predictions: dict | None = None
+    per_class: dict | None = None
+    components: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+
+class FeatureStore:
+    """Encoded features of one task's splits, computed once per encoder and kept for the run.
+
+    Features go through the on-disk cache keyed by the encoder's fingerprint and a hash of
+    the dataset and the exact items, so a rerun (or another suite) never encodes twice.
+    """
+
+    def __init__(self, dataset_fingerprint: str, cache, progress: bool = True):
+        self.dataset_fingerprint = dataset_fingerprint
+        self.cache = cache
+        self.progress = progress
+        self._memo: dict[tuple, np.ndarray] = {}
+        self.seconds = 0.0
+
+    def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
+        from ravlm_bench.encoding import encode_images
+
+        def compute():
+            with guard(encoder, "encode"):
+                return encode_images(encoder.obj, paths, progress=self.progress)
+
+        return self._get(encoder, f"{split}/images", paths, compute)
+
+    def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
+        from ravlm_bench.encoding import encode_texts
+
+        def compute():
+            with guard(encoder, "encode"):
+                return encode_texts(encoder.obj, texts, progress=self.progress)
+
+        return self._get(encoder, f"{split}/texts", texts, compute)
+
+    def _get(self, encoder: Component, split: str, items: list[str], compute) -> np.ndarray:
+        items_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+        key = (encoder.name, encoder.fingerprint() or id(encoder.obj), split, items_hash)
+        if key not in self._memo:
+            started = time.perf_counter()
+            fingerprint = encoder.fingerprint()
+            dataset_key = f"{self.dataset_fingerprint}-{items_hash}"
+            array = self.cache.get_or_compute(fingerprint, dataset_key, split, compute)
+            with guard(encoder, "encode"):
+                validate_vectors(array, len(items), encoder.obj.dim)
+            self._memo[key] = array
+            self.seconds += time.perf_counter() - started
+        return self._memo[key]
+
+
+def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: int, *,
+                            factory: ComponentFactory, features: FeatureStore, metric: str,
+                            checkpoint_dir=None) -> CellResult:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    image_encoder = factory.create("image-encoders", system.image_encoder)
+    text_encoder = factory.create("text-encoders", system.text_encoder)
+    before = features.seconds
+    splits = {role: split for role, split in
+              (("train", data.train), ("val", data.val), ("test", data.test)) if split is not None}
+    image = {r: features.images(image_encoder, r, s.image_paths) for r, s in splits.items()}
+    text = {r: features.texts(text_encoder, r, s.texts) for r, s in splits.items()}
+    timings["encode_s"] = features.seconds - before
+
+    dim = image_encoder.obj.dim + text_encoder.obj.dim
+    head = factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
+    uses_retrieval = bool(getattr(head.obj, "uses_retrieval", True))
+    k = int(getattr(head.obj, "k", 10))
+    kb = KnowledgeBase(image=image["train"], text=text["train"], labels=data.train.labels,
+                       image_ids=data.train.image_ids)
+    retriever, cost = None, {}
+    t0 = time.perf_counter()
+    if uses_retrieval:
+        if system.retriever is None:
+            raise_config(f"system {system.name!r}: fusion head {head.name!r} uses retrieval; "
+                         f"give the system a retriever")
+        retriever = factory.create("retrievers", system.retriever, fresh=True, dim=dim,
+                                   metric=metric)
+        build_started = time.perf_counter()
+        with guard(retriever, "build"):
+            knowledge.build_index(retriever.obj, kb)
+        cost["index_build_s"] = time.perf_counter() - build_started
+        cost["index_memory_bytes"] = _memory_bytes(retriever)
+    timings["index_s"] = time.perf_counter() - t0
+
+    def inputs(role: str, exclude_same_image: bool):
+        split = splits[role]
+        with guard(retriever or head, "search"):
+            return knowledge.fusion_inputs(
+                image[role], text[role], retriever=retriever.obj if retriever else None, kb=kb,
+                k=k, labels=split.labels, image_ids=split.image_ids,
+                exclude_same_image=exclude_same_image, num_classes=len(data.classes))
+
+    t0 = time.perf_counter()
+    train_inputs = inputs("train", exclude_same_image=True)
+    val_inputs = inputs("val", exclude_same_image=False) if "val" in splits else None
+    with guard(head, "fit"):
+        training = head.obj.fit(train_inputs, val_inputs, seed=seed,
+                                checkpoint_dir=checkpoint_dir) or {}
+    timings["train_s"] = time.perf_counter() - t0
+    cost["train_s"] = timings["train_s"]
+
+    t0 = time.perf_counter()
+    test_inputs = inputs("test", exclude_same_image=False)
+    test_inputs.labels = None  # a head never sees test labels
+    with guard(head, "predict_proba"):
+        proba = validate_proba(head.obj.predict_proba(test_inputs), len(data.test),
+                               len(data.classes))
+    y_pred = proba.argmax(axis=1).astype(np.int64)
+    train_counts = np.bincount(data.train.labels, minlength=len(data.classes))
+    scores = metrics.classification_metrics(
+        data.test.labels, y_pred, num_classes=len(data.classes), train_counts=train_counts,
+        classes=data.classes, seed=seed)
+    per_class = metrics.per_class_report(data.test.labels, y_pred,
+                                         num_classes=len(data.classes), classes=data.classes)
+    if retriever is not None:
+        cost.update(measure_search(retriever, knowledge.query_vectors(image["test"],
+                                                                      text["test"]), k))
+    timings["evaluate_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - started
+    return CellResult(
+        metrics=scores, cost=cost, timings=timings, per_class=per_class, training=training,
+        predictions={"y_true": data.test.labels, "y_pred": y_pred,
+                     "image_ids": data.test.image_ids, "train_counts": train_counts},
+        components=_describe(image_encoder, text_encoder, retriever, head),
+    )
+
+
+def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
+                       factory: ComponentFactory, features: FeatureStore, metric: str,
+                       ks=(1, 5, 10)) -> CellResult:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    image_encoder = factory.create("image-encoders", system.image_encoder)
+    text_encoder = factory.create("text-encoders", system.text_encoder)
+    before = features.seconds
+    train_image = features.images(image_encoder, "train", data.train.image_paths)
+    train_text = features.texts(text_encoder, "train", data.train.texts)
+    test_image = features.images(image_encoder, "test", data.test.image_paths)
+    test_text = features.texts(text_encoder, "test", data.test.texts)
+    timings["encode_s"] = features.seconds - before
+
+    dim = image_encoder.obj.dim + text_encoder.obj.dim
+    head = factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
+    if not hasattr(head.obj, "fit_pairs"):
+        raise_config(f"system {system.name!r}: fusion head {head.name!r} cannot embed images "
+                     f"and texts jointly (no fit_pairs); use a joint embedding such as "
+                     f"'infonce' for retrieval tasks")
+    t0 = time.perf_counter()
+    with guard(head, "fit_pairs"):
+        training = head.obj.fit_pairs(train_image, train_text, data.train.caption_image,
+                                      seed=seed) or {}
+        image_emb = np.ascontiguousarray(head.obj.embed_images(test_image), dtype=np.float32)
+        text_emb = np.ascontiguousarray(head.obj.embed_texts(test_text), dtype=np.float32)
+    timings["train_s"] = time.perf_counter() - t0
+
+    if system.retriever is None:
+        raise_config(f"system {system.name!r} needs a retriever for a retrieval task")
+    t0 = time.perf_counter()
+    emb_dim = image_emb.shape[1]
+    images_index = factory.create("retrievers", system.retriever, fresh=True, dim=emb_dim,
+                                  metric=metric)
+    captions_index = factory.create("retrievers", system.retriever, fresh=True, dim=emb_dim,
+                                    metric=metric)
+    build_started = time.perf_counter()
+    with guard(images_index, "build"):
+        images_index.obj.build(image_emb, np.arange(len(image_emb), dtype=np.int64))
+    cost = {"index_build_s": time.perf_counter() - build_started,
+            "index_memory_bytes": _memory_bytes(images_index), "train_s": timings["train_s"]}
+    with guard(captions_index, "build"):
+        captions_index.obj.build(text_emb, np.arange(len(text_emb), dtype=np.int64))
+    timings["index_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    k = max(ks)
+    t2i = _search(images_index, text_emb, min(k, len(image_emb)), k)
+    i2t = _search(captions_index, image_emb, min(k, len(text_emb)), k)
+    scores = metrics.recall_from_rankings(t2i, i2t, data.test.caption_image, ks=ks)
+    cost.update(measure_search(images_index, text_emb, k=min(k, len(image_emb))))
+    timings["evaluate_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - started
+    return CellResult(metrics=scores, cost=cost, timings=timings, training=training,
+                      components=_describe(image_encoder, text_encoder, images_index, head))
+
+
+def _search(index: Component, queries: np.ndarray, k: int, width: int) -> np.ndarray:
+    with guard(index, "search"):
+        keys, _ = validate_search(index.obj.search(queries, k), len(queries), k)
+    if k < width:  # fewer items than K: pad so every K is defined
+        keys = np.concatenate([keys, np.full((len(keys), width - k), -1, np.int64)], axis=1)
+    return keys
+
+
+def measure_search(retriever: Component, queries: np.ndarray, k: int) -> dict:
+    """Batch throughput and single-query latency of ``search`` on the test queries."""
+    with guard(retriever, "search"):
+        t0 = time.perf_counter()
+        retriever.obj.search(queries, k)
+        batch_s = time.perf_counter() - t0
+        latencies = []
+        for row in queries[:LATENCY_QUERIES]:
+            t0 = time.perf_counter()
+            retriever.obj.search(row[None, :], k)
+            latencies.append((time.perf_counter() - t0) * 1000)
+    return {
+        "retrieval_qps": len(queries) / batch_s if batch_s > 0 else None,
+        "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
+        "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
+    }
+
+
+def _memory_bytes(component: Component) -> int | None:
+    method = getattr(component.obj, "memory_bytes", None)
+    if method is None:
+        return None
+    with guard(component, "memory_bytes"):
+        return int(method())
+
+
+def _describe(*components: Component | None) -> dict:
+    return {c.kind: c.describe() for c in components if c is not None}
+
+
+def raise_config(message: str) -> None:
+    from ravlm_bench.errors import ConfigError
+
+    raise ConfigError(message)

@@ -1,0 +1,37 @@
+"""`ravlm-bench run [SUITE]`: run a suite (the built-in demo suite by default)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers, common) -> None:
+    p = subparsers.add_parser(
+        "run", parents=[common], help="run a benchmark suite and print its leaderboard",
+        description="Run every (task, system, seed) cell of a suite. Finished cells are kept "
+                    "in the run directory; a rerun resumes.")
+    p.add_argument("suite", nargs="?", default=None,
+                   help="a suite .toml file or a built-in suite name (default: demo)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory (default: runs/<suite name>)")
+    p.add_argument("--force", action="store_true", help="recompute finished cells")
+    p.set_defaults(handler=run_suite)
+
+
+def run_suite(ctx) -> int:
+    from ravlm_bench.leaderboard import load_run, render_terminal
+    from ravlm_bench.runner import Runner
+    from ravlm_bench.suite import load_suite, resolve_suite_path
+
+    suite = load_suite(resolve_suite_path(ctx.args.suite))
+    run_dir = ctx.args.out or Path("runs") / suite.name
+    runner = Runner(ctx.registry, suite, run_dir, force=ctx.args.force,
+                    progress=not ctx.args.quiet)
+    summary = runner.run()
+    print(render_terminal(load_run(run_dir)))
+    print(f"\n{len(summary.done)} cells run, {len(summary.skipped)} already finished, "
+          f"{len(summary.failed)} failed; results in {run_dir}")
+    for task, system, seed, message in summary.failed:
+        print(f"failed: {task} / {system} / seed {seed}: {message}", file=sys.stderr)
+    return summary.exit_code

@@ -1,0 +1,97 @@
+"""The run directory: where finished cells live, written atomically.
+
+::
+
+    RUN_DIR/run.json                           the suite, its hash, tasks, systems, seeds
+    RUN_DIR/cells/<task>/<system>/seed-<n>.json one finished cell (metrics, cost, provenance)
+    RUN_DIR/cells/<task>/<system>/seed-<n>.npz  its predictions (classification)
+
+A cell's JSON is written last, after its predictions, with write-to-temp-then-rename: a run
+killed at any moment leaves either a whole cell or none, and a rerun redoes only the missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    text = json.dumps(value, indent=2, sort_keys=True, default=_json_default)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class RunDir:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    def cell_path(self, task: str, system: str, seed: int, suffix: str = ".json") -> Path:
+        return self.root / "cells" / task / system / f"seed-{seed}{suffix}"
+
+    def finished(self, task: str, system: str, seed: int) -> dict | None:
+        """The cell's record if it finished successfully, else None (missing, failed, bad)."""
+        path = self.cell_path(task, system, seed)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if record.get("status") == "ok" else None
+
+    def write_cell(self, record: dict, predictions: dict[str, np.ndarray] | None) -> None:
+        task, system, seed = record["task"], record["system"], record["seed"]
+        if predictions is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, **predictions)
+            atomic_write_bytes(self.cell_path(task, system, seed, ".npz"), buffer.getvalue())
+        atomic_write_json(self.cell_path(task, system, seed), record)
+
+
+def environment_versions(plugin_sources: dict | None = None) -> dict[str, str]:
+    """Versions of Python, the key libraries and every plugin distribution."""
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("ravlm-bench", "torch", "transformers", "usearch", "datasets", "numpy",
+                 "scikit-learn", "pluggy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "absent"
+    for source in (plugin_sources or {}).values():
+        if source.distribution:
+            versions[source.distribution] = source.version
+    return versions

@@ -1,0 +1,210 @@
+"""Benchmark suites: a TOML file naming the data, the tasks, the systems and the seeds.
+
+Example::
+
+    name = "demo"
+    seeds = [0, 1, 2]
+    baseline = "concat"
+
+    [data.coco]                 # dataset plugin -> its parameters
+    root = "demo"               # "demo": the embedded demo world, generated on first use
+
+    [defaults]                  # components every system inherits unless it overrides them
+    image_encoder = { name = "resnet18", image_size = 128 }
+    text_encoder = { name = "minilm-l6" }
+
+    [tasks.coco-category]       # task plugin -> its parameters
+    systems = ["concat", "xattn-exact"]   # optional: which systems run on this task
+
+    [systems.xattn-exact]
+    retriever = { name = "exact" }
+    fusion_head = { name = "xattn", k = 8 }
+
+Validation errors name the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ravlm_bench.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROLES = ("image_encoder", "text_encoder", "retriever", "fusion_head")
+TOP_LEVEL_KEYS = {"name", "description", "seeds", "baseline", "data", "defaults", "tasks",
+                  "systems", "run", "metric", "k"}
+BUILTIN_SUITES = Path(__file__).parent / "suites"
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A component as a suite names it: a registered name and its parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    name: str
+    image_encoder: ComponentSpec
+    text_encoder: ComponentSpec
+    fusion_head: ComponentSpec
+    retriever: ComponentSpec | None = None
+
+    def components(self) -> dict[str, dict | None]:
+        return {role: (getattr(self, role).as_dict() if getattr(self, role) else None)
+                for role in ROLES}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    params: dict[str, Any]
+    systems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    sha256: str
+    seeds: tuple[int, ...]
+    baseline: str | None
+    data: dict[str, dict[str, Any]]
+    tasks: tuple[TaskSpec, ...]
+    systems: dict[str, SystemSpec]
+    metric: str = "cos"
+    description: str = ""
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+def builtin_suite(name: str) -> Path:
+    path = BUILTIN_SUITES / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in BUILTIN_SUITES.glob("*.toml")))
+        raise ConfigError(f"no built-in suite {name!r}; built-in suites: {known}")
+    return path
+
+
+def resolve_suite_path(spec: str | None) -> Path:
+    """A suite file path, or the name of a built-in suite (``demo``, ``coco``, ...)."""
+    if spec is None:
+        return builtin_suite("demo")
+    path = Path(spec)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such suite file")
+        return path
+    return builtin_suite(spec)
+
+
+def load_suite(path: Path) -> Suite:
+    raw_bytes = path.read_bytes()
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_suite(raw, path, hashlib.sha256(raw_bytes).hexdigest())
+
+
+def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
+    where = str(path)
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; "
+                          f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    seeds = raw.get("seeds", [0])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"{where}: 'seeds' must be a non-empty list of integers, e.g. [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: 'seeds' has duplicates: {seeds}")
+
+    data = _table(raw, "data", where, default={})
+    for dataset, params in data.items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}: [data.{dataset}] must be a table, e.g. root = \"/data/x\"")
+
+    defaults = _table(raw, "defaults", where, default={})
+    for key in defaults:
+        if key not in ROLES:
+            raise ConfigError(f"{where}: [defaults] has unknown key {key!r}; "
+                              f"allowed: {', '.join(ROLES)}")
+    systems_raw = _table(raw, "systems", where)
+    if not systems_raw:
+        raise ConfigError(f"{where}: no systems; add at least one [systems.NAME] table")
+    systems = {name: _system(name, body, defaults, where) for name, body in systems_raw.items()}
+
+    tasks_raw = _table(raw, "tasks", where)
+    if not tasks_raw:
+        raise ConfigError(f"{where}: no tasks; add at least one [tasks.NAME] table")
+    tasks = []
+    for name, body in tasks_raw.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: [tasks.{name}] must be a table")
+        params = dict(body)
+        task_systems = params.pop("systems", list(systems))
+        for system in task_systems:
+            if system not in systems:
+                raise ConfigError(f"{where}: [tasks.{name}] systems names {system!r}, which "
+                                  f"is not a [systems.*] table; defined: {', '.join(systems)}")
+        tasks.append(TaskSpec(name, params, tuple(task_systems)))
+
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in systems:
+        raise ConfigError(f"{where}: baseline {baseline!r} is not a system; "
+                          f"defined: {', '.join(systems)}")
+    metric = raw.get("metric", "cos")
+    if metric not in ("cos", "ip", "l2sq"):
+        raise ConfigError(f"{where}: metric must be 'cos', 'ip' or 'l2sq', got {metric!r}")
+    return Suite(
+        name=str(raw.get("name", path.stem)), path=path, sha256=sha256, seeds=tuple(seeds),
+        baseline=baseline, data=data, tasks=tuple(tasks), systems=systems, metric=metric,
+        description=str(raw.get("description", "")), run=_table(raw, "run", where, default={}),
+    )
+
+
+def _table(raw: dict, key: str, where: str, default: dict | None = None) -> dict:
+    value = raw.get(key, default if default is not None else {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '{key}' must be a table ([{key}] or [{key}.NAME])")
+    return value
+
+
+def _component(value: Any, where: str) -> ComponentSpec:
+    if isinstance(value, str):
+        return ComponentSpec(value)
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        params = {k: v for k, v in value.items() if k != "name"}
+        return ComponentSpec(value["name"], params)
+    raise ConfigError(f"{where} must be a component name or a table with 'name', "
+                      f"e.g. {{ name = \"exact\" }}")
+
+
+def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: [systems.{name}] must be a table")
+    unknown = set(body) - set(ROLES)
+    if unknown:
+        raise ConfigError(f"{where}: [systems.{name}] has unknown key {sorted(unknown)[0]!r}; "
+                          f"allowed: {', '.join(ROLES)}")
+    merged = {**defaults, **body}
+    parts = {}
+    for role in ROLES:
+        if role in merged:
+            parts[role] = _component(merged[role], f"{where}: [systems.{name}] {role}")
+        elif role != "retriever":
+            raise ConfigError(f"{where}: [systems.{name}] has no {role}; set it there or "
+                              f"in [defaults]")
+    return SystemSpec(name=name, **parts)

@@ -1,0 +1,128 @@
+"""Entry-point discovery through a real distribution, and the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import ravlm_bench
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "ravlm_bench", *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300,
+    )
+
+
+def write_distribution(site: Path, name: str, module_source: str, entry_point: str) -> None:
+    """A distribution as an installer leaves it: the module plus a .dist-info directory."""
+    module = name.replace("-", "_")
+    (site / f"{module}.py").write_text(textwrap.dedent(module_source))
+    info = site / f"{module}-0.3.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3.0\n")
+    (info / "entry_points.txt").write_text(f"[ravlm_bench]\n{entry_point} = {module}\n")
+
+
+GOOD_RETRIEVER = """
+    import numpy as np
+    from ravlm_bench import hookimpl
+
+    class Flat:
+        def __init__(self, dim, metric):
+            self.dim = dim
+
+        def build(self, vectors, keys):
+            self.vectors, self.keys = vectors, keys
+
+        def search(self, queries, k):
+            scores = queries @ self.vectors.T
+            order = np.argsort(-scores, axis=1)[:, :k]
+            return self.keys[order], np.take_along_axis(scores, order, 1)
+
+    @hookimpl
+    def register_retrievers(register):
+        register("third-party-flat", Flat, description="from an installed distribution")
+"""
+
+
+@pytest.fixture
+def site(tmp_path):
+    path = tmp_path / "site"
+    path.mkdir()
+    return path
+
+
+def test_entry_point_of_an_installed_distribution_is_found(site):
+    write_distribution(site, "ravlm-thirdparty", GOOD_RETRIEVER, "thirdparty")
+    result = run_cli("list", "retrievers", "--json", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["third-party-flat"]["plugin"] == "thirdparty"
+
+    plugins = run_cli("plugins", "--json", env={"PYTHONPATH": str(site)})
+    assert plugins.returncode == 0, plugins.stderr
+    row = next(r for r in json.loads(plugins.stdout) if r["plugin"] == "thirdparty")
+    assert row["distribution"] == "ravlm-thirdparty 0.3.0"
+    assert row["hooks"] == ["register_retrievers"]
+    assert row["components"] == {"retrievers": ["third-party-flat"]}
+    assert row["status"] == "ok"
+
+
+def test_broken_entry_point_is_reported_not_fatal_unless_strict(site):
+    write_distribution(site, "ravlm-broken", "import not_a_module_anywhere\n", "broken")
+    env = {"PYTHONPATH": str(site)}
+    result = run_cli("list", "retrievers", env=env)
+    assert result.returncode == 0
+    assert ("plugin 'broken' (distribution 'ravlm-broken', entry point 'broken') is broken: "
+            "ModuleNotFoundError: No module named 'not_a_module_anywhere'") in result.stderr
+    plugins = run_cli("plugins", "--json", env=env)
+    row = next(r for r in json.loads(plugins.stdout) if r["plugin"] == "broken")
+    assert row["status"].startswith("broken: ModuleNotFoundError")
+
+    strict = run_cli("--strict", "list", "retrievers", env=env)
+    assert strict.returncode == 2
+    assert strict.stderr.strip().splitlines()[-1].startswith("error: plugin 'broken'")
+
+
+def test_disable_switches_an_entry_point_off(site):
+    write_distribution(site, "ravlm-thirdparty", GOOD_RETRIEVER, "thirdparty")
+    env = {"PYTHONPATH": str(site)}
+    for args, extra_env in ((["--disable", "thirdparty"], {}), (["-p", "no:thirdparty"], {}),
+                            ([], {"RAVLM_BENCH_DISABLE": "thirdparty"})):
+        result = run_cli(*args, "list", "retrievers", "--json", env={**env, **extra_env})
+        assert result.returncode == 0, result.stderr
+        assert "third-party-flat" not in {r["name"] for r in json.loads(result.stdout)}
+
+
+def test_local_plugin_file_with_p(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(textwrap.dedent(GOOD_RETRIEVER))
+    result = run_cli("list", "retrievers", "-p", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "third-party-flat" in result.stdout and "mine" in result.stdout
+
+
+def test_version_and_usage_errors():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"ravlm-bench {ravlm_bench.__version__}"
+    bad_kind = run_cli("list", "retriever")
+    assert bad_kind.returncode == 2 and "invalid choice: 'retriever'" in bad_kind.stderr
+    assert run_cli("no-such-command").returncode == 2
+
+
+def test_every_reference_plugin_loads():
+    result = run_cli("--strict", "plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["plugin"]: r for r in json.loads(result.stdout)}
+    for name in ("image_encoders", "text_encoders", "retrievers", "fusion_heads", "datasets",
+                 "tasks", "publishers", "attribution_retrievers"):
+        assert rows[name]["status"] == "ok"
+        assert rows[name]["distribution"].startswith("ravlm-bench ")

@@ -1,0 +1,93 @@
+"""Suite files: the built-in suites parse, and every mistake names the file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ravlm_bench.errors import ConfigError
+from ravlm_bench.suite import BUILTIN_SUITES, load_suite, resolve_suite_path
+
+MINIMAL = """
+seeds = [0, 1]
+baseline = "plain"
+[data.coco]
+root = "/data/coco"
+[defaults]
+image_encoder = { name = "resnet18", image_size = 64 }
+text_encoder = "minilm-l6"
+[systems.plain]
+fusion_head = { name = "concat", epochs = 2 }
+[systems.retrieving]
+retriever = "exact"
+fusion_head = { name = "xattn", k = 4 }
+text_encoder = { name = "bert-base-uncased", pooling = "cls" }
+[tasks.coco-category]
+captions_per_image = 2
+[tasks.coco-retrieval]
+systems = ["retrieving"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_suite_parses_with_defaults_and_overrides(tmp_path):
+    suite = load_suite(write(tmp_path, MINIMAL))
+    assert suite.name == "suite" and suite.seeds == (0, 1) and suite.baseline == "plain"
+    plain, retrieving = suite.systems["plain"], suite.systems["retrieving"]
+    assert plain.image_encoder.as_dict() == {"name": "resnet18", "image_size": 64}
+    assert plain.retriever is None
+    assert retrieving.text_encoder.params == {"pooling": "cls"}
+    assert retrieving.retriever.name == "exact"
+    category, retrieval = suite.tasks
+    assert category.params == {"captions_per_image": 2}
+    assert category.systems == ("plain", "retrieving")
+    assert retrieval.systems == ("retrieving",)
+    assert len(suite.sha256) == 64
+
+
+@pytest.mark.parametrize("path", sorted(BUILTIN_SUITES.glob("*.toml")), ids=lambda p: p.stem)
+def test_builtin_suites_parse(path):
+    suite = load_suite(path)
+    assert suite.tasks and suite.systems
+
+
+@pytest.mark.parametrize("change, message", [
+    (("seeds = [0, 1]", "seeds = []"), "'seeds' must be a non-empty list of integers"),
+    (("seeds = [0, 1]", "seeds = [1, 1]"), "'seeds' has duplicates"),
+    (('baseline = "plain"', 'baseline = "plane"'), "baseline 'plane' is not a system"),
+    (('systems = ["retrieving"]', 'systems = ["retreiving"]'),
+     "[tasks.coco-retrieval] systems names 'retreiving', which is not a [systems.*] table"),
+    (('fusion_head = { name = "concat", epochs = 2 }', 'fusion_head = { epochs = 2 }'),
+     "[systems.plain] fusion_head must be a component name or a table with 'name'"),
+    (('retriever = "exact"', 'retreiver = "exact"'),
+     "[systems.retrieving] has unknown key 'retreiver'"),
+    (("seeds = [0, 1]", "seeds = [0, 1]\nseed = 3"), "unknown top-level key 'seed'"),
+    (('text_encoder = "minilm-l6"\n', ''), "[systems.plain] has no text_encoder"),
+])
+def test_suite_mistakes_name_file_key_and_fix(tmp_path, change, message):
+    path = write(tmp_path, MINIMAL.replace(*change, 1))
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = write(tmp_path, "seeds = [0,\n")
+    with pytest.raises(ConfigError, match=r"suite.toml: not valid TOML"):
+        load_suite(path)
+
+
+def test_suite_names_resolve_to_builtin_files(tmp_path):
+    assert resolve_suite_path(None).name == "demo.toml"
+    assert resolve_suite_path("coco").name == "coco.toml"
+    with pytest.raises(ConfigError, match="no built-in suite 'cocoa'; built-in suites: coco, "):
+        resolve_suite_path("cocoa")
+    with pytest.raises(ConfigError, match="no such suite file"):
+        resolve_suite_path(str(tmp_path / "missing.toml"))
