@@ -14,12 +14,14 @@ BLOCK = re.compile(r"```(?:python|toml)\n# file: (?P<path>\S+)\n(?P<body>.*?)```
 
 
 def tutorial_files() -> dict[str, str]:
-    return {m["path"]: f"# file: {m['path']}\n{m['body']}" for m in BLOCK.finditer(README.read_text())}
+    text = README.read_text()
+    return {m["path"]: f"# file: {m['path']}\n{m['body']}" for m in BLOCK.finditer(text)}
 
 
 def test_tutorial_package_installs_and_is_listed(tmp_path):
     files = tutorial_files()
-    assert set(files) == {"ravlm-numpy-flat/pyproject.toml", "ravlm-numpy-flat/ravlm_numpy_flat.py",
+    assert set(files) == {"ravlm-numpy-flat/pyproject.toml",
+                          "ravlm-numpy-flat/ravlm_numpy_flat.py",
                           "ravlm-numpy-flat/test_numpy_flat.py"}
     for relative, text in files.items():
         path = tmp_path / relative

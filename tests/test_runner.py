@@ -1,0 +1,208 @@
+"""The runner end to end on the tiny demo world: results, failures, resume, third parties."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+SUITE = """
+name = "tiny"
+seeds = [0, 1]
+baseline = "concat"
+
+[data.coco]
+root = "{root}/coco"
+
+[defaults]
+image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
+text_encoder = {{ name = "minilm-l6", max_length = 32 }}
+
+[systems.concat]
+fusion_head = {{ name = "concat", epochs = 3, hidden = 64 }}
+
+[systems.knn-exact]
+retriever = "exact"
+fusion_head = {{ name = "knn", k = 5 }}
+
+[systems.xattn-exact]
+retriever = "exact"
+fusion_head = {{ name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }}
+
+[systems.infonce-exact]
+retriever = "exact"
+fusion_head = {{ name = "infonce", epochs = 3 }}
+
+[tasks.coco-category]
+systems = ["concat", "knn-exact", "xattn-exact"{extra_systems}]
+
+[tasks.coco-retrieval]
+systems = ["infonce-exact"]
+{extra}
+"""
+
+FLAKY_PLUGIN = '''
+import numpy as np
+from ravlm_bench import hookimpl
+
+
+class NanRetriever:
+    """Breaks the contract: NaN scores."""
+
+    def __init__(self, dim, metric):
+        self.dim = dim
+
+    def build(self, vectors, keys):
+        self.keys = keys
+
+    def search(self, queries, k):
+        keys = np.tile(self.keys[:k], (len(queries), 1)).astype(np.int64)
+        return keys, np.full(keys.shape, np.nan, dtype=np.float32)
+
+
+class Flat:
+    def __init__(self, dim, metric):
+        self.dim = dim
+
+    def build(self, vectors, keys):
+        self.vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.keys = keys
+
+    def search(self, queries, k):
+        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        scores = q @ self.vectors.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return self.keys[order], np.take_along_axis(scores, order, 1).astype(np.float32)
+
+
+@hookimpl
+def register_retrievers(register):
+    register("nan-retriever", NanRetriever)
+    register("third-party-flat", Flat)
+'''
+
+EXTRA = """
+[systems.xattn-thirdparty]
+retriever = "third-party-flat"
+fusion_head = { name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }
+
+[systems.xattn-nan]
+retriever = "nan-retriever"
+fusion_head = { name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }
+"""
+
+
+def make_suite(tmp_path: Path, demo_world: Path, with_plugin: bool = False) -> Path:
+    extra_systems = ', "xattn-thirdparty", "xattn-nan"' if with_plugin else ""
+    text = SUITE.format(root=demo_world, extra_systems=extra_systems,
+                        extra=EXTRA if with_plugin else "")
+    path = tmp_path / "tiny.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run_cli(*args, cache: Path, **kwargs):
+    env = {**os.environ, "RAVLM_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "ravlm_bench", *args], capture_output=True,
+                          text=True, env=env, timeout=900, **kwargs)
+
+
+def cell_metrics(run_dir: Path) -> dict:
+    cells = {}
+    for path in sorted((run_dir / "cells").rglob("seed-*.json")):
+        record = json.loads(path.read_text())
+        cells[str(path.relative_to(run_dir))] = (record["status"], record["metrics"])
+    return cells
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.slow
+def test_run_writes_cells_and_leaderboard(tmp_path, demo_world, cache):
+    suite = make_suite(tmp_path, demo_world)
+    run_dir = tmp_path / "run"
+    result = run_cli("run", str(suite), "--out", str(run_dir), "--quiet", cache=cache)
+    assert result.returncode == 0, result.stderr
+    cells = cell_metrics(run_dir)
+    assert len(cells) == 8 and all(status == "ok" for status, _ in cells.values())
+    category = cells["cells/coco-category/xattn-exact/seed-0.json"][1]
+    assert 0.0 <= category["weighted_f1"] <= 1.0 and "ci95" in category
+    retrieval = cells["cells/coco-retrieval/infonce-exact/seed-1.json"][1]
+    assert 0.0 <= retrieval["t2i_R@1"] <= retrieval["t2i_R@10"] <= 1.0
+    record = json.loads((run_dir / "cells/coco-category/knn-exact/seed-0.json").read_text())
+    assert set(record["timings"]) >= {"encode_s", "index_s", "train_s", "evaluate_s"}
+    assert record["cost"]["retrieval_qps"] > 0
+    assert record["provenance"]["versions"]["torch"].startswith("2.")
+    assert record["provenance"]["components"]["retrievers"]["name"] == "exact"
+    assert "coco-category" in result.stdout and "xattn-exact" in result.stdout
+
+    # a rerun skips every finished cell; a different seed order gives the same metrics
+    again = run_cli("run", str(suite), "--out", str(run_dir), "--quiet", cache=cache)
+    assert again.returncode == 0, again.stderr
+    assert "0 cells run, 8 already finished" in again.stdout
+    assert cell_metrics(run_dir) == cells
+
+
+@pytest.mark.slow
+def test_failed_cell_is_recorded_and_third_party_gets_rows(tmp_path, demo_world, cache):
+    plugin = tmp_path / "flaky.py"
+    plugin.write_text(FLAKY_PLUGIN)
+    suite = make_suite(tmp_path, demo_world, with_plugin=True)
+    run_dir = tmp_path / "run"
+    result = run_cli("-p", str(plugin), "run", str(suite), "--out", str(run_dir), "--quiet",
+                     cache=cache)
+    assert result.returncode == 1
+    failed = json.loads((run_dir / "cells/coco-category/xattn-nan/seed-0.json").read_text())
+    assert failed["status"] == "failed"
+    assert failed["error"]["plugin"] == "flaky"
+    assert "retriever 'nan-retriever' (plugin 'flaky'): broke the contract" in \
+        failed["error"]["message"]
+    assert "failed: coco-category / xattn-nan / seed 0: retriever 'nan-retriever'" in result.stderr
+    third = json.loads((run_dir / "cells/coco-category/xattn-thirdparty/seed-1.json").read_text())
+    assert third["status"] == "ok"
+    assert "xattn-thirdparty" in result.stdout  # its own leaderboard row
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_leaderboard(tmp_path, demo_world, cache):
+    suite = make_suite(tmp_path, demo_world)
+    whole = tmp_path / "whole"
+    assert run_cli("run", str(suite), "--out", str(whole), "--quiet",
+                   cache=cache).returncode == 0
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "RAVLM_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "ravlm_bench", "run", str(suite),
+                                "--out", str(killed), "--quiet"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list((killed / "cells").rglob("seed-*.json"))) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = len(list((killed / "cells").rglob("seed-*.json")))
+    assert 3 <= partial < 8, "the run should have been killed part-way"
+
+    resumed = run_cli("run", str(suite), "--out", str(killed), "--quiet", cache=cache)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already finished" in resumed.stdout
+    assert cell_metrics(killed) == cell_metrics(whole)
+    md = {}
+    for run_dir in (whole, killed):
+        out = run_cli("leaderboard", str(run_dir), "--format", "markdown", "--out",
+                      str(run_dir / "lb"), cache=cache)
+        assert out.returncode == 0, out.stderr
+        md[run_dir.name] = sorted(p.read_text() for p in (run_dir / "lb").glob("*.md"))
+    assert md["whole"] == md["killed"]
