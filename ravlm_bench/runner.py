@@ -60,12 +60,14 @@ class Runner:
         cells = [(t, s, seed) for t in self.suite.tasks for s in t.systems
                  for seed in self.suite.seeds]
         bar = _progress_bar(len(cells), enabled=self.progress)
+        eta = _Eta(len(cells))
         prepared: dict[str, tuple[Any, Any, FeatureStore] | BaseException] = {}
         self._write_run_json()
         for task_spec, system_name, seed in cells:
             label = f"{task_spec.name} / {system_name} / seed {seed}"
             if not self.force and self.run_dir.finished(task_spec.name, system_name, seed):
                 summary.skipped.append((task_spec.name, system_name, seed))
+                eta.skip()
                 bar.update(1)
                 continue
             bar.set_postfix_str(f"{label}: preparing", refresh=True)
@@ -78,6 +80,8 @@ class Runner:
                 bar.set_postfix_str(f"{label}: running", refresh=True)
                 self._run_cell(task_spec, system_name, seed, *ready)
                 summary.done.append((task_spec.name, system_name, seed))
+                log.info("[%d/%d] %s done; %s", eta.finished + 1, len(cells), label,
+                         eta.remaining_text())
             except Exception as exc:  # one broken cell never stops the suite
                 if task_spec.name not in prepared:
                     prepared[task_spec.name] = exc
@@ -86,6 +90,7 @@ class Runner:
                 log.debug("%s", traceback.format_exc())
                 self._write_failed(task_spec, system_name, seed, exc)
                 summary.failed.append((task_spec.name, system_name, seed, message))
+            eta.tick()
             bar.update(1)
         bar.close()
         return summary
@@ -230,6 +235,31 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+class _Eta:
+    """Time left, estimated from the cells this process actually ran (not skipped ones)."""
+
+    def __init__(self, total: int):
+        import time
+
+        self.total, self.finished, self.ran = total, 0, 0
+        self.started = time.monotonic()
+        self._clock = time.monotonic
+
+    def skip(self) -> None:
+        self.finished += 1
+
+    def tick(self) -> None:
+        self.finished += 1
+        self.ran += 1
+
+    def remaining_text(self) -> str:
+        if not self.ran:
+            return "estimating time left"
+        per_cell = (self._clock() - self.started) / (self.ran + 1)
+        left = per_cell * (self.total - self.finished - 1)
+        return f"about {left / 60:.1f} min left"
 
 
 class _NullBar:
