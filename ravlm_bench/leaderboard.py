@@ -274,7 +274,7 @@ def load_run(run_dir: str | Path) -> Leaderboard:
     for task, meta in board.tasks.items():
         metrics = board.metrics(task)
         rows = {}
-        for system in board.systems:
+        for system in meta.get("systems", board.systems):  # the systems the suite ran on it
             sub = board.cells[(board.cells["task"] == task) & (board.cells["system"] == system)] \
                 if len(board.cells) else board.cells
             row = _system_row(sub, metrics, len(board.seeds))
@@ -285,7 +285,7 @@ def load_run(run_dir: str | Path) -> Leaderboard:
         table.index.name = "system"
         board.tables[task] = table
         overview[task] = table[board.main_metric(task)]
-    board.overview = pd.DataFrame(overview, index=list(board.systems))
+    board.overview = pd.DataFrame(overview).reindex(list(board.systems))
     board.overview.index.name = "system"
     return board
 
@@ -385,7 +385,8 @@ def error_lines(board: Leaderboard, task: str) -> list[str]:
 def display_overview(board: Leaderboard) -> pd.DataFrame:
     """Systems x tasks: the main metric as ``mean ± std``, or ``failed``."""
     out = {task: [format_metric(board.tables[task].loc[s], board.main_metric(task),
-                                with_ci=False) for s in board.systems]
+                                with_ci=False) if s in board.tables[task].index else "–"
+                  for s in board.systems]
            for task in board.tasks}
     frame = pd.DataFrame(out, index=list(board.systems))
     frame.index.name = "system"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ravlm_bench.errors import ComponentError, ConfigError
+from ravlm_bench.errors import ComponentError, ConfigError, RavlmError
 from ravlm_bench.host import RavlmPluginManager
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ class Registry:
         entry = self.get(kind, name)
         try:
             return entry.factory(**params)
-        except ComponentError:
-            raise
+        except RavlmError:
+            raise  # configuration and data errors already say what is wrong, and where
         except Exception as exc:
             raise ComponentError(
                 kind[:-1], name, entry.plugin, f"factory failed: {type(exc).__name__}: {exc}"

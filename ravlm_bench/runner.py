@@ -85,6 +85,10 @@ class Runner:
             except Exception as exc:  # one broken cell never stops the suite
                 if task_spec.name not in prepared:
                     prepared[task_spec.name] = exc
+                    if task_spec.name not in self._run["tasks"]:
+                        # the task could not even be created: its kind is unknown, and
+                        # its failed cells still need a table to show in
+                        self._record_task(task_spec, "classification", None)
                 message = _one_line(exc)
                 log.error("%s failed: %s", label, message)
                 log.debug("%s", traceback.format_exc())
@@ -105,6 +109,7 @@ class Runner:
         if kind not in MAIN_METRIC:
             raise ComponentError("task", task.name, task.plugin,
                                  f"kind must be 'classification' or 'retrieval', got {kind!r}")
+        self._record_task(task_spec, kind, None)
         params = dict(self.suite.data.get(dataset_name, {}))
         params = self._resolve_root(dataset_name, params)
         dataset = self.factory.create("datasets", ComponentSpec(dataset_name, params))
@@ -115,7 +120,7 @@ class Runner:
             fingerprint = f"{dataset.obj.fingerprint()}-{task_spec.name}-{data_seed}"
         self._report_leakage(task_spec.name, data, kind)
         features = FeatureStore(fingerprint, self.cache, progress=self.progress)
-        self._record_task(task_spec.name, kind, data)
+        self._record_task(task_spec, kind, data)
         return task, data, features
 
     def _resolve_root(self, dataset_name: str, params: dict) -> dict:
@@ -196,16 +201,17 @@ class Runner:
         self._run = run
         atomic_write_json(path, run)
 
-    def _record_task(self, task: str, kind: str, data) -> None:
-        entry = {"kind": kind, "main_metric": MAIN_METRIC[kind]}
-        if kind == "classification":
+    def _record_task(self, task_spec: TaskSpec, kind: str, data) -> None:
+        entry = {"kind": kind, "main_metric": MAIN_METRIC[kind],
+                 "systems": list(task_spec.systems)}
+        if data is not None and kind == "classification":
             entry["classes"] = list(data.classes)
             entry["sizes"] = {"train": len(data.train), "test": len(data.test),
                               "val": len(data.val) if data.val is not None else 0}
-        else:
+        elif data is not None:
             entry["sizes"] = {"train_images": len(data.train), "test_images": len(data.test),
                               "test_captions": len(data.test.texts)}
-        self._run["tasks"][task] = entry
+        self._run["tasks"][task_spec.name] = entry
         atomic_write_json(self.run_dir.run_json, self._run)
 
     def _report_leakage(self, task: str, data, kind: str) -> None:

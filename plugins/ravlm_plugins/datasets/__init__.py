@@ -1,0 +1,49 @@
+"""The reference dataset plugins: COCO, Flickr30k and Visual Genome in their on-disk formats.
+
+Registered through the ``ravlm_bench`` entry point ``datasets`` like any third-party plugin.
+Importing this module touches no disk; each factory imports its loader when called. (The
+factories are named ``create_*`` because importing submodule ``coco`` sets the package
+attribute ``coco``, which would replace a function of that name.)
+
+Every factory takes ``root`` (default: ``$RAVLM_DATA/<name>``), ``check_images`` (default
+True: each image file must exist and its header decode) and ``on_bad_image`` (``"fail"``,
+the default, or ``"skip"``). Dataset-specific options:
+
+- ``coco``: ``year`` (2014 or 2017; detected from the files), ``split_scheme``
+  (``"karpathy"`` when ``dataset_coco.json`` is present, else ``"official"``).
+- ``visual_genome``: ``split_seed`` (Visual Genome has no official split: images are split
+  80 / 10 / 10 into train / val / test by a hash of the image id and this seed).
+"""
+
+from __future__ import annotations
+
+from ravlm_bench.hookspecs import hookimpl
+
+
+def create_coco(**params):
+    from .coco import create
+
+    return create(**params)
+
+
+def create_flickr30k(**params):
+    from .flickr30k import create
+
+    return create(**params)
+
+
+def create_visual_genome(**params):
+    from .visual_genome import create
+
+    return create(**params)
+
+
+@hookimpl
+def register_datasets(register):
+    register("coco", create_coco,
+             description="COCO 2014/2017 captions and instances; official or Karpathy splits")
+    register("flickr30k", create_flickr30k,
+             description="Flickr30k captions; Karpathy splits or results_20130124.token")
+    register("visual_genome", create_visual_genome,
+             description="Visual Genome v1.2 images, questions, regions and objects; "
+             "hashed train/val/test split")

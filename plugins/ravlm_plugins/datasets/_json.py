@@ -1,0 +1,134 @@
+"""Strict JSON reading: one-line errors with file, line and column; required-key checks.
+
+Annotation files reach hundreds of megabytes, so the parser takes an ``object_hook`` that
+loaders use to turn each record into a small tuple as soon as it is parsed (dropping what
+they never read, such as segmentation polygons): peak memory stays below a plain
+``json.load`` of the same file. The cyclic garbage collector is paused while parsing,
+because it would otherwise rescan the growing object graph again and again.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ravlm_bench.errors import DataError
+
+_CONSTANT = re.compile(r"(?<![\w\"])(-?Infinity|NaN)(?![\w\"])")
+
+
+@contextmanager
+def gc_paused():
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _NonStandardConstant(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _NonStandardConstant(name)
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def read_text(path: Path, display: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{display}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{display}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{display}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_json(path: Path, display: str, object_hook: Callable[[dict], Any] | None = None) -> Any:
+    """Parse ``path`` strictly; ``display`` names the file in messages (relative to the root)."""
+    text = read_text(path, display)
+    decoder = json.JSONDecoder(object_hook=object_hook, parse_constant=_reject_constant)
+    with gc_paused():
+        try:
+            return decoder.decode(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{display}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
+        except _NonStandardConstant as exc:
+            match = _CONSTANT.search(text)
+            line, col = _line_col(text, match.start()) if match else (0, 0)
+            raise DataError(
+                f"{display}: malformed JSON at line {line}, column {col}: {exc} is not valid "
+                "JSON (write null or a number)"
+            ) from None
+
+
+def expect_object(value: Any, display: str, where: str = "the top level") -> dict:
+    if not isinstance(value, dict):
+        raise DataError(f"{display}: {where} is {_json_type(value)}, expected an object")
+    return value
+
+
+def expect_list(value: Any, display: str, where: str) -> list:
+    if not isinstance(value, list):
+        raise DataError(f"{display}: {where} is {_json_type(value)}, expected a list")
+    return value
+
+
+def get_list(top: dict, key: str, display: str, *, required: bool = True) -> list:
+    if key not in top:
+        if required:
+            raise DataError(f"{display}: lacks required top-level key {key!r}")
+        return []
+    return expect_list(top[key], display, repr(key))
+
+
+def require_keys(item: Any, keys: Iterable[str], display: str, where: str) -> dict:
+    """``where`` is like ``"annotations[12]"``; raises naming the first missing key."""
+    expect_object(item, display, where)
+    for key in keys:
+        if key not in item:
+            raise DataError(f"{display}: {where} lacks required key {key!r}")
+    return item
+
+
+def compact_records(items: list, keys: Sequence[str], display: str, section: str) -> list[tuple]:
+    """Check that every item of ``items`` was compacted by the object hook into a tuple.
+
+    An item the hook left as a dict lacked one of ``keys``; raise naming it.
+    """
+    for index, item in enumerate(items):
+        if type(item) is not tuple:
+            require_keys(item, keys, display, f"{section}[{index}]")
+            # all keys present but not compacted: the hook did not recognise the record
+            raise DataError(f"{display}: {section}[{index}] is not a valid record")
+    return items
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"

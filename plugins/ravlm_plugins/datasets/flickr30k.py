@@ -1,0 +1,156 @@
+"""Flickr30k: Karpathy ``dataset_flickr30k.json`` (train / val / test), or, without it, the
+original ``results_20130124.token`` (every image in one split, ``"all"``).
+
+Images live in ``flickr30k-images/``. ``image_id`` is the file name's number
+(``1000092795.jpg`` -> 1000092795, the Flickr photo id) when it is numeric, else the
+Karpathy ``imgid``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ravlm_bench.errors import DataError
+
+from ._assemble import ImageIndex, captions_table, drop_duplicate_ids, take_strings
+from ._base import LoadedDataset, Parsed, load, resolve_root
+from ._columns import int_column, str_column
+from ._json import expect_object, get_list, read_json, read_text, require_keys
+from ._paths import image_paths, unsafe_reason
+from ._schemas import make_table
+
+NAME = "flickr30k"
+LOADER_VERSION = "1"
+KARPATHY_FILE = "dataset_flickr30k.json"
+TOKEN_FILE = "results_20130124.token"
+IMAGE_DIR = "flickr30k-images"
+KARPATHY_IMAGE_KEYS = ("filename", "imgid", "split", "sentences")
+
+
+class Flickr30kDataset(LoadedDataset):
+    pass
+
+
+def create(root: str | Path | None = None, *, check_images: bool = True,
+           on_bad_image: str = "fail") -> Flickr30kDataset:
+    root = resolve_root(NAME, root)
+    if (root / KARPATHY_FILE).is_file():
+        source, parse = root / KARPATHY_FILE, partial(_parse_karpathy, root)
+    elif (root / TOKEN_FILE).is_file():
+        source, parse = root / TOKEN_FILE, partial(_parse_token_file, root)
+    else:
+        raise DataError(f"flickr30k ({root}): neither {KARPATHY_FILE} nor {TOKEN_FILE} found; "
+                        "put one of them at the dataset root")
+    meta, directory, key = load(NAME, root, LOADER_VERSION, [source], {}, parse,
+                                check_images=check_images, on_bad_image=on_bad_image,
+                                image_dirs=[root / IMAGE_DIR])
+    return Flickr30kDataset(NAME, root, meta, directory, key)
+
+
+def _image_id(filename: str, fallback) -> int:
+    stem = os.path.splitext(filename)[0]
+    return int(stem) if stem.isdigit() else fallback
+
+
+def _karpathy_hook(d: dict):
+    if "raw" in d:
+        try:
+            return (d["sentid"], d["raw"])
+        except KeyError:
+            return d
+    return d
+
+
+def _parse_karpathy(root: Path) -> Parsed:
+    display = KARPATHY_FILE
+    top = expect_object(read_json(root / KARPATHY_FILE, display, _karpathy_hook), display)
+    problems: list[str] = []
+    ids, names, splits, cap_ids, cap_images, cap_texts, rejected = [], [], [], [], [], [], []
+    for i, entry in enumerate(get_list(top, "images", display)):
+        require_keys(entry, KARPATHY_IMAGE_KEYS, display, f"images[{i}]")
+        filename = entry["filename"]
+        reason = unsafe_reason(filename)
+        if reason:
+            rejected.append(f"images[{i}] filename {filename!r} {reason}")
+            continue
+        image_id = _image_id(filename, entry["imgid"])
+        ids.append(image_id)
+        names.append(filename)
+        splits.append(entry["split"])
+        sentences = entry["sentences"]
+        if not isinstance(sentences, list):
+            raise DataError(f"{display}: images[{i}] key 'sentences' is not a list")
+        for j, sentence in enumerate(sentences):
+            if type(sentence) is not tuple:
+                require_keys(sentence, ("raw", "sentid"), display, f"images[{i}].sentences[{j}]")
+            cap_ids.append(sentence[0])
+            cap_images.append(image_id)
+            cap_texts.append(sentence[1])
+    del top
+    if rejected:
+        problems.append(f"{display}: {len(rejected)} images with unsafe file names rejected "
+                        f"(with their captions), e.g. {rejected[0]}")
+    images = {"image_id": int_column(ids, display, "images", "imgid"), "name": names,
+              "split": str_column(splits, display, "images", "split")}
+    captions = {
+        "caption_id": int_column(cap_ids, display, "sentences", "sentid"),
+        "image_id": np.array(cap_images, dtype=np.int64),
+        "caption": [t.strip() for t in str_column(cap_texts, display, "sentences", "raw")],
+    }
+    return _tables(root, images, captions, display, problems, [])
+
+
+def _parse_token_file(root: Path) -> Parsed:
+    """``1000092795.jpg#0<TAB>Two young guys ... .``: five lines per image."""
+    display = TOKEN_FILE
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    cap_images, cap_texts, bad_lines = [], [], []
+    for number, line in enumerate(read_text(root / TOKEN_FILE, display).splitlines(), 1):
+        if not line.strip():
+            continue
+        key, tab, caption = line.partition("\t")
+        filename, hash_, _ = key.partition("#")
+        if not tab or not hash_ or not caption.strip() or unsafe_reason(filename):
+            bad_lines.append(number)
+            continue
+        image_id = names.setdefault(filename, _image_id(filename, len(names)))
+        cap_images.append(image_id)
+        cap_texts.append(caption.strip())
+    if bad_lines:
+        problems.append(f"{display}: {len(bad_lines)} lines are not 'NAME.jpg#N<TAB>caption' "
+                        f"(skipped), first at line {bad_lines[0]}")
+    images = {"image_id": np.array(list(names.values()), dtype=np.int64),
+              "name": list(names), "split": ["all"] * len(names)}
+    captions = {"caption_id": np.arange(len(cap_texts), dtype=np.int64),
+                "image_id": np.array(cap_images, dtype=np.int64), "caption": cap_texts}
+    notes = [f"no {KARPATHY_FILE}: all {len(names)} images of {TOKEN_FILE} are in one split "
+             "'all' (add the Karpathy file for train/val/test)"]
+    return _tables(root, images, captions, display, problems, notes)
+
+
+def _tables(root: Path, images: dict, captions: dict, display: str, problems: list[str],
+            notes: list[str]) -> Parsed:
+    images = drop_duplicate_ids(images, "image_id", display, "images", problems)
+    ids = images["image_id"]
+    split_names = sorted(set(images["split"]))
+    code_of = {s: k for k, s in enumerate(split_names)}
+    codes = np.array([code_of[s] for s in images["split"]], dtype=np.int32)
+    index = ImageIndex(ids, codes, split_names)
+    numeric = np.array([os.path.splitext(n)[0].isdigit() for n in images["name"]], dtype=bool)
+    tables = {
+        "images": make_table("images", {
+            "image_id": ids, "image_path": image_paths(root / IMAGE_DIR, images["name"]),
+            "split": take_strings(split_names, codes),
+            # sizes come from the image headers when images are checked
+            "width": np.full(len(ids), -1, np.int32), "height": np.full(len(ids), -1, np.int32),
+            "coco_id": np.full(len(ids), -1, np.int64),
+            "flickr_id": np.where(numeric, ids, -1).astype(np.int64),
+        }),
+        "captions": captions_table([(captions, display)], index, problems),
+    }
+    return Parsed(tables, problems, notes, {})

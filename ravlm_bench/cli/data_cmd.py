@@ -1,0 +1,101 @@
+"""`ravlm-bench data demo` (write the demo world) and `ravlm-bench data check` (validate a tree)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ravlm_bench.errors import ComponentError, RavlmError
+
+KIND_COLUMNS = ("images", "captions", "instances", "questions", "regions", "objects")
+
+
+# the sizes of ravlm_bench.demo.SIZES, spelled out so that building the parser does not
+# import numpy and Pillow (tests/test_cli_data.py checks that the two agree)
+DEMO_SIZES = ("tiny", "small", "medium")
+
+
+def add_parser(subparsers, common) -> None:
+    p = subparsers.add_parser("data", parents=[common], help="demo world and dataset checks")
+    actions = p.add_subparsers(dest="data_action", metavar="ACTION", required=True)
+
+    demo = actions.add_parser("demo", parents=[common],
+                              help="write the synthetic demo world (COCO, Flickr30k, VG trees)")
+    demo.add_argument("--out", required=True, type=Path, metavar="DIR",
+                      help="new or empty directory to write into")
+    demo.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    demo.add_argument("--size", choices=DEMO_SIZES, default="small",
+                      help="how many images (default small)")
+    demo.add_argument("--json", action="store_true", help="machine-readable output")
+    demo.set_defaults(handler=write_demo)
+
+    check = actions.add_parser("check", parents=[common],
+                               help="validate a dataset tree and list every problem found")
+    check.add_argument("dir", type=Path, metavar="DIR", help="the dataset's root directory")
+    check.add_argument("--format", required=True, metavar="NAME",
+                       help="dataset plugin: coco, flickr30k, visual_genome (or a plugin's)")
+    check.add_argument("--on-bad-image", choices=["fail", "skip"], default="fail",
+                       help="missing or corrupt image files: fail (default) or skip them")
+    check.add_argument("--no-image-check", action="store_true",
+                       help="do not open the image files")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(handler=check_tree)
+
+
+def write_demo(ctx) -> int:
+    from ravlm_bench.demo import generate_demo_world
+
+    args = ctx.args
+    summary = generate_demo_world(args.out, seed=args.seed, size=args.size)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+        return 0
+    rows = [[name, t.images, t.captions, t.instances, t.categories, t.questions, t.regions,
+             t.objects, ", ".join(f"{s} {n}" for s, n in t.splits.items())]
+            for name, t in summary.trees.items()]
+    print(f"demo world (seed {summary.seed}, size {summary.size}) written to {args.out}")
+    print(tabulate(rows, headers=["tree", "images", "captions", "instances", "categories",
+                                  "questions", "regions", "objects", "splits"]))
+    print(f"check one with: ravlm-bench data check {args.out / 'coco'} --format coco")
+    return 0
+
+
+def open_dataset(ctx, name: str, root: Path, **params):
+    """Create a dataset through the registry; a data error keeps its own one-line message."""
+    try:
+        return ctx.registry.create("datasets", name, root=str(root), **params)
+    except ComponentError as exc:
+        if isinstance(exc.__cause__, RavlmError):
+            raise exc.__cause__ from None
+        raise
+
+
+def check_tree(ctx) -> int:
+    args = ctx.args
+    dataset = open_dataset(ctx, args.format, args.dir, on_bad_image=args.on_bad_image,
+                           check_images=not args.no_image_check)
+    summary = dataset.summary()
+    problems = list(getattr(dataset, "problems", []))
+    notes = list(getattr(dataset, "notes", []))
+    if args.json:
+        print(json.dumps({"dataset": dataset.name, "root": str(dataset.root), **summary,
+                          "problems": problems, "notes": notes}, indent=2))
+        return 0
+    counts = summary["counts"]
+    kinds = [k for k in KIND_COLUMNS if k in counts]
+    rows = [[split] + [counts[k].get(split, 0) for k in kinds] for split in summary["splits"]]
+    rows.append(["total"] + [sum(counts[k].values()) for k in kinds])
+    print(f"{dataset.name} at {dataset.root}: {len(summary['splits'])} splits, "
+          f"{summary.get('categories', 0)} categories")
+    print(tabulate(rows, headers=["split", *kinds]))
+    for note in notes:
+        print(f"note: {note}")
+    if problems:
+        print(f"{len(problems)} problems found (the affected records were dropped):")
+        for problem in problems:
+            print(f"  - {problem}")
+    else:
+        print("no problems found")
+    return 0

@@ -1,0 +1,65 @@
+"""Shared fixtures: an isolated cache directory for the whole session, and the demo world."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests never write to the user's cache and never reach the network."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAVLM_BENCH_CACHE", str(tmp_path_factory.mktemp("ravlm-cache")))
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("HF_DATASETS_OFFLINE", "1")
+    patch.delenv("RAVLM_DATA", raising=False)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory) -> Path:
+    """A tiny demo world (seed 0), generated once per session: ``coco/``, ``flickr30k/``,
+    ``visual_genome/`` and ``demo_world.json``. Treat it as read-only; use ``demo_copy``
+    for a tree a test modifies."""
+    from ravlm_bench.demo import generate_demo_world
+
+    root = tmp_path_factory.mktemp("demo") / "world"
+    generate_demo_world(root, seed=0, size="tiny")
+    return root
+
+
+@pytest.fixture
+def demo_copy(demo_world, tmp_path):
+    """``demo_copy("coco")`` -> a private, modifiable copy of one demo tree."""
+
+    def copy(tree: str) -> Path:
+        target = tmp_path / tree
+        shutil.copytree(demo_world / tree, target)
+        return target
+
+    return copy
+
+
+@pytest.fixture
+def registry():
+    from ravlm_bench.host import get_plugin_manager
+    from ravlm_bench.registry import Registry
+
+    return Registry(get_plugin_manager())
+
+
+@pytest.fixture
+def edit_json():
+    """``edit_json(path, fn)``: load a JSON file, let ``fn(data)`` change it, write it back."""
+
+    def edit(path: Path, change) -> None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        change(data)
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+    return edit
