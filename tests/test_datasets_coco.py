@@ -162,9 +162,8 @@ def test_2014_layout_official_and_karpathy(registry, demo_world, tmp_path):
 
 
 def test_root_from_environment_or_a_clear_error(registry, demo_world, monkeypatch):
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ConfigError) as info:
         registry.create("datasets", "coco")
-    assert isinstance(info.value.__cause__, ConfigError)
     assert "RAVLM_DATA" in str(info.value) and "root=" in str(info.value)
     monkeypatch.setenv("RAVLM_DATA", str(demo_world))
     assert registry.create("datasets", "coco").root == (demo_world / "coco").resolve()

@@ -7,17 +7,12 @@ import re
 
 import pytest
 
-from ravlm_bench.errors import ComponentError, DataError
+from ravlm_bench.errors import DataError
 
 
 def create(registry, name, root, **params):
-    """Create through the registry; unwrap the DataError a factory raised."""
-    try:
-        return registry.create("datasets", name, root=root, **params)
-    except ComponentError as exc:
-        if isinstance(exc.__cause__, DataError):
-            raise exc.__cause__ from None
-        raise
+    """Create through the registry, as a run does (a DataError passes through unwrapped)."""
+    return registry.create("datasets", name, root=root, **params)
 
 
 def captions_file(root):

@@ -112,7 +112,8 @@ def test_local_plugin_file_with_p(tmp_path):
 
 def test_version_and_usage_errors():
     result = run_cli("--version")
-    assert result.returncode == 0 and result.stdout.strip() == f"ravlm-bench {ravlm_bench.__version__}"
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ravlm-bench {ravlm_bench.__version__}"
     bad_kind = run_cli("list", "retriever")
     assert bad_kind.returncode == 2 and "invalid choice: 'retriever'" in bad_kind.stderr
     assert run_cli("no-such-command").returncode == 2

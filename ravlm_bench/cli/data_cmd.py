@@ -7,8 +7,6 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ravlm_bench.errors import ComponentError, RavlmError
-
 KIND_COLUMNS = ("images", "captions", "instances", "questions", "regions", "objects")
 
 
@@ -63,13 +61,8 @@ def write_demo(ctx) -> int:
 
 
 def open_dataset(ctx, name: str, root: Path, **params):
-    """Create a dataset through the registry; a data error keeps its own one-line message."""
-    try:
-        return ctx.registry.create("datasets", name, root=str(root), **params)
-    except ComponentError as exc:
-        if isinstance(exc.__cause__, RavlmError):
-            raise exc.__cause__ from None
-        raise
+    """Create a dataset through the registry (data errors keep their own one-line message)."""
+    return ctx.registry.create("datasets", name, root=str(root), **params)
 
 
 def check_tree(ctx) -> int:

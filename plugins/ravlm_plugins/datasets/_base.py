@@ -42,7 +42,7 @@ def resolve_root(name: str, root: str | Path | None) -> Path:
         if root is None:
             raise ConfigError(
                 f"dataset {name!r}: no data directory; pass root=DIR (a suite's "
-                f"[datasets.{name}] root) or set ${DATA_ENV} so that ${DATA_ENV}/{name} is used"
+                f"[data.{name}] root) or set ${DATA_ENV} so that ${DATA_ENV}/{name} is used"
             )
     path = Path(root).expanduser()
     if not path.is_dir():
