@@ -46,6 +46,25 @@ class Retriever(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+@runtime_checkable
+class LabelledRetriever(Protocol):
+    """Optional retriever extension: a retriever that reads labels (the attribution bounds).
+
+    It sets ``uses_labels = True``; ``build`` then also receives the knowledge base's labels
+    and ``search`` the queries' labels (int64, ``-1`` = outside the label space), both as the
+    keyword ``labels``. :func:`ravlm_bench.knowledge.build_index` and
+    :func:`ravlm_bench.knowledge.retrieve` pass them; everything else about ``search`` (shapes,
+    dtypes, best first, ``-1`` padding) is as for :class:`Retriever`.
+    """
+
+    uses_labels: bool
+
+    def build(self, vectors: np.ndarray, keys: np.ndarray, labels: np.ndarray) -> None: ...
+
+    def search(self, queries: np.ndarray, k: int,
+               labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 def validate_vectors(out: Any, n: int, dim: int, what: str = "encode") -> np.ndarray:
     """Check an encoder's output: float32, shape (n, dim), finite."""
     if not isinstance(out, np.ndarray):
@@ -70,7 +89,8 @@ def validate_search(result: Any, m: int, k: int) -> tuple[np.ndarray, np.ndarray
             got = getattr(arr, "dtype", type(arr).__name__)
             raise ContractViolation(f"search returned {label} of {got}, expected {dtype.__name__}")
         if arr.shape != (m, k):
-            raise ContractViolation(f"search returned {label} of shape {arr.shape}, expected {(m, k)}")
+            raise ContractViolation(f"search returned {label} of shape {arr.shape}, "
+                                    f"expected {(m, k)}")
     valid = keys >= 0
     if (keys < -1).any():
         raise ContractViolation("search returned negative keys other than the -1 padding")
@@ -102,7 +122,9 @@ RECORD_SCHEMAS: dict[str, dict[str, str]] = {
         "width": "int32", "height": "int32",
         "coco_id": "int64 (-1: none)", "flickr_id": "int64 (-1: none)",
     },
-    "captions": {"caption_id": "int64", "image_id": "int64", "caption": "string", "split": "string"},
+    "captions": {
+        "caption_id": "int64", "image_id": "int64", "caption": "string", "split": "string",
+    },
     "instances": {
         "annotation_id": "int64", "image_id": "int64", "category_id": "int32",
         "category": "string", "bbox": "list<float32> [x, y, w, h]", "area": "float32",

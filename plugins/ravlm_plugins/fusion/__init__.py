@@ -1,0 +1,48 @@
+"""The reference fusion heads, registered through the same hook a third party uses.
+
+``concat`` (no retrieval), ``knn`` (the neighbours' labels vote), ``xattn`` (cross-attention
+over the retrieved items) and ``infonce`` (the joint embedding of retrieval tasks). Each
+factory takes ``dim`` (image + text feature width) and the suite's parameters; torch is
+imported only when a factory is called. (The factories are not named after their
+submodules: importing ``.concat`` sets the package attribute ``concat`` to the module.)
+"""
+
+from __future__ import annotations
+
+from ravlm_bench.hookspecs import hookimpl
+
+
+def concat_head(**params):
+    from .concat import ConcatHead
+
+    return ConcatHead(**params)
+
+
+def knn_head(**params):
+    from .knn import KnnHead
+
+    return KnnHead(**params)
+
+
+def xattn_head(**params):
+    from .xattn import CrossAttentionHead
+
+    return CrossAttentionHead(**params)
+
+
+def infonce_embedding(**params):
+    from .infonce import InfoNCEEmbedding
+
+    return InfoNCEEmbedding(**params)
+
+
+@hookimpl
+def register_fusion_heads(register) -> None:
+    register("concat", concat_head,
+             description="no retrieval: [image; text] -> Linear(hidden=1024) -> classifier")
+    register("knn", knn_head,
+             description="retrieval only: top-k neighbours' labels vote (optional interpolate)")
+    register("xattn", xattn_head,
+             description="retrieval-augmented: cross-attention over k retrieved items + labels")
+    register("infonce", infonce_embedding,
+             description="joint embedding for retrieval tasks: projections + symmetric InfoNCE")

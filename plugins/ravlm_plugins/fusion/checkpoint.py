@@ -1,0 +1,106 @@
+"""Training checkpoints: ``last.safetensors``, rewritten atomically after every epoch.
+
+It holds the weights, the best weights so far, the optimizer's moments, the random states
+(the sampling generator and torch's global one, which dropout draws from) and the loop's
+counters, so a resumed run ends bit-identical to an uninterrupted one. A signature (head,
+hyperparameters, seed, data fingerprint) guards against resuming someone else's run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ravlm_bench.errors import ConfigError
+
+CHECKPOINT_NAME = "last.safetensors"
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    steps: int = 0
+    best_epoch: int = 0
+    best_accuracy: float = -math.inf
+    best_loss: float = math.inf
+    bad_epochs: int = 0
+    done: bool = False  # stopped early; reaching the epoch budget is not done: more may follow
+    history: list[dict] = field(default_factory=list)
+
+
+class Checkpoint:
+    """``last.safetensors`` in a directory: tensors plus JSON metadata, written atomically."""
+
+    def __init__(self, directory: Path | str, signature: str):
+        self.path = Path(directory) / CHECKPOINT_NAME
+        self.signature = signature
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def save(self, model: nn.Module, optimizer, state: TrainState,
+             best: dict[str, torch.Tensor] | None, generator: torch.Generator) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {f"model.{k}": v.detach().cpu().contiguous().clone()
+                   for k, v in model.state_dict().items()}
+        for k, v in (best or {}).items():
+            tensors[f"best.{k}"] = v.detach().cpu().contiguous().clone()
+        optim = optimizer.state_dict()
+        scalars: dict[str, float] = {}
+        for pid, pstate in optim["state"].items():
+            for key, value in pstate.items():
+                if torch.is_tensor(value):
+                    tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous().clone()
+                elif value is not None:
+                    scalars[f"{pid}.{key}"] = value
+        tensors["rng.generator"] = generator.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and next(model.parameters()).is_cuda:
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()  # dropout on the GPU draws here
+        metadata = {
+            "signature": self.signature,
+            "state": json.dumps(asdict(state)),
+            "param_groups": json.dumps(optim["param_groups"]),
+            "optim_scalars": json.dumps(scalars),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, self.path)
+
+    def load(self, model: nn.Module, optimizer, generator: torch.Generator):
+        """Restore everything :meth:`save` wrote; returns (state, best weights or None)."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("signature") != self.signature:
+                raise ConfigError(
+                    f"checkpoint {self.path} was written by a different head configuration or "
+                    f"data; delete it or give this run another checkpoint directory")
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        device = next(model.parameters()).device
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
+        optim_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                optim_state.setdefault(int(pid), {})[name] = value.to(device)
+        for key, value in json.loads(metadata["optim_scalars"]).items():
+            pid, name = key.split(".", 1)
+            optim_state.setdefault(int(pid), {})[name] = value
+        optimizer.load_state_dict({"state": optim_state,
+                                   "param_groups": json.loads(metadata["param_groups"])})
+        generator.set_state(tensors["rng.generator"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        return TrainState(**json.loads(metadata["state"])), best

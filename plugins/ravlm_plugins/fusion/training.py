@@ -1,0 +1,353 @@
+"""The training loop every trained fusion head shares.
+
+Adam and cross-entropy by default; optimizer, learning rate, weight decay, batch size,
+epochs and early stopping (patience, on validation accuracy) are suite parameters; class
+weights or balanced sampling for long-tailed tasks. After each epoch the loop writes
+``last.safetensors`` in ``checkpoint_dir`` (weights, best weights, optimizer moments, random
+states, counters), so a killed run resumes where it stopped and ends bit-identical to one
+that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ravlm_bench.errors import ConfigError
+
+from .checkpoint import Checkpoint, TrainState
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    """Suite parameters of the training loop (shared by every trained head)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 30
+    patience: int = 5  # epochs without a better validation score before stopping; 0: never
+    class_weights: str | None = None  # None or "balanced" (inverse class frequency in the loss)
+    sampling: str = "shuffle"  # "shuffle" or "balanced" (each class drawn equally often)
+    progress: bool = True  # a bar per run, updated each epoch; also needs stderr to be a TTY
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is not supported; use one of "
+                              f"{OPTIMIZERS}")
+        if self.class_weights not in (None, "none", "balanced"):
+            raise ConfigError(f"class_weights {self.class_weights!r}: use 'balanced' or omit it")
+        if self.sampling not in ("shuffle", "balanced"):
+            raise ConfigError(f"sampling {self.sampling!r}: use 'shuffle' or 'balanced'")
+        if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
+            raise ConfigError(f"batch_size must be >= 1, epochs >= 0 and lr > 0; got "
+                              f"{self.batch_size}, {self.epochs}, {self.lr}")
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+def train_config(head: str, params: dict) -> TrainConfig:
+    """A :class:`TrainConfig` from suite parameters; errors name the head and the parameter."""
+    known = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(f"fusion head {head}: unknown parameter(s) {', '.join(unknown)}; "
+                          f"training parameters are {', '.join(sorted(known))}")
+    try:
+        return TrainConfig(**params)
+    except ConfigError as exc:
+        raise ConfigError(f"fusion head {head}: {exc}") from None
+
+
+def show_progress(enabled: bool) -> bool:
+    """Bars only when asked for and a person is watching (not in CI logs or --quiet)."""
+    return bool(enabled) and sys.stderr.isatty()
+
+
+def progress_bar(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", leave=False,
+                disable=not show_progress(enabled))
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """scikit-learn's ``"balanced"``: n / (classes present * count); absent classes get 0."""
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
+    present = max(int((counts > 0).sum()), 1)
+    weights = np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def epoch_order(labels: np.ndarray, config: TrainConfig, generator: torch.Generator):
+    """The item indices of one epoch: a shuffle, or a class-balanced draw with replacement."""
+    n = len(labels)
+    if config.sampling == "shuffle":
+        return torch.randperm(n, generator=generator)
+    counts = np.bincount(labels[labels >= 0])
+    counts = np.maximum(counts, 1)  # only items with label -1 index an absent class
+    weights = np.where(labels >= 0, 1.0 / counts[np.maximum(labels, 0)], 0.0)
+    return torch.multinomial(torch.tensor(weights, dtype=torch.float64), n, replacement=True,
+                             generator=generator)
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------
+
+Batches = Callable[[str, torch.Tensor], tuple]  # (split, item indices) -> model inputs
+
+
+def train_classifier(
+    model: nn.Module,
+    batches: Batches,
+    train_labels: np.ndarray,
+    val_labels: np.ndarray | None,
+    *,
+    num_classes: int,
+    config: TrainConfig,
+    generator: torch.Generator,
+    checkpoint_dir: Path | str | None = None,
+    signature: str = "",
+    desc: str = "train",
+) -> dict:
+    """Train ``model`` (already on the config's device) and leave its best weights in it.
+
+    ``batches("train" | "val", indices)`` returns the model's positional inputs for those
+    items. With validation labels the best epoch is the one with the highest validation
+    accuracy (lower validation loss breaks ties) and training stops after ``patience``
+    epochs without one; without them the last epoch's weights are kept.
+    """
+    device = next(model.parameters()).device
+    optimizer = make_optimizer(config, model.parameters())
+    weight = None
+    if config.class_weights == "balanced":
+        weight = balanced_class_weights(train_labels, num_classes).to(device)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
+    y_train = torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
+    state, best = TrainState(), None
+    checkpoint = Checkpoint(checkpoint_dir, signature) if checkpoint_dir is not None else None
+    resumed_from = 0
+    if checkpoint is not None and checkpoint.exists():
+        state, best = checkpoint.load(model, optimizer, generator)
+        resumed_from = state.epoch
+        log.info("resuming %s from %s at epoch %d", desc, checkpoint.path, state.epoch)
+
+    start, steps_now = time.perf_counter(), 0
+    bar = progress_bar(config.epochs, min(state.epoch, config.epochs), config.progress, desc)
+    try:
+        while not state.done and state.epoch < config.epochs:
+            model.train()
+            order = epoch_order(np.asarray(train_labels), config, generator)
+            total, count = 0.0, 0
+            for begin in range(0, len(order), config.batch_size):
+                idx = order[begin:begin + config.batch_size]
+                target = y_train[idx].to(device)
+                if not (target >= 0).any():
+                    continue
+                loss = loss_fn(model(*batches("train", idx)), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+                steps_now += 1
+                state.steps += 1
+            state.epoch += 1
+            record = {"epoch": state.epoch, "loss": total / max(count, 1)}
+            if val_labels is not None and len(val_labels):
+                accuracy, val_loss = evaluate(model, batches, val_labels, config.batch_size)
+                record.update(val_accuracy=accuracy, val_loss=val_loss)
+                if (accuracy > state.best_accuracy
+                        or (accuracy == state.best_accuracy and val_loss < state.best_loss)):
+                    state.best_accuracy, state.best_loss = accuracy, val_loss
+                    state.best_epoch, state.bad_epochs = state.epoch, 0
+                    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    state.bad_epochs += 1
+                    if config.patience and state.bad_epochs >= config.patience:
+                        state.done = True
+            else:
+                state.best_epoch = state.epoch
+            state.history.append(record)
+            if checkpoint is not None:
+                checkpoint.save(model, optimizer, state, best, generator)
+            bar.update(1)
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
+    finally:
+        bar.close()
+    if best is not None:
+        model.load_state_dict(best)
+    model.eval()
+    seconds = time.perf_counter() - start
+    last = state.history[-1] if state.history else {}
+    return {
+        "epochs": state.epoch,
+        "steps": steps_now,
+        "seconds": seconds,
+        "steps_per_second": steps_now / seconds if seconds > 0 and steps_now else 0.0,
+        "train_loss": last.get("loss"),
+        "best_epoch": state.best_epoch,
+        "best_val_accuracy": state.best_accuracy if math.isfinite(state.best_accuracy) else None,
+        "stopped_early": state.epoch < config.epochs,
+        "resumed_from_epoch": resumed_from,
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, labels: np.ndarray,
+             batch_size: int) -> tuple[float, float]:
+    """Validation accuracy (a ``-1`` label always counts as wrong) and mean loss."""
+    model.eval()
+    device = next(model.parameters()).device
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    correct, loss_sum, counted = 0, 0.0, 0
+    for begin in range(0, len(y), max(batch_size, 256)):
+        idx = torch.arange(begin, min(begin + max(batch_size, 256), len(y)))
+        logits = model(*batches("val", idx)).float()
+        target = y[idx].to(device)
+        correct += int((logits.argmax(1) == target).sum())
+        known = target >= 0
+        if known.any():
+            loss_sum += float(nn.functional.cross_entropy(logits[known], target[known],
+                                                          reduction="sum"))
+            counted += int(known.sum())
+    model.train()
+    return correct / len(y), loss_sum / max(counted, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# The shared head: fit / predict_proba around a torch model
+# ---------------------------------------------------------------------------------------
+
+
+class TrainedHead:
+    """fit / predict_proba of a trained head; subclasses define the net and its inputs.
+
+    The query is ``[image; text]`` standardised with the training split's mean and std
+    (stored in the net, so checkpoints carry them).
+    """
+
+    name = "?"
+    uses_retrieval = True
+
+    def __init__(self, *, dim: int, dropout: float = 0.1, **train_params):
+        self.dim = int(dim)
+        self.dropout = float(dropout)
+        self.config = train_config(self.name, train_params)
+        self.model: nn.Module | None = None
+        self.num_classes: int | None = None
+
+    # -- what a subclass provides --------------------------------------------------------
+
+    def hyperparameters(self) -> dict:
+        return {"dropout": self.dropout}
+
+    def build_model(self, num_classes: int, mean: torch.Tensor, std: torch.Tensor) -> nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, inputs) -> dict[str, torch.Tensor]:
+        """Tensors of one split on the device, gathered per batch by :meth:`model_inputs`."""
+        return {"x": torch.from_numpy(query_matrix(inputs, self.dim, self.name)).to(self.device)}
+
+    def model_inputs(self, prepared: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple:
+        return (prepared["x"][idx.to(self.device)],)
+
+    # -- the contract ----------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.config.torch_device()
+
+    def fit(self, train, val=None, *, seed: int, checkpoint_dir: Path | str | None = None) -> dict:
+        from ravlm_bench.seeding import seed_everything
+
+        if train.labels is None:
+            raise ConfigError(f"fusion head {self.name}: fit needs training labels")
+        generator = seed_everything(seed)
+        x = query_matrix(train, self.dim, self.name)
+        mean = torch.from_numpy(x.mean(axis=0))
+        std = torch.from_numpy(x.std(axis=0) + np.float32(1e-6))
+        self.num_classes = int(train.num_classes)
+        self.model = self.build_model(self.num_classes, mean, std).to(self.device)
+        prepared = {"train": self.prepare(train)}
+        val_labels = None
+        if val is not None and val.labels is not None and len(val):
+            prepared["val"] = self.prepare(val)
+            val_labels = val.labels
+        # more epochs continue a run, so they are not part of what a checkpoint must match
+        config = {k: v for k, v in asdict(self.config).items()
+                  if k not in ("progress", "epochs")}
+        signature = json.dumps({"head": self.name, **self.hyperparameters(), **config,
+                                "seed": int(seed), "num_classes": self.num_classes,
+                                "data": data_fingerprint(train, val)}, sort_keys=True)
+        stats = train_classifier(
+            self.model, lambda split, idx: self.model_inputs(prepared[split], idx),
+            train.labels, val_labels, num_classes=self.num_classes, config=self.config,
+            generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
+            desc=f"fit {self.name}")
+        return {"head": self.name, **stats}
+
+    @torch.no_grad()
+    def predict_proba(self, inputs) -> np.ndarray:
+        if self.model is None:
+            raise ConfigError(f"fusion head {self.name}: predict_proba called before fit")
+        self.model.eval()
+        prepared = self.prepare(inputs)
+        out = [np.empty((0, self.num_classes), np.float32)]
+        for begin in range(0, len(inputs), 1024):
+            idx = torch.arange(begin, min(begin + 1024, len(inputs)))
+            logits = self.model(*self.model_inputs(prepared, idx)).float()
+            out.append(torch.softmax(logits, dim=1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+
+def query_matrix(inputs, dim: int, head: str) -> np.ndarray:
+    """``[image; text]`` of a :class:`FusionInputs`, checked against the factory's ``dim``."""
+    x = np.concatenate([np.asarray(inputs.image, np.float32),
+                        np.asarray(inputs.text, np.float32)], axis=1)
+    if x.shape[1] != dim:
+        raise ConfigError(f"fusion head {head}: image + text features are {x.shape[1]} wide but "
+                          f"the head was created with dim={dim}")
+    return np.ascontiguousarray(x)
+
+
+def data_fingerprint(*splits) -> str:
+    """What the training data was, so a checkpoint is never resumed on other data."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    for split in splits:
+        if split is None:
+            continue
+        for array in (split.image, split.text, split.labels, split.neighbours):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,313 @@
+"""From queries and a knowledge base to :class:`FusionInputs`: the retrieval stage of a run.
+
+The knowledge base is a task's training split. Queries and knowledge-base items are embedded
+the same way (:func:`query_vectors`) and searched with metric ``"cos"``; index keys are
+knowledge-base row numbers. During training, :func:`retrieve` with ``exclude_same_image``
+never returns an item showing the query's own image (leave-one-out by image id, not by row:
+the other captions or questions of the same image would leak its label). :func:`find_leakage`
+reports test images that also appear in the training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ravlm_bench.contracts import FusionInputs, KnowledgeBase, validate_search
+from ravlm_bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SEARCH_BATCH = 4096  # queries per search call: bounds an exact retriever's score matrix
+
+
+def query_vectors(image: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """L2-normalised image and text features side by side, scaled to unit length.
+
+    Each half is normalised on its own so neither modality dominates the cosine similarity;
+    the ``1/sqrt(2)`` makes the whole vector unit length. Zero rows stay zero.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    text = np.asarray(text, dtype=np.float32)
+    if image.ndim != 2 or text.ndim != 2 or len(image) != len(text):
+        raise ConfigError(f"query_vectors needs image (n, d) and text (n, d) features with the "
+                          f"same n, got shapes {image.shape} and {text.shape}")
+    halves = [_unit_rows(image), _unit_rows(text)]
+    return (np.concatenate(halves, axis=1) / np.float32(np.sqrt(2.0))).astype(np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, np.float32(1e-12))
+
+
+def build_index(retriever, kb: KnowledgeBase) -> None:
+    """Add every knowledge-base item to ``retriever``; its keys are row numbers 0..N-1.
+
+    A retriever with ``uses_labels = True`` (the attribution retrievers) also gets the
+    knowledge base's labels.
+    """
+    vectors = query_vectors(kb.image, kb.text)
+    keys = np.arange(len(kb), dtype=np.int64)
+    if getattr(retriever, "uses_labels", False):
+        retriever.build(vectors, keys, labels=np.asarray(kb.labels, dtype=np.int64))
+    else:
+        retriever.build(vectors, keys)
+
+
+def retrieve(
+    retriever,
+    queries: np.ndarray,
+    k: int,
+    *,
+    query_image_ids: np.ndarray | None = None,
+    kb_image_ids: np.ndarray | None = None,
+    exclude_same_image: bool = False,
+    labels: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` knowledge-base rows of each query: (rows int64 (n,k), scores float32 (n,k)).
+
+    Best first; ``-1`` rows (score 0) pad queries with fewer than ``k`` results. With
+    ``exclude_same_image`` a neighbour showing the query's own image is dropped: the search
+    over-fetches by the number of knowledge-base rows sharing that image and fetches more
+    (doubling) while an approximate retriever leaves a query short. ``labels`` are the
+    queries' labels, passed to retrievers with ``uses_labels = True``.
+    Raises :class:`~ravlm_bench.contracts.ContractViolation` if the retriever breaks the
+    search contract.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    n = len(queries)
+    if k <= 0 or n == 0:
+        return np.full((n, max(k, 0)), -1, np.int64), np.zeros((n, max(k, 0)), np.float32)
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+    if not exclude_same_image:
+        rows, scores = _search(retriever, queries, k, labels)
+        return rows, np.where(rows >= 0, scores, np.float32(0)).astype(np.float32)
+
+    if query_image_ids is None or kb_image_ids is None:
+        raise ConfigError("retrieve(exclude_same_image=True) needs query_image_ids and "
+                          "kb_image_ids to know which neighbours show the query's own image")
+    query_image_ids = np.asarray(query_image_ids, dtype=np.int64)
+    kb_image_ids = np.asarray(kb_image_ids, dtype=np.int64)
+    size = len(kb_image_ids)
+    out_rows = np.full((n, k), -1, np.int64)
+    out_scores = np.zeros((n, k), np.float32)
+    # An exact retriever needs k + (rows showing the query's image) results; fetch that first.
+    ids, counts = np.unique(kb_image_ids, return_counts=True)
+    same = np.zeros(n, np.int64)
+    if len(ids):
+        pos = np.clip(np.searchsorted(ids, query_image_ids), 0, len(ids) - 1)
+        match = ids[pos] == query_image_ids
+        same[match] = counts[pos[match]]
+    pending = np.arange(n)
+    fetch = min(k + int(same.max(initial=0)), size)
+    while len(pending) and fetch > 0:
+        sub_labels = labels[pending] if labels is not None else None
+        rows, scores = _search(retriever, queries[pending], fetch, sub_labels)
+        if (rows >= size).any():
+            raise ConfigError(f"retriever returned key {int(rows.max())} but the knowledge base "
+                              f"has {size} rows; build it with build_index")
+        keep = rows >= 0
+        keep[keep] = kb_image_ids[rows[keep]] != np.repeat(query_image_ids[pending],
+                                                            keep.sum(axis=1))
+        rank = np.cumsum(keep, axis=1)  # 1-based slot of each kept neighbour
+        r, c = np.nonzero(keep & (rank <= k))
+        out_rows[pending[r], rank[r, c] - 1] = rows[r, c]
+        out_scores[pending[r], rank[r, c] - 1] = scores[r, c]
+        if fetch >= size:
+            break  # every item was searched: what is missing does not exist
+        pending = pending[rank[:, -1] < k]
+        fetch = min(fetch * 2, size)
+    return out_rows, out_scores
+
+
+def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None):
+    uses_labels = getattr(retriever, "uses_labels", False)
+    if uses_labels and labels is None:
+        raise ConfigError(f"retriever {type(retriever).__name__} needs the queries' labels "
+                          f"(uses_labels = True); pass labels= to retrieve / fusion_inputs")
+    rows, scores = [], []
+    for start in range(0, len(queries), SEARCH_BATCH):
+        chunk = queries[start:start + SEARCH_BATCH]
+        if uses_labels:
+            result = retriever.search(chunk, k, labels=labels[start:start + SEARCH_BATCH])
+        else:
+            result = retriever.search(chunk, k)
+        found, found_scores = validate_search(result, len(chunk), k)
+        rows.append(found)
+        scores.append(found_scores)
+    return np.concatenate(rows), np.concatenate(scores)
+
+
+def fusion_inputs(
+    image: np.ndarray,
+    text: np.ndarray,
+    *,
+    retriever,
+    kb: KnowledgeBase,
+    k: int,
+    labels: np.ndarray | None = None,
+    image_ids: np.ndarray | None = None,
+    exclude_same_image: bool = False,
+    num_classes: int | None = None,
+) -> FusionInputs:
+    """Queries with their top-``k`` neighbours in ``kb`` (an index built by :func:`build_index`).
+
+    ``retriever=None`` (a head that does not use retrieval) gives empty ``(n, 0)`` neighbour
+    arrays. ``exclude_same_image=True`` is for training queries drawn from ``kb`` itself.
+    ``num_classes`` defaults to one more than the largest label seen.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    text = np.asarray(text, dtype=np.float32)
+    n = len(image)
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+    if image_ids is not None:
+        image_ids = np.asarray(image_ids, dtype=np.int64)
+    if retriever is None or k <= 0:
+        rows, scores = np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
+    else:
+        rows, scores = retrieve(
+            retriever, query_vectors(image, text), k, query_image_ids=image_ids,
+            kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image, labels=labels)
+    if num_classes is None:
+        seen = [np.asarray(kb.labels).max(initial=-1)]
+        if labels is not None:
+            seen.append(labels.max(initial=-1))
+        num_classes = int(max(seen)) + 1
+    return FusionInputs(image=image, text=text, neighbours=rows, neighbour_scores=scores,
+                        knowledge=kb, num_classes=int(num_classes), labels=labels,
+                        image_ids=image_ids)
+
+
+# ---------------------------------------------------------------------------------------
+# Leakage: test images that are also training images
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LeakageReport:
+    """Test images found in the training data, by route (one image may count in several)."""
+
+    n_test: int
+    leaked: int = 0  # distinct test images leaked by any route
+    by_route: dict[str, int] = field(default_factory=dict)  # "image id", "file hash", "coco_id"
+    examples: list[str] = field(default_factory=list)
+    unreadable: int = 0  # test or train files that could not be hashed
+
+    @property
+    def clean(self) -> bool:
+        return self.leaked == 0
+
+    def message(self) -> str:
+        routes = ", ".join(f"{route} {count}" for route, count in self.by_route.items())
+        if self.clean:
+            return (f"no leakage: none of {self.n_test} test images appear in the training data "
+                    f"(checked {', '.join(self.by_route) or 'nothing'})")
+        text = (f"leakage: {self.leaked} of {self.n_test} test images also appear in the "
+                f"training data ({routes}); e.g. {'; '.join(self.examples[:3])}")
+        if self.unreadable:
+            text += f"; {self.unreadable} files could not be read"
+        return text
+
+
+MAX_EXAMPLES = 5
+
+
+def find_leakage(
+    train_ids: np.ndarray,
+    train_paths: Sequence[str] | None,
+    test_ids: np.ndarray,
+    test_paths: Sequence[str] | None,
+    *,
+    cross_ids: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> LeakageReport:
+    """Report test images that also appear in training: same id, same bytes, or a cross id.
+
+    ``cross_ids`` maps an id namespace (e.g. ``"coco_id"``) to ``(train values, test
+    values)``, aligned with ``train_ids`` / ``test_ids``; ``-1`` means none. Files are hashed
+    only when a file of the same size exists on the other side, so a clean split costs one
+    ``stat`` per file. Paths may be None to skip the hash check.
+    """
+    train_ids = np.asarray(train_ids, dtype=np.int64)
+    test_ids = np.asarray(test_ids, dtype=np.int64)
+    report = LeakageReport(n_test=len(test_ids))
+    leaked = np.zeros(len(test_ids), dtype=bool)
+
+    def note(route: str, hits: np.ndarray, describe) -> None:
+        report.by_route[route] = int(hits.sum())
+        for i in np.flatnonzero(hits & ~leaked)[:MAX_EXAMPLES - len(report.examples)]:
+            report.examples.append(describe(i))
+        leaked[hits] = True
+
+    note("image id", np.isin(test_ids, train_ids),
+         lambda i: f"test image {test_ids[i]} has a training image id")
+    if train_paths is not None and test_paths is not None:
+        hits, partner, unreadable = _same_bytes(list(train_paths), list(test_paths))
+        report.unreadable = unreadable
+        note("file hash", hits,
+             lambda i: f"test file {test_paths[i]} is identical to {train_paths[partner[i]]}")
+    for namespace, (train_values, test_values) in (cross_ids or {}).items():
+        train_values = np.asarray(train_values, dtype=np.int64)
+        test_values = np.asarray(test_values, dtype=np.int64)
+        hits = (test_values >= 0) & np.isin(test_values, train_values[train_values >= 0])
+        note(namespace, hits,
+             lambda i, ns=namespace, v=test_values: f"test image {test_ids[i]} has training "
+                                                     f"{ns} {v[i]}")
+    report.leaked = int(leaked.sum())
+    return report
+
+
+def _same_bytes(train_paths: list[str], test_paths: list[str]):
+    """Which test files have a byte-identical training file (and which one)."""
+    hits = np.zeros(len(test_paths), dtype=bool)
+    partner = np.full(len(test_paths), -1, dtype=np.int64)
+    unreadable = 0
+    train_sizes: dict[int, list[int]] = {}
+    for j, path in enumerate(train_paths):
+        size = _size(path)
+        if size is None:
+            unreadable += 1
+        else:
+            train_sizes.setdefault(size, []).append(j)
+    digests: dict[int, str | None] = {}
+    for i, path in enumerate(test_paths):
+        size = _size(path)
+        if size is None:
+            unreadable += 1
+            continue
+        if size not in train_sizes:
+            continue
+        digest = _digest(path)
+        for j in train_sizes[size]:
+            if j not in digests:
+                digests[j] = _digest(train_paths[j])
+            if digest is not None and digests[j] == digest:
+                hits[i], partner[i] = True, j
+                break
+    return hits, partner, unreadable
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _digest(path: str) -> str | None:
+    try:
+        digest = hashlib.blake2b()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except OSError:
+        log.warning("could not read %s to hash it for the leakage check", path)
+        return None

@@ -1,0 +1,107 @@
+"""The attribution bounds: ``oracle`` (same-label items) and ``random`` (seeded random items)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ravlm_bench import ConfigError, Registry, get_plugin_manager
+from ravlm_bench.contracts import LabelledRetriever, validate_search
+
+DIM = 16
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry(get_plugin_manager())
+
+
+def data(n=200, classes=5, seed=0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    keys = np.arange(n, dtype=np.int64) * 7 + 3  # keys are not row numbers
+    labels = rng.integers(0, classes, n)
+    return vectors, keys, labels
+
+
+def make(registry, name, metric="cos", **params):
+    retriever = registry.create("retrievers", name, dim=DIM, metric=metric, **params)
+    assert retriever.uses_labels and isinstance(retriever, LabelledRetriever)
+    return retriever
+
+
+@pytest.mark.parametrize("metric", ["cos", "ip", "l2sq"])
+def test_oracle_returns_the_nearest_items_with_the_query_label(registry, metric):
+    vectors, keys, labels = data()
+    oracle = make(registry, "oracle", metric)
+    oracle.build(vectors, keys, labels=labels)
+    queries = vectors[:30] + 0.05
+    query_labels = (labels[:30] + 1) % 5  # not the label of the nearest item
+    found, scores = validate_search(oracle.search(queries, 8, labels=query_labels), 30, 8)
+    label_of = dict(zip(keys.tolist(), labels.tolist(), strict=True))
+    assert all(label_of[key] == query_labels[i] for i in range(30) for key in found[i])
+    for i in range(30):  # the same as brute force over that label's items
+        items = np.flatnonzero(labels == query_labels[i])
+        if metric == "cos":
+            sims = (vectors[items] / np.linalg.norm(vectors[items], axis=1, keepdims=True)
+                    @ (queries[i] / np.linalg.norm(queries[i])))
+        elif metric == "ip":
+            sims = vectors[items] @ queries[i]
+        else:
+            sims = -((vectors[items] - queries[i]) ** 2).sum(axis=1)
+        best = np.argsort(-sims, kind="stable")[:8]
+        assert np.array_equal(found[i], keys[items[best]])
+        np.testing.assert_allclose(scores[i], sims[best], rtol=1e-4, atol=1e-4)
+
+
+def test_oracle_pads_when_few_items_share_the_label_and_needs_labels(registry):
+    vectors, keys, _ = data(n=10)
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+    oracle = make(registry, "oracle")
+    oracle.build(vectors, keys, labels=labels)
+    found, _ = validate_search(oracle.search(vectors[:3], 5, labels=np.array([0, 2, -1])), 3, 5)
+    assert (found[0, :3] >= 0).all() and (found[0, 3:] == -1).all()
+    assert (found[1:] == -1).all()  # no item has label 2; -1 is outside the label space
+    with pytest.raises(ConfigError, match="needs labels"):
+        oracle.search(vectors[:3], 5)
+
+
+@pytest.mark.parametrize("metric", ["cos", "ip", "l2sq"])
+def test_random_honours_the_search_contract(registry, metric):
+    vectors, keys, labels = data()
+    retriever = make(registry, "random", metric, seed=1)
+    retriever.build(vectors, keys)  # labels are optional for random
+    queries = vectors[:40]
+    found, scores = validate_search(retriever.search(queries, 10), 40, 10)
+    assert set(found.ravel().tolist()) <= set(keys.tolist())
+    assert all(len(set(row)) == 10 for row in found.tolist())  # no repeats within a row
+    one, _ = validate_search(retriever.search(queries[:1], 10), 1, 10)
+    assert np.array_equal(one, found[:1])  # independent of the query batch
+
+    small = make(registry, "random", metric, seed=1)
+    small.build(vectors[:3], keys[:3])
+    padded, _ = validate_search(small.search(queries[:2], 5), 2, 5)
+    assert (padded[:, :3] >= 0).all() and (padded[:, 3:] == -1).all()
+
+
+def test_random_is_seeded_and_uninformative(registry):
+    vectors, keys, labels = data(n=500)
+    first = make(registry, "random", seed=1)
+    first.build(vectors, keys, labels=labels)
+    again = make(registry, "random", seed=1)
+    again.build(vectors, keys, labels=labels)
+    other = make(registry, "random", seed=2)
+    other.build(vectors, keys, labels=labels)
+    queries = vectors[:100]
+    found, _ = first.search(queries, 10, labels=labels[:100])
+    assert np.array_equal(found, again.search(queries, 10, labels=labels[:100])[0])
+    assert not np.array_equal(found, other.search(queries, 10, labels=labels[:100])[0])
+    # a stored vector's nearest item is itself for a real retriever, rarely for random
+    assert (found == keys[:100, None]).any(axis=1).mean() < 0.1
+    # every item gets drawn: the lower bound is not biased towards a region
+    assert len(np.unique(found)) > 400
+
+
+def test_unknown_metric_fails_naming_the_plugin(registry):
+    with pytest.raises(ConfigError, match="oracle.*metric"):
+        registry.create("retrievers", "oracle", dim=DIM, metric="hamming")
