@@ -6,7 +6,9 @@ metrics. The feature stage is shared by every cell of a task (see :class:`Featur
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,13 @@ from ravlm_bench.contracts import (
     validate_proba,
     validate_search,
     validate_vectors,
+)
+from ravlm_bench.distributed import (
+    SINGLE,
+    DistContext,
+    ShardedRetriever,
+    all_gather_rows,
+    broadcast_object,
 )
 from ravlm_bench.suite import SystemSpec
 
@@ -48,28 +57,30 @@ class FeatureStore:
     the dataset and the exact items, so a rerun (or another suite) never encodes twice.
     """
 
-    def __init__(self, dataset_fingerprint: str, cache, progress: bool = True):
+    def __init__(self, dataset_fingerprint: str, cache, progress: bool = True,
+                 dist: DistContext = SINGLE):
         self.dataset_fingerprint = dataset_fingerprint
         self.cache = cache
-        self.progress = progress
+        self.progress = progress and dist.is_main
+        self.dist = dist
         self._memo: dict[tuple, np.ndarray] = {}
         self.seconds = 0.0
 
     def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
         from ravlm_bench.encoding import encode_images
 
-        def compute():
+        def compute(part: list[str]):
             with guard(encoder, "encode"):
-                return encode_images(encoder.obj, paths, progress=self.progress)
+                return encode_images(encoder.obj, part, progress=self.progress)
 
         return self._get(encoder, f"{split}/images", paths, compute)
 
     def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
         from ravlm_bench.encoding import encode_texts
 
-        def compute():
+        def compute(part: list[str]):
             with guard(encoder, "encode"):
-                return encode_texts(encoder.obj, texts, progress=self.progress)
+                return encode_texts(encoder.obj, part, progress=self.progress)
 
         return self._get(encoder, f"{split}/texts", texts, compute)
 
@@ -80,17 +91,53 @@ class FeatureStore:
             started = time.perf_counter()
             fingerprint = encoder.fingerprint()
             dataset_key = f"{self.dataset_fingerprint}-{items_hash}"
-            array = self.cache.get_or_compute(fingerprint, dataset_key, split, compute)
+            if self.dist.enabled:
+                array = self._get_sharded(fingerprint, dataset_key, split, items, compute,
+                                          encoder.obj.dim)
+            else:
+                array = self.cache.get_or_compute(fingerprint, dataset_key, split,
+                                                  lambda: compute(items))
             with guard(encoder, "encode"):
                 validate_vectors(array, len(items), encoder.obj.dim)
             self._memo[key] = array
             self.seconds += time.perf_counter() - started
         return self._memo[key]
 
+    def _get_sharded(self, fingerprint, dataset_key, split, items, compute,
+                     dim: int) -> np.ndarray:
+        """Rank 0 reads the cache; on a miss every rank encodes its shard and rank 0 stores
+        the assembled features, so nothing is encoded twice and only rank 0 writes."""
+        ctx = self.dist
+        cached = None
+        if ctx.is_main and fingerprint is not None:
+            try:
+                cached = self.cache.get_or_compute(fingerprint, dataset_key, split, _miss)
+            except _CacheMiss:
+                cached = None
+        if broadcast_object(ctx, cached is not None):
+            # a hit: rank 0 holds every row, the other ranks contribute none
+            width = broadcast_object(ctx, cached.shape[1] if ctx.is_main else None)
+            local = cached if ctx.is_main else np.empty((0, width), np.float32)
+        else:
+            shard = items[ctx.shard(len(items))]
+            local = compute(shard) if shard else np.empty((0, dim), np.float32)
+        array = all_gather_rows(ctx, np.asarray(local, dtype=np.float32))
+        if ctx.is_main and cached is None and fingerprint is not None:
+            self.cache.get_or_compute(fingerprint, dataset_key, split, lambda: array)
+        return array
+
+
+class _CacheMiss(Exception):
+    pass
+
+
+def _miss():
+    raise _CacheMiss
+
 
 def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: int, *,
                             factory: ComponentFactory, features: FeatureStore, metric: str,
-                            checkpoint_dir=None) -> CellResult:
+                            checkpoint_dir=None, dist: DistContext = SINGLE) -> CellResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     image_encoder = factory.create("image-encoders", system.image_encoder)
@@ -114,8 +161,8 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
         if system.retriever is None:
             raise_config(f"system {system.name!r}: fusion head {head.name!r} uses retrieval; "
                          f"give the system a retriever")
-        retriever = factory.create("retrievers", system.retriever, fresh=True, dim=dim,
-                                   metric=metric)
+        retriever = sharded(factory.create("retrievers", system.retriever, fresh=True, dim=dim,
+                                           metric=metric), dist)
         build_started = time.perf_counter()
         with guard(retriever, "build"):
             knowledge.build_index(retriever.obj, kb)
@@ -136,7 +183,8 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
     val_inputs = inputs("val", exclude_same_image=False) if "val" in splits else None
     with guard(head, "fit"):
         training = head.obj.fit(train_inputs, val_inputs, seed=seed,
-                                checkpoint_dir=checkpoint_dir) or {}
+                                checkpoint_dir=checkpoint_dir,
+                                **dist_kwargs(head.obj.fit, dist)) or {}
     timings["train_s"] = time.perf_counter() - t0
     cost["train_s"] = timings["train_s"]
 
@@ -144,8 +192,7 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
     test_inputs = inputs("test", exclude_same_image=False)
     test_inputs.labels = None  # a head never sees test labels
     with guard(head, "predict_proba"):
-        proba = validate_proba(head.obj.predict_proba(test_inputs), len(data.test),
-                               len(data.classes))
+        proba = predict_sharded(head.obj, test_inputs, len(data.classes), dist)
     y_pred = proba.argmax(axis=1).astype(np.int64)
     train_counts = np.bincount(data.train.labels, minlength=len(data.classes))
     scores = metrics.classification_metrics(
@@ -168,7 +215,7 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
 
 def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
                        factory: ComponentFactory, features: FeatureStore, metric: str,
-                       ks=(1, 5, 10)) -> CellResult:
+                       ks=(1, 5, 10), dist: DistContext = SINGLE) -> CellResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     image_encoder = factory.create("image-encoders", system.image_encoder)
@@ -189,7 +236,7 @@ def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
     t0 = time.perf_counter()
     with guard(head, "fit_pairs"):
         training = head.obj.fit_pairs(train_image, train_text, data.train.caption_image,
-                                      seed=seed) or {}
+                                      seed=seed, **dist_kwargs(head.obj.fit_pairs, dist)) or {}
         image_emb = np.ascontiguousarray(head.obj.embed_images(test_image), dtype=np.float32)
         text_emb = np.ascontiguousarray(head.obj.embed_texts(test_text), dtype=np.float32)
     timings["train_s"] = time.perf_counter() - t0
@@ -198,10 +245,10 @@ def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
         raise_config(f"system {system.name!r} needs a retriever for a retrieval task")
     t0 = time.perf_counter()
     emb_dim = image_emb.shape[1]
-    images_index = factory.create("retrievers", system.retriever, fresh=True, dim=emb_dim,
-                                  metric=metric)
-    captions_index = factory.create("retrievers", system.retriever, fresh=True, dim=emb_dim,
-                                    metric=metric)
+    images_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
+                                          dim=emb_dim, metric=metric), dist)
+    captions_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
+                                            dim=emb_dim, metric=metric), dist)
     build_started = time.perf_counter()
     with guard(images_index, "build"):
         images_index.obj.build(image_emb, np.arange(len(image_emb), dtype=np.int64))
@@ -221,6 +268,43 @@ def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
     timings["total_s"] = time.perf_counter() - started
     return CellResult(metrics=scores, cost=cost, timings=timings, training=training,
                       components=_describe(image_encoder, text_encoder, images_index, head))
+
+
+def sharded(retriever: Component, dist: DistContext) -> Component:
+    """Under torchrun, each rank indexes a shard of the knowledge base (ShardedRetriever)."""
+    if not dist.enabled:
+        return retriever
+    return dataclasses.replace(retriever, obj=ShardedRetriever(retriever.obj, dist))
+
+
+def dist_kwargs(method, dist: DistContext) -> dict:
+    """``dist=`` for training methods that accept it (data-parallel training); a
+    third-party head without it trains the same way on every rank."""
+    if not dist.enabled:
+        return {}
+    return {"dist": dist} if "dist" in inspect.signature(method).parameters else {}
+
+
+def predict_sharded(head, inputs, num_classes: int, dist: DistContext) -> np.ndarray:
+    """Each rank predicts its share of the test items; the rows are gathered in order."""
+    if not dist.enabled:
+        return validate_proba(head.predict_proba(inputs), len(inputs), num_classes)
+    part = dist.shard(len(inputs))
+    local = slice_inputs(inputs, part)
+    proba = validate_proba(head.predict_proba(local), len(local), num_classes) if len(local) \
+        else np.empty((0, num_classes), np.float32)
+    return all_gather_rows(dist, proba)
+
+
+def slice_inputs(inputs, part: slice):
+    """The rows ``part`` of a FusionInputs (the knowledge base stays whole)."""
+    def cut(value):
+        return value[part] if value is not None else None
+
+    return dataclasses.replace(
+        inputs, image=inputs.image[part], text=inputs.text[part],
+        neighbours=inputs.neighbours[part], neighbour_scores=inputs.neighbour_scores[part],
+        labels=cut(inputs.labels), image_ids=cut(inputs.image_ids))
 
 
 def _search(index: Component, queries: np.ndarray, k: int, width: int) -> np.ndarray:

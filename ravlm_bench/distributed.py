@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,9 @@ class DistContext:
     local_rank: int = 0
     backend: str | None = None
     device: str = "cpu"
+    # A separate gloo group for failure reports: a rank that failed waits there, never in a
+    # data collective where it could be matched with another rank's unrelated gather.
+    control_group: Any = field(default=None, compare=False, repr=False)
 
     @property
     def enabled(self) -> bool:
@@ -76,8 +80,9 @@ def init_distributed(timeout_s: float | None = None) -> DistContext:
         "RAVLM_BENCH_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=timeout)
+    control = dist.new_group(backend="gloo", timeout=timeout)
     log.info("rank %d of %d joined (%s, %s)", rank, world_size, backend, device)
-    return DistContext(rank, world_size, local_rank, backend, device)
+    return DistContext(rank, world_size, local_rank, backend, device, control)
 
 
 def shutdown(ctx: DistContext) -> None:
@@ -117,6 +122,28 @@ def broadcast_object(ctx: DistContext, value=None, src: int = 0):
     return box[0]
 
 
+def gather_errors(ctx: DistContext, error: BaseException | None) -> list[str | None]:
+    """Every rank's one-line error (None where the rank succeeded), on every rank."""
+    mine = None if error is None else " ".join(_error_text(error).split())
+    if not ctx.enabled:
+        return [mine]
+    import torch.distributed as dist
+
+    messages: list = [None] * ctx.world_size
+    dist.all_gather_object(messages, mine, group=ctx.control_group)
+    return messages
+
+
+def rank_failure(stage: str, messages: list[str | None]) -> RankFailure:
+    failed = [(rank, msg) for rank, msg in enumerate(messages) if msg is not None]
+    detail = "; ".join(f"rank {rank}: {msg}" for rank, msg in failed)
+    return RankFailure(f"{stage} failed on {len(failed)} of {len(messages)} ranks: {detail}")
+
+
+def _error_text(error: BaseException) -> str:
+    return str(error) if isinstance(error, RavlmError) else f"{type(error).__name__}: {error}"
+
+
 def check_ranks(ctx: DistContext, error: BaseException | None, stage: str) -> None:
     """A collective after each stage: if any rank failed, every rank raises RankFailure.
 
@@ -127,15 +154,9 @@ def check_ranks(ctx: DistContext, error: BaseException | None, stage: str) -> No
         if error is not None:
             raise error
         return
-    import torch.distributed as dist
-
-    mine = None if error is None else f"{type(error).__name__}: {error}"
-    messages: list = [None] * ctx.world_size
-    dist.all_gather_object(messages, mine)
-    failed = [(rank, msg) for rank, msg in enumerate(messages) if msg is not None]
-    if failed:
-        detail = "; ".join(f"rank {rank}: {' '.join(msg.split())}" for rank, msg in failed)
-        raise RankFailure(f"{stage} failed on {len(failed)} of {ctx.world_size} ranks: {detail}")
+    messages = gather_errors(ctx, error)
+    if any(m is not None for m in messages):
+        raise rank_failure(stage, messages)
 
 
 def merge_topk(keys: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

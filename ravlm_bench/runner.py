@@ -18,6 +18,13 @@ from typing import Any
 from ravlm_bench import __version__
 from ravlm_bench.cells import FeatureStore, run_classification_cell, run_retrieval_cell
 from ravlm_bench.components import ComponentFactory, guard
+from ravlm_bench.distributed import (
+    SINGLE,
+    DistContext,
+    broadcast_object,
+    gather_errors,
+    rank_failure,
+)
 from ravlm_bench.errors import ComponentError, ConfigError, RavlmError
 from ravlm_bench.registry import Registry
 from ravlm_bench.results import RunDir, atomic_write_json, environment_versions
@@ -42,7 +49,7 @@ class RunSummary:
 
 class Runner:
     def __init__(self, registry: Registry, suite: Suite, run_dir: Path, *, force: bool = False,
-                 progress: bool = True, feature_cache=None):
+                 progress: bool = True, feature_cache=None, dist: DistContext = SINGLE):
         from ravlm_bench.feature_cache import FeatureCache
 
         self.registry = registry
@@ -52,6 +59,7 @@ class Runner:
         self.progress = progress
         self.cache = feature_cache or FeatureCache()
         self.factory = ComponentFactory(registry)
+        self.dist = dist
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -59,45 +67,63 @@ class Runner:
         summary = RunSummary(self.run_dir.root)
         cells = [(t, s, seed) for t in self.suite.tasks for s in t.systems
                  for seed in self.suite.seeds]
-        bar = _progress_bar(len(cells), enabled=self.progress)
+        # rank 0 decides what is finished: every rank must run the same cells in lockstep
+        finished = broadcast_object(self.dist, [
+            not self.force and self.run_dir.finished(t.name, s, seed) is not None
+            for t, s, seed in cells] if self.dist.is_main else None)
+        bar = _progress_bar(len(cells), enabled=self.progress and self.dist.is_main)
         eta = _Eta(len(cells))
         prepared: dict[str, tuple[Any, Any, FeatureStore] | BaseException] = {}
         self._write_run_json()
-        for task_spec, system_name, seed in cells:
+        for (task_spec, system_name, seed), done in zip(cells, finished, strict=True):
             label = f"{task_spec.name} / {system_name} / seed {seed}"
-            if not self.force and self.run_dir.finished(task_spec.name, system_name, seed):
+            if done:
                 summary.skipped.append((task_spec.name, system_name, seed))
                 eta.skip()
                 bar.update(1)
                 continue
-            bar.set_postfix_str(f"{label}: preparing", refresh=True)
+            bar.set_postfix_str(f"{label}: running", refresh=True)
+            error = None
             try:
                 if task_spec.name not in prepared:
                     prepared[task_spec.name] = self._prepare(task_spec)
                 ready = prepared[task_spec.name]
                 if isinstance(ready, BaseException):
                     raise ready
-                bar.set_postfix_str(f"{label}: running", refresh=True)
                 self._run_cell(task_spec, system_name, seed, *ready)
+            except Exception as exc:  # one broken cell never stops the suite
+                error = exc
+                log.debug("%s", traceback.format_exc())
+                if task_spec.name not in prepared:
+                    prepared[task_spec.name] = exc
+            self._agree_on_outcome(label, error)
+            if error is None:
                 summary.done.append((task_spec.name, system_name, seed))
                 log.info("[%d/%d] %s done; %s", eta.finished + 1, len(cells), label,
                          eta.remaining_text())
-            except Exception as exc:  # one broken cell never stops the suite
-                if task_spec.name not in prepared:
-                    prepared[task_spec.name] = exc
-                    if task_spec.name not in self._run["tasks"]:
-                        # the task could not even be created: its kind is unknown, and
-                        # its failed cells still need a table to show in
-                        self._record_task(task_spec, "classification", None)
-                message = _one_line(exc)
+            else:
+                if task_spec.name not in self._run["tasks"]:
+                    # the task could not even be created: its kind is unknown, and its
+                    # failed cells still need a table to show in
+                    self._record_task(task_spec, "classification", None)
+                message = _one_line(error)
                 log.error("%s failed: %s", label, message)
-                log.debug("%s", traceback.format_exc())
-                self._write_failed(task_spec, system_name, seed, exc)
+                self._write_failed(task_spec, system_name, seed, error)
                 summary.failed.append((task_spec.name, system_name, seed, message))
             eta.tick()
             bar.update(1)
         bar.close()
         return summary
+
+    def _agree_on_outcome(self, label: str, error: Exception | None) -> None:
+        """Under torchrun: a cell that failed the same way on every rank (a broken plugin, bad
+        data) is a failed cell like any other; a failure on some ranks only stops the run,
+        naming each failed rank, on every rank."""
+        if not self.dist.enabled:
+            return
+        messages = gather_errors(self.dist, error)
+        if any(m is not None for m in messages) and len(set(messages)) > 1:
+            raise rank_failure(label, messages)
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -111,17 +137,36 @@ class Runner:
                                  f"kind must be 'classification' or 'retrieval', got {kind!r}")
         self._record_task(task_spec, kind, None)
         params = dict(self.suite.data.get(dataset_name, {}))
-        params = self._resolve_root(dataset_name, params)
-        dataset = self.factory.create("datasets", ComponentSpec(dataset_name, params))
+        # rank 0 first: it generates the demo world and fills the parsed-dataset cache,
+        # which the other ranks then read instead of racing to write it
+        first_error = None
+        if self.dist.is_main:
+            try:
+                dataset = self._create_dataset(dataset_name, params)
+            except Exception as exc:
+                first_error = exc
+        failed_on_main = broadcast_object(
+            self.dist, _one_line(first_error) if first_error is not None else None)
+        if first_error is not None:
+            raise first_error
+        if failed_on_main is not None:
+            raise ReplayedError(failed_on_main)  # the same failure, so ranks agree on it
+        if not self.dist.is_main:
+            dataset = self._create_dataset(dataset_name, params)
         data_seed = int(self.suite.run.get("data_seed", 0))
         with guard(task, "build"):
             data = task.obj.build(dataset.obj, data_seed)
         with guard(dataset, "fingerprint"):
             fingerprint = f"{dataset.obj.fingerprint()}-{task_spec.name}-{data_seed}"
-        self._report_leakage(task_spec.name, data, kind)
-        features = FeatureStore(fingerprint, self.cache, progress=self.progress)
+        if self.dist.is_main:
+            self._report_leakage(task_spec.name, data, kind)
+        features = FeatureStore(fingerprint, self.cache, progress=self.progress, dist=self.dist)
         self._record_task(task_spec, kind, data)
         return task, data, features
+
+    def _create_dataset(self, dataset_name: str, params: dict):
+        params = self._resolve_root(dataset_name, params)
+        return self.factory.create("datasets", ComponentSpec(dataset_name, params))
 
     def _resolve_root(self, dataset_name: str, params: dict) -> dict:
         from ravlm_bench.paths import data_root
@@ -148,7 +193,8 @@ class Runner:
     def _run_cell(self, task_spec: TaskSpec, system_name: str, seed: int, task, data,
                   features: FeatureStore) -> None:
         system = self.suite.systems[system_name]
-        common = dict(factory=self.factory, features=features, metric=self.suite.metric)
+        common = dict(factory=self.factory, features=features, metric=self.suite.metric,
+                      dist=self.dist)
         if task.obj.kind == "classification":
             checkpoints = self.run_dir.root / "checkpoints" / task_spec.name / system_name
             result = run_classification_cell(data, system, seed, **common,
@@ -160,7 +206,9 @@ class Runner:
                       timings=result.timings, per_class=result.per_class,
                       training=_jsonable(result.training))
         record["provenance"]["components"] = result.components
-        self.run_dir.write_cell(record, result.predictions)
+        record["provenance"]["world_size"] = self.dist.world_size
+        if self.dist.is_main:
+            self.run_dir.write_cell(record, result.predictions)
 
     # -- records ----------------------------------------------------------------------------
 
@@ -180,7 +228,8 @@ class Runner:
         record.update(status="failed", metrics={}, cost={}, timings={},
                       error={"plugin": plugin, "type": type(exc).__name__,
                              "message": _one_line(exc)})
-        self.run_dir.write_cell(record, None)
+        if self.dist.is_main:
+            self.run_dir.write_cell(record, None)
 
     def _write_run_json(self) -> None:
         path = self.run_dir.run_json
@@ -199,7 +248,8 @@ class Runner:
             log.warning("%s was made by another version of the suite; finished cells are "
                         "reused (use --force to recompute)", path)
         self._run = run
-        atomic_write_json(path, run)
+        if self.dist.is_main:
+            atomic_write_json(path, run)
 
     def _record_task(self, task_spec: TaskSpec, kind: str, data) -> None:
         entry = {"kind": kind, "main_metric": MAIN_METRIC[kind],
@@ -212,7 +262,8 @@ class Runner:
             entry["sizes"] = {"train_images": len(data.train), "test_images": len(data.test),
                               "test_captions": len(data.test.texts)}
         self._run["tasks"][task_spec.name] = entry
-        atomic_write_json(self.run_dir.run_json, self._run)
+        if self.dist.is_main:
+            atomic_write_json(self.run_dir.run_json, self._run)
 
     def _report_leakage(self, task: str, data, kind: str) -> None:
         from ravlm_bench.knowledge import find_leakage
@@ -221,6 +272,10 @@ class Runner:
                               data.test.image_ids, data.test.image_paths)
         if not report.clean:
             log.warning("%s: %s", task, report.message())
+
+
+class ReplayedError(RavlmError):
+    """Rank 0's failure, raised again on the other ranks with the very same message."""
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
 import pytest
+
 from ravlm_plugins.datasets.vqa_normalize import normalize_answer
 
 

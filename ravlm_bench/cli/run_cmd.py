@@ -20,15 +20,22 @@ def add_parser(subparsers, common) -> None:
 
 
 def run_suite(ctx) -> int:
+    from ravlm_bench.distributed import init_distributed, shutdown
     from ravlm_bench.leaderboard import load_run, render_terminal
     from ravlm_bench.runner import Runner
     from ravlm_bench.suite import load_suite, resolve_suite_path
 
     suite = load_suite(resolve_suite_path(ctx.args.suite))
     run_dir = ctx.args.out or Path("runs") / suite.name
-    runner = Runner(ctx.registry, suite, run_dir, force=ctx.args.force,
-                    progress=not ctx.args.quiet)
-    summary = runner.run()
+    dist = init_distributed()  # one process, or the ranks torchrun started
+    try:
+        runner = Runner(ctx.registry, suite, run_dir, force=ctx.args.force,
+                        progress=not ctx.args.quiet, dist=dist)
+        summary = runner.run()
+    finally:
+        shutdown(dist)
+    if not dist.is_main:
+        return summary.exit_code  # rank 0 reports for the run
     print(render_terminal(load_run(run_dir)))
     print(f"\n{len(summary.done)} cells run, {len(summary.skipped)} already finished, "
           f"{len(summary.failed)} failed; results in {run_dir}")

@@ -137,6 +137,7 @@ def train_classifier(
     checkpoint_dir: Path | str | None = None,
     signature: str = "",
     desc: str = "train",
+    dist=None,
 ) -> dict:
     """Train ``model`` (already on the config's device) and leave its best weights in it.
 
@@ -144,16 +145,32 @@ def train_classifier(
     items. With validation labels the best epoch is the one with the highest validation
     accuracy (lower validation loss breaks ties) and training stops after ``patience``
     epochs without one; without them the last epoch's weights are kept.
+
+    With ``dist`` (a ``ravlm_bench.distributed.DistContext`` under torchrun) the model is
+    wrapped in DistributedDataParallel: every rank draws the same global batch order and
+    computes its shard of each global batch, with the loss normalised by the global batch,
+    so the averaged gradient is the single-process gradient up to floating-point reduction
+    order. Only dropout differs (each rank draws masks for its own rows).
     """
     device = next(model.parameters()).device
+    distributed = dist is not None and dist.enabled
+    net = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
     optimizer = make_optimizer(config, model.parameters())
-    weight = None
+    weight = torch.ones(num_classes)
     if config.class_weights == "balanced":
-        weight = balanced_class_weights(train_labels, num_classes).to(device)
-    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
+        weight = balanced_class_weights(train_labels, num_classes)
+    weight = weight.to(device)
+    # summed here and divided by the global batch's total weight below, which is what
+    # CrossEntropyLoss's weighted mean does, but splits across ranks exactly
+    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1, reduction="sum")
     y_train = torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
     state, best = TrainState(), None
     checkpoint = Checkpoint(checkpoint_dir, signature) if checkpoint_dir is not None else None
+    writes_checkpoints = checkpoint is not None and (not distributed or dist.is_main)
     resumed_from = 0
     if checkpoint is not None and checkpoint.exists():
         state, best = checkpoint.load(model, optimizer, generator)
@@ -161,7 +178,8 @@ def train_classifier(
         log.info("resuming %s from %s at epoch %d", desc, checkpoint.path, state.epoch)
 
     start, steps_now = time.perf_counter(), 0
-    bar = progress_bar(config.epochs, min(state.epoch, config.epochs), config.progress, desc)
+    show = config.progress and (not distributed or dist.is_main)
+    bar = progress_bar(config.epochs, min(state.epoch, config.epochs), show, desc)
     try:
         while not state.done and state.epoch < config.epochs:
             model.train()
@@ -169,14 +187,22 @@ def train_classifier(
             total, count = 0.0, 0
             for begin in range(0, len(order), config.batch_size):
                 idx = order[begin:begin + config.batch_size]
-                target = y_train[idx].to(device)
-                if not (target >= 0).any():
+                labelled = y_train[idx][y_train[idx] >= 0]
+                if not len(labelled):
                     continue
-                loss = loss_fn(model(*batches("train", idx)), target)
+                batch_weight = weight[labelled.to(device)].sum()
+                mine = idx[dist.shard(len(idx))] if distributed else idx
+                if len(mine):
+                    loss_sum = loss_fn(net(*batches("train", mine)), y_train[mine].to(device))
+                else:  # this rank has no rows in a tiny last batch: it still joins the step
+                    loss_sum = net(*batches("train", idx[:1])).sum() * 0.0
+                # DDP averages gradients over ranks, hence the world size here
+                scale = dist.world_size if distributed else 1
+                loss = loss_sum * scale / batch_weight
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(idx)
+                total += float(loss_sum.detach() / batch_weight) * len(idx) * scale
                 count += len(idx)
                 steps_now += 1
                 state.steps += 1
@@ -197,7 +223,7 @@ def train_classifier(
             else:
                 state.best_epoch = state.epoch
             state.history.append(record)
-            if checkpoint is not None:
+            if writes_checkpoints:
                 checkpoint.save(model, optimizer, state, best, generator)
             bar.update(1)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
@@ -286,7 +312,8 @@ class TrainedHead:
     def device(self) -> torch.device:
         return self.config.torch_device()
 
-    def fit(self, train, val=None, *, seed: int, checkpoint_dir: Path | str | None = None) -> dict:
+    def fit(self, train, val=None, *, seed: int, checkpoint_dir: Path | str | None = None,
+            dist=None) -> dict:
         from ravlm_bench.seeding import seed_everything
 
         if train.labels is None:
@@ -312,7 +339,7 @@ class TrainedHead:
             self.model, lambda split, idx: self.model_inputs(prepared[split], idx),
             train.labels, val_labels, num_classes=self.num_classes, config=self.config,
             generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
-            desc=f"fit {self.name}")
+            desc=f"fit {self.name}", dist=dist)
         return {"head": self.name, **stats}
 
     @torch.no_grad()

@@ -1,0 +1,248 @@
+"""The reference image encoders: ResNet-18 and ResNet-50 from ``transformers``, pooled features.
+
+Weights come from a local directory in Hugging Face format (``save_pretrained`` output or a
+downloaded ``microsoft/resnet-50``); a hub id is honoured only with ``allow_download=True``.
+Without weights the network is randomly initialised from ``seed``. Preprocessing (resize the
+shorter side, centre crop, ImageNet mean/std) belongs to the encoder and to its fingerprint.
+torch and transformers are imported inside the factory, never at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ravlm_bench.errors import ConfigError
+from ravlm_bench.hookspecs import hookimpl
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRECISIONS = ("auto", "fp32", "bf16")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+# The standard torchvision / timm / microsoft/resnet-* layouts.
+RESNET_CONFIGS: dict[str, dict[str, Any]] = {
+    "resnet18": {"layer_type": "basic", "depths": [2, 2, 2, 2],
+                 "hidden_sizes": [64, 128, 256, 512]},
+    "resnet50": {"layer_type": "bottleneck", "depths": [3, 4, 6, 3],
+                 "hidden_sizes": [256, 512, 1024, 2048]},
+}
+
+
+@hookimpl
+def register_image_encoders(register) -> None:
+    for arch, cfg in RESNET_CONFIGS.items():
+        register(arch, _factory(arch),
+                 description=f"transformers ResNet ({cfg['hidden_sizes'][-1]}-d pooled); "
+                             "weights=DIR, else random init")
+
+
+def _factory(arch: str):
+    def create(**params: Any) -> ResNetImageEncoder:
+        return ResNetImageEncoder(arch, **params)
+
+    create.__name__ = f"create_{arch}"
+    return create
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` means bf16 where the CPU (or GPU) computes it natively, else fp32."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else "fp32"
+
+
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def directory_digest(directory: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES,
+                     extra_names: tuple[str, ...] = ()) -> str:
+    """sha256 over the weight files of a model directory (names and bytes, sorted)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and (p.suffix in suffixes or p.name in extra_names))
+    for file in files:
+        digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_digest(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fold_batch_norms(model):
+    """Fold each eval-mode BatchNorm into the convolution before it.
+
+    Same features (to float rounding) with one op fewer per layer: measured 2.3x faster
+    for ResNet-50 in bf16 on a 2-core CPU, where the separate BatchNorm pass was
+    memory-bound.
+    """
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in model.modules():
+        conv = getattr(module, "convolution", None)
+        norm = getattr(module, "normalization", None)
+        if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d):
+            module.convolution = fuse_conv_bn_eval(conv, norm)
+            module.normalization = torch.nn.Identity()
+    return model
+
+
+def missing_weights_message(what: str, weights: str, fix: str) -> str:
+    return f"{what}: weights {weights!r} is not a local directory; {fix}"
+
+
+class ImagePreprocess:
+    """PIL image -> normalised float32 tensor (3, crop, crop): resize the shorter side
+    (bilinear), centre crop, scale to [0, 1], subtract the ImageNet mean, divide by its std."""
+
+    def __init__(self, resize_size: int, crop_size: int):
+        self.resize_size, self.crop_size = int(resize_size), int(crop_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {"resize_shorter": self.resize_size, "interpolation": "bilinear",
+                "centre_crop": self.crop_size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+    def __call__(self, image):
+        import torch
+        from PIL import Image
+
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        width, height = image.size
+        crop = self.crop_size
+        scale = self.resize_size / min(width, height)
+        size = (max(crop, round(width * scale)), max(crop, round(height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        left, top = (size[0] - crop) // 2, (size[1] - crop) // 2
+        image = image.crop((left, top, left + crop, top + crop))
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
+        pixels = pixels.permute(2, 0, 1).float().div_(255.0)
+        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        return pixels.sub_(mean).div_(std)
+
+
+class ResNetImageEncoder:
+    """A ResNet whose pooled output is the image feature, with its own preprocessing."""
+
+    def __init__(self, arch: str, *, weights: str | None = None, image_size: int = 224,
+                 precision: str = "auto", batch_size: int = 32, seed: int = 0,
+                 allow_download: bool = False, resize_ratio: float = 256 / 224):
+        import torch
+
+        self.arch = arch
+        self.image_size = int(image_size)
+        self.resize_size = int(round(self.image_size * resize_ratio))
+        self.precision = resolve_precision(precision)
+        self.batch_size = int(batch_size)
+        self.weights = weights
+        self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        model, self._weights_id = self._load_model(weights, seed, allow_download)
+        model = fold_batch_norms(model.eval())
+        self._model = model.to(dtype=self._dtype, memory_format=torch.channels_last)
+        self.dim = int(self._model.config.hidden_sizes[-1])
+        # A small picklable object, so DataLoader workers never receive the model.
+        self.preprocess = ImagePreprocess(self.resize_size, self.image_size)
+        self._fingerprint: str | None = None
+
+    def _load_model(self, weights: str | None, seed: int, allow_download: bool):
+        import torch
+        import transformers
+        from transformers import ResNetConfig, ResNetModel
+
+        if weights is None:
+            log.warning("image encoder %s is randomly initialised (seed %d): pass "
+                        "weights=DIR for pretrained features", self.arch, seed)
+            config = ResNetConfig(**RESNET_CONFIGS[self.arch])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = ResNetModel(config)
+            # Random init depends on the seed and on the library versions that drew it.
+            return model, {"seed": seed, "torch": torch.__version__,
+                           "transformers": transformers.__version__}
+        directory = Path(weights).expanduser()
+        if directory.is_dir():
+            if not (directory / "config.json").is_file():
+                raise ConfigError(f"image encoder {self.arch}: {directory} has no config.json; "
+                                  "it must be a directory written by save_pretrained()")
+            try:
+                model = ResNetModel.from_pretrained(directory, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ConfigError(f"image encoder {self.arch}: cannot load a ResNet from "
+                                  f"{directory} ({type(exc).__name__}: {first_line}); write "
+                                  "one there with save_pretrained()") from exc
+            return model, {"files": directory_digest(directory)}
+        if allow_download:
+            model = ResNetModel.from_pretrained(weights)
+            return model, {"hub": weights, "state": state_dict_digest(model)}
+        raise ConfigError(missing_weights_message(
+            f"image encoder {self.arch}", weights,
+            "save a model there with ResNetModel.save_pretrained(DIR) or download one with "
+            f"`hf download microsoft/{self.arch.replace('resnet', 'resnet-')} --local-dir DIR`,"
+            " or pass allow_download=true to fetch a hub id"))
+
+    def preprocessing(self) -> dict[str, Any]:
+        return self.preprocess.describe()
+
+    # -- the model ------------------------------------------------------------------------
+
+    def encode_batch(self, pixels) -> np.ndarray:
+        """Preprocessed tensor (n, 3, H, W) -> float32 features (n, dim)."""
+        import torch
+
+        out = np.empty((len(pixels), self.dim), np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(pixels), self.batch_size):
+                chunk = pixels[start:start + self.batch_size]
+                chunk = chunk.to(dtype=self._dtype).contiguous(memory_format=torch.channels_last)
+                pooled = self._model(pixel_values=chunk).pooler_output
+                out[start:start + len(chunk)] = pooled.flatten(1).float().numpy()
+        return out
+
+    def encode(self, images: list) -> np.ndarray:
+        import torch
+
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode_batch(torch.stack([self.preprocess(image) for image in images]))
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            config = self._model.config.to_dict()
+            for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype",
+                             "architectures"):
+                config.pop(volatile, None)
+            payload = {"encoder": "resnet", "config": config, "weights": self._weights_id,
+                       "preprocessing": self.preprocessing(), "precision": self.precision}
+            text = json.dumps(payload, sort_keys=True, default=str)
+            self._fingerprint = f"{self.arch}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+        return self._fingerprint

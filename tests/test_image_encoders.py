@@ -1,0 +1,133 @@
+"""The reference image encoders: ResNet-18/50 through the registry, and the weights path."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ravlm_bench.cli import main
+from ravlm_bench.errors import RavlmError
+from ravlm_bench.host import get_plugin_manager
+from ravlm_bench.registry import Registry
+from ravlm_bench.testing import check_image_encoder, sample_images
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry(get_plugin_manager())
+
+
+def cosine(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet_dir(tmp_path_factory):
+    """A small random ResNet in Hugging Face format, with non-trivial BatchNorm statistics."""
+    from transformers import ResNetConfig, ResNetModel
+
+    torch.manual_seed(1)
+    config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16],
+                          depths=[1, 1], layer_type="basic")
+    model = ResNetModel(config).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    directory = tmp_path_factory.mktemp("tiny-resnet")
+    model.save_pretrained(directory)
+    return directory, model
+
+
+@pytest.mark.parametrize("name,dim,size", [("resnet18", 512, 128), ("resnet50", 2048, 64)])
+def test_conformance_kit(registry, name, dim, size):
+    encoder = registry.create("image-encoders", name, image_size=size, precision="fp32")
+    assert encoder.dim == dim
+    check_image_encoder(encoder)
+
+
+def test_weights_dir_gives_the_in_memory_models_features(registry, tiny_resnet_dir):
+    directory, model = tiny_resnet_dir
+    encoder = registry.create("image-encoders", "resnet18", weights=str(directory),
+                              image_size=32, precision="fp32")
+    assert encoder.dim == 16
+    images = sample_images(4, size=48)
+    with torch.inference_mode():
+        pixels = torch.stack([encoder.preprocess(image) for image in images])
+        expected = model(pixel_values=pixels).pooler_output.flatten(1).numpy()
+    np.testing.assert_allclose(encoder.encode(images), expected, rtol=1e-4, atol=1e-5)
+    check_image_encoder(encoder)
+
+
+def test_fingerprint_covers_weights_preprocessing_and_precision(registry, tiny_resnet_dir):
+    directory, _ = tiny_resnet_dir
+
+    def fp(**params):
+        return registry.create("image-encoders", "resnet18", **params).fingerprint()
+
+    base = fp(weights=str(directory), image_size=32, precision="fp32")
+    assert base == fp(weights=str(directory), image_size=32, precision="fp32", batch_size=3)
+    assert base != fp(weights=str(directory), image_size=40, precision="fp32")
+    assert base != fp(weights=str(directory), image_size=32, precision="bf16")
+    assert fp(image_size=32, seed=0) != fp(image_size=32, seed=1)
+
+
+def test_random_init_says_so_once_and_is_seeded(registry, caplog):
+    with caplog.at_level(logging.WARNING):
+        a = registry.create("image-encoders", "resnet18", image_size=32, seed=3,
+                            precision="fp32")
+    assert sum("randomly initialised" in r.message for r in caplog.records) == 1
+    b = registry.create("image-encoders", "resnet18", image_size=32, seed=3, precision="fp32")
+    images = sample_images(2)
+    np.testing.assert_array_equal(a.encode(images), b.encode(images))
+
+
+def test_bf16_agrees_with_fp32(registry):
+    images = sample_images(6, size=96)
+    fp32 = registry.create("image-encoders", "resnet18", image_size=96, precision="fp32")
+    bf16 = registry.create("image-encoders", "resnet18", image_size=96, precision="bf16")
+    assert cosine(fp32.encode(images), bf16.encode(images)).min() >= 0.99
+
+
+def test_preprocessing_resizes_shorter_side_and_centre_crops(registry):
+    encoder = registry.create("image-encoders", "resnet18", image_size=32, precision="fp32")
+    wide = Image.new("RGB", (300, 100), (255, 0, 0))
+    wide.paste((0, 0, 255), (0, 0, 100, 100))  # a blue left third, cropped away
+    pixels = encoder.preprocess(wide)
+    assert pixels.shape == (3, 32, 32) and pixels.dtype == torch.float32
+    red = (1.0 - 0.485) / 0.229
+    assert torch.allclose(pixels[0], torch.full((32, 32), red), atol=1e-5)
+    gray = Image.new("L", (20, 50), 128)  # other modes are converted to RGB
+    assert encoder.preprocess(gray).shape == (3, 32, 32)
+    assert encoder.encode([]).shape == (0, 512)
+    # DataLoader workers get the preprocessing, never the model
+    assert len(pickle.dumps(encoder.preprocess)) < 1000
+
+
+def test_missing_weights_explain_how_to_provide_them(registry, tmp_path):
+    with pytest.raises(RavlmError, match="save_pretrained"):
+        registry.create("image-encoders", "resnet50", weights=str(tmp_path / "nowhere"))
+    with pytest.raises(RavlmError, match="allow_download"):
+        registry.create("image-encoders", "resnet50", weights="microsoft/resnet-50")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RavlmError, match="no config.json"):
+        registry.create("image-encoders", "resnet18", weights=str(tmp_path / "empty"))
+    (tmp_path / "empty" / "config.json").write_text('{"model_type": "resnet"}')
+    with pytest.raises(RavlmError, match="cannot load a ResNet from"):
+        registry.create("image-encoders", "resnet18", weights=str(tmp_path / "empty"))
+    with pytest.raises(RavlmError, match="precision"):
+        registry.create("image-encoders", "resnet18", precision="fp8")
+
+
+def test_cli_lists_the_image_encoders(capsys):
+    assert main(["list", "image-encoders"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "resnet50" in out
