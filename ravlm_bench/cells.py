@@ -338,7 +338,8 @@ def _memory_bytes(component: Component) -> int | None:
     if method is None:
         return None
     with guard(component, "memory_bytes"):
-        return int(method())
+        value = method()
+    return None if value is None else int(value)
 
 
 def _describe(*components: Component | None) -> dict:

@@ -80,7 +80,9 @@ def init_distributed(timeout_s: float | None = None) -> DistContext:
         "RAVLM_BENCH_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=timeout)
-    control = dist.new_group(backend="gloo", timeout=timeout)
+    # A rank that failed waits in the control group while the others may still wait out a
+    # data collective's timeout: it must outwait them to hear their side.
+    control = dist.new_group(backend="gloo", timeout=2 * timeout + timedelta(seconds=30))
     log.info("rank %d of %d joined (%s, %s)", rank, world_size, backend, device)
     return DistContext(rank, world_size, local_rank, backend, device, control)
 

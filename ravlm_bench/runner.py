@@ -107,7 +107,8 @@ class Runner:
                     # failed cells still need a table to show in
                     self._record_task(task_spec, "classification", None)
                 message = _one_line(error)
-                log.error("%s failed: %s", label, message)
+                if self.dist.is_main:  # every rank failed alike; one report is enough
+                    log.error("%s failed: %s", label, message)
                 self._write_failed(task_spec, system_name, seed, error)
                 summary.failed.append((task_spec.name, system_name, seed, message))
             eta.tick()

@@ -35,7 +35,9 @@ def run_suite(ctx) -> int:
     finally:
         shutdown(dist)
     if not dist.is_main:
-        return summary.exit_code  # rank 0 reports for the run
+        # rank 0 reports for the run (and exits 1 for failed cells); a rank that exits
+        # non-zero first would make torchrun stop rank 0 before it prints the leaderboard
+        return 0
     print(render_terminal(load_run(run_dir)))
     print(f"\n{len(summary.done)} cells run, {len(summary.skipped)} already finished, "
           f"{len(summary.failed)} failed; results in {run_dir}")

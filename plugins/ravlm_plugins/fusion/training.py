@@ -167,7 +167,7 @@ def train_classifier(
     # summed here and divided by the global batch's total weight below, which is what
     # CrossEntropyLoss's weighted mean does, but splits across ranks exactly
     loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1, reduction="sum")
-    y_train = torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
+    y_train = torch.from_numpy(np.array(train_labels, dtype=np.int64))
     state, best = TrainState(), None
     checkpoint = Checkpoint(checkpoint_dir, signature) if checkpoint_dir is not None else None
     writes_checkpoints = checkpoint is not None and (not distributed or dist.is_main)
@@ -253,7 +253,7 @@ def evaluate(model: nn.Module, batches: Batches, labels: np.ndarray,
     """Validation accuracy (a ``-1`` label always counts as wrong) and mean loss."""
     model.eval()
     device = next(model.parameters()).device
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    y = torch.from_numpy(np.array(labels, dtype=np.int64))
     correct, loss_sum, counted = 0, 0.0, 0
     for begin in range(0, len(y), max(batch_size, 256)):
         idx = torch.arange(begin, min(begin + max(batch_size, 256), len(y)))

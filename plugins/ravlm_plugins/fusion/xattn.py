@@ -128,7 +128,7 @@ class CrossAttentionHead(TrainedHead):
         return {
             "x": torch.from_numpy(query_matrix(inputs, self.dim, self.name)).to(device),
             "kb_x": torch.from_numpy(query_matrix(kb, self.dim, self.name)).to(device),
-            "kb_labels": torch.from_numpy(np.asarray(kb.labels, np.int64)).to(device),
+            "kb_labels": torch.from_numpy(np.array(kb.labels, np.int64)).to(device),
             "neighbours": torch.from_numpy(np.ascontiguousarray(neighbours)).to(device),
             "scores": torch.from_numpy(np.ascontiguousarray(
                 np.asarray(inputs.neighbour_scores, np.float32)[:, :self.k])).to(device),

@@ -1,0 +1,169 @@
+"""torchrun: a 2-process gloo run of a suite equals a 1-process run; a failing rank stops it.
+
+Tolerance: with dropout off, sharding changes only the floating-point order of gradient
+reductions, so a 2-process run gives the same predictions and metrics as a 1-process run
+(asserted exactly here; in general, equal up to argmax ties within ~1e-6 in probability).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+SUITE = """
+name = "dist"
+seeds = [0, 1]
+baseline = "concat"
+
+[data.coco]
+root = "{root}/coco"
+
+[defaults]
+image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
+text_encoder = {{ name = "minilm-l6", max_length = 32 }}
+
+[systems.concat]
+fusion_head = {{ name = "concat", epochs = 4, hidden = 64, dropout = 0.0 }}
+
+[systems.knn-exact]
+retriever = "exact"
+fusion_head = {{ name = "knn", k = 5 }}
+
+[systems.xattn-exact]
+retriever = "exact"
+
+[systems.xattn-exact.fusion_head]
+name = "xattn"
+k = 5
+epochs = 4
+width = 32
+heads = 2
+dropout = 0.0
+neighbour_dropout = 0.0
+
+[systems.infonce-exact]
+retriever = "exact"
+fusion_head = {{ name = "infonce", epochs = 3 }}
+
+[tasks.coco-category]
+systems = ["concat", "knn-exact", "xattn-exact"{extra}]
+
+[tasks.coco-retrieval]
+systems = ["infonce-exact"]
+"""
+
+RANK_ONE_FAILS = '''
+import os
+import numpy as np
+from ravlm_bench import hookimpl
+
+
+class FailsOnRankOne:
+    def __init__(self, dim, metric):
+        self.dim = dim
+
+    def build(self, vectors, keys):
+        self.vectors, self.keys = vectors, keys
+
+    def search(self, queries, k):
+        if os.environ.get("RANK") == "1":
+            raise MemoryError("rank one ran out of memory")
+        scores = queries @ self.vectors.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return self.keys[order], np.take_along_axis(scores, order, 1).astype(np.float32)
+
+
+@hookimpl
+def register_retrievers(register):
+    register("fails-on-rank-one", FailsOnRankOne)
+'''
+
+FAILING_SYSTEM = """
+[systems.xattn-fails]
+retriever = "fails-on-rank-one"
+fusion_head = { name = "xattn", k = 5, epochs = 2, width = 32, heads = 2 }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def environment(cache) -> dict:
+    return {**os.environ, "RAVLM_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1", "RAVLM_BENCH_DIST_TIMEOUT": "30"}
+
+
+def run(args: list[str], cache, processes: int = 1, timeout: int = 600):
+    if processes == 1:
+        command = [sys.executable, "-m", "ravlm_bench", *args]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+                   "--nproc-per-node", str(processes), "--master-addr", "127.0.0.1",
+                   "--master-port", str(free_port()), "-m", "ravlm_bench", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment(cache),
+                          timeout=timeout)
+
+
+def write_suite(tmp_path, demo_world, extra: str = "", systems: str = ""):
+    path = tmp_path / "dist.toml"
+    path.write_text(textwrap.dedent(SUITE.format(root=demo_world, extra=systems)) + extra)
+    return path
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_results_as_one(tmp_path, demo_world):
+    suite = write_suite(tmp_path, demo_world)
+    cache = tmp_path / "cache"
+    one = run(["run", str(suite), "--out", str(tmp_path / "one"), "-q"], cache)
+    assert one.returncode == 0, one.stderr
+    # a fresh cache, so the two ranks really encode their shards
+    two = run(["run", str(suite), "--out", str(tmp_path / "two"), "-q"], tmp_path / "cache2",
+              processes=2)
+    assert two.returncode == 0, two.stderr
+
+    cells = sorted((tmp_path / "one" / "cells").rglob("seed-*.json"))
+    assert len(cells) == 8
+    for path in cells:
+        twin = tmp_path / "two" / path.relative_to(tmp_path / "one")
+        a, b = json.loads(path.read_text()), json.loads(twin.read_text())
+        assert a["status"] == b["status"] == "ok"
+        assert b["provenance"]["world_size"] == 2
+        for name, value in a["metrics"].items():
+            if isinstance(value, float):
+                assert b["metrics"][name] == pytest.approx(value, abs=1e-9), (path, name)
+        predictions = path.with_suffix(".npz")
+        if predictions.exists():
+            assert np.array_equal(np.load(predictions)["y_pred"],
+                                  np.load(twin.with_suffix(".npz"))["y_pred"]), path
+    # only rank 0 wrote: one leaderboard's worth of files, no duplicates from rank 1
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["cells", "checkpoints",
+                                                                     "run.json"]
+
+
+@pytest.mark.slow
+def test_a_rank_that_raises_stops_the_run_naming_it(tmp_path, demo_world):
+    plugin = tmp_path / "rank_one.py"
+    plugin.write_text(RANK_ONE_FAILS)
+    suite = write_suite(tmp_path, demo_world, FAILING_SYSTEM, ', "xattn-fails"')
+    started = time.monotonic()
+    result = run(["-p", str(plugin), "run", str(suite), "--out", str(tmp_path / "run"), "-q"],
+                 tmp_path / "cache", processes=2, timeout=300)
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert ("coco-category / xattn-fails / seed 0 failed on 2 of 2 ranks:" in result.stderr)
+    assert ("rank 1: retriever 'fails-on-rank-one' (plugin 'rank_one'): search failed: "
+            "MemoryError: rank one ran out of memory") in result.stderr
+    assert elapsed < 240  # bounded by the 30 s collective timeout, never a hang
+    # the cells finished before the failure are kept
+    assert (tmp_path / "run/cells/coco-category/concat/seed-0.json").exists()
