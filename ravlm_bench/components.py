@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ravlm_bench.contracts import ContractViolation
-from ravlm_bench.errors import ComponentError, RavlmError
+from ravlm_bench.errors import ComponentError, DataError, RavlmError
 from ravlm_bench.registry import Registry
 from ravlm_bench.suite import ComponentSpec
 
@@ -54,8 +54,11 @@ def guard(component: Component, what: str = "") -> Iterator[None]:
     except ContractViolation as exc:
         raise ComponentError(component.kind[:-1], component.name, component.plugin,
                              f"broke the contract: {exc}") from exc
-    except RavlmError:
-        raise  # data and configuration errors already name their file and item
+    except DataError:
+        raise  # bad data is the data's fault, and its message names the file and item
+    except RavlmError as exc:
+        raise ComponentError(component.kind[:-1], component.name, component.plugin,
+                             str(exc)) from exc
     except Exception as exc:
         step = f"{what} failed: " if what else ""
         raise ComponentError(component.kind[:-1], component.name, component.plugin,

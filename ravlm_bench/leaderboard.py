@@ -176,7 +176,10 @@ def _error_summary(failed: pd.DataFrame) -> str:
     parts = []
     for (plugin, message), seeds in groups.items():
         label = "seed" if len(seeds) == 1 else "seeds"
-        parts.append(f"{label} {', '.join(map(str, sorted(seeds)))}: plugin {plugin!r}: {message}")
+        # the runner's messages name the plugin already; others get it prefixed
+        named = plugin is None or f"(plugin {plugin!r})" in str(message)
+        who = "" if named else f"plugin {plugin!r}: "
+        parts.append(f"{label} {', '.join(map(str, sorted(seeds)))}: {who}{message}")
     return "; ".join(parts)
 
 

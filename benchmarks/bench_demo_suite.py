@@ -1,0 +1,97 @@
+"""The demo suite end to end: a cold run, a --force rerun on cached features, and torchrun.
+
+Prints wall time and the per-stage sums (encode, index, train, evaluate) of every run, and
+the ratios the runner and torchrun issues set: the cached rerun against the cold run
+(target <= 0.2) and 2 processes against 1 (overhead target < 20%; no speed-up is expected
+on a 2-core machine).
+
+    python benchmarks/bench_demo_suite.py [--suite demo] [--processes 1 2] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tabulate import tabulate
+
+STAGES = ("encode_s", "index_s", "train_s", "evaluate_s")
+
+
+def run_suite(suite: str, run_dir: Path, cache: Path, *, force: bool = False,
+              processes: int = 1) -> float:
+    args = ["run", suite, "--out", str(run_dir), "-q"] + (["--force"] if force else [])
+    if processes == 1:
+        command = [sys.executable, "-m", "ravlm_bench", *args]
+    else:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+                   "--nproc-per-node", str(processes), "--master-addr", "127.0.0.1",
+                   "--master-port", str(port), "-m", "ravlm_bench", *args]
+    env = {**os.environ, "RAVLM_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode not in (0, 1):
+        sys.exit(f"suite run failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return wall
+
+
+def stage_sums(run_dir: Path) -> dict[str, float]:
+    sums = dict.fromkeys(STAGES, 0.0)
+    cells = failed = 0
+    for path in (run_dir / "cells").rglob("seed-*.json"):
+        record = json.loads(path.read_text())
+        cells += 1
+        failed += record["status"] != "ok"
+        for stage in STAGES:
+            sums[stage] += record.get("timings", {}).get(stage) or 0.0
+    return {**sums, "cells": cells, "failed": failed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="demo")
+    parser.add_argument("--processes", type=int, nargs="*", default=[1],
+                        help="also run cold under torchrun with these process counts")
+    parser.add_argument("--keep", type=Path, help="keep run directories and caches here")
+    args = parser.parse_args()
+
+    base = args.keep or Path(tempfile.mkdtemp(prefix="ravlm-bench-demo-"))
+    rows = []
+    try:
+        cold_cache = base / "cache-1"
+        cold = run_suite(args.suite, base / "run-1", cold_cache)
+        rows.append(("cold, 1 process", cold, stage_sums(base / "run-1")))
+        warm = run_suite(args.suite, base / "run-1", cold_cache, force=True)
+        rows.append(("--force rerun, features cached", warm, stage_sums(base / "run-1")))
+        for n in args.processes:
+            if n == 1:
+                continue
+            wall = run_suite(args.suite, base / f"run-{n}", base / f"cache-{n}", processes=n)
+            rows.append((f"cold, {n} processes (torchrun, gloo)", wall,
+                         stage_sums(base / f"run-{n}")))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+    table = [[name, f"{wall:.1f}", f"{wall / cold:.2f}", *(f"{s[k]:.1f}" for k in STAGES),
+              f"{s['cells']} ({s['failed']} failed)"] for name, wall, s in rows]
+    print(tabulate(table, headers=["run", "wall s", "vs cold", *STAGES, "cells"]))
+    print(f"\ncached rerun / cold run: {warm / cold:.2f} (target <= 0.20)")
+    for name, wall, _ in rows[2:]:
+        print(f"{name} / 1 process: {wall / cold:.2f} (overhead target < 1.20)")
+
+
+if __name__ == "__main__":
+    main()
