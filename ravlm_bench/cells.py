@@ -11,6 +11,8 @@ import hashlib
 import inspect
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +66,6 @@ class FeatureStore:
         self.progress = progress and dist.is_main
         self.dist = dist
         self._memo: dict[tuple, np.ndarray] = {}
-        self.seconds = 0.0
 
     def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
         from ravlm_bench.encoding import encode_images
@@ -88,7 +89,6 @@ class FeatureStore:
         items_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
         key = (encoder.name, encoder.fingerprint() or id(encoder.obj), split, items_hash)
         if key not in self._memo:
-            started = time.perf_counter()
             fingerprint = encoder.fingerprint()
             dataset_key = f"{self.dataset_fingerprint}-{items_hash}"
             if self.dist.enabled:
@@ -100,7 +100,6 @@ class FeatureStore:
             with guard(encoder, "encode"):
                 validate_vectors(array, len(items), encoder.obj.dim)
             self._memo[key] = array
-            self.seconds += time.perf_counter() - started
         return self._memo[key]
 
     def _get_sharded(self, fingerprint, dataset_key, split, items, compute,
@@ -135,19 +134,40 @@ def _miss():
     raise _CacheMiss
 
 
+class StageClock:
+    """Wall time per stage of a cell; tells a progress display as each stage begins."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None = None):
+        self.timings: dict[str, float] = {}
+        self.on_stage = on_stage or (lambda stage: None)
+        self.started = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self.on_stage(stage)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"{stage}_s"
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def finish(self) -> dict[str, float]:
+        return {**self.timings, "total_s": time.perf_counter() - self.started}
+
+
 def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: int, *,
                             factory: ComponentFactory, features: FeatureStore, metric: str,
-                            checkpoint_dir=None, dist: DistContext = SINGLE) -> CellResult:
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+                            checkpoint_dir=None, dist: DistContext = SINGLE,
+                            on_stage: Callable[[str], None] | None = None) -> CellResult:
+    clock = StageClock(on_stage)
     image_encoder = factory.create("image-encoders", system.image_encoder)
     text_encoder = factory.create("text-encoders", system.text_encoder)
-    before = features.seconds
     splits = {role: split for role, split in
               (("train", data.train), ("val", data.val), ("test", data.test)) if split is not None}
-    image = {r: features.images(image_encoder, r, s.image_paths) for r, s in splits.items()}
-    text = {r: features.texts(text_encoder, r, s.texts) for r, s in splits.items()}
-    timings["encode_s"] = features.seconds - before
+    with clock("encode"):
+        image = {r: features.images(image_encoder, r, s.image_paths) for r, s in splits.items()}
+        text = {r: features.texts(text_encoder, r, s.texts) for r, s in splits.items()}
 
     dim = image_encoder.obj.dim + text_encoder.obj.dim
     head = factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
@@ -156,19 +176,18 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
     kb = KnowledgeBase(image=image["train"], text=text["train"], labels=data.train.labels,
                        image_ids=data.train.image_ids)
     retriever, cost = None, {}
-    t0 = time.perf_counter()
-    if uses_retrieval:
-        if system.retriever is None:
-            raise_config(f"system {system.name!r}: fusion head {head.name!r} uses retrieval; "
-                         f"give the system a retriever")
-        retriever = sharded(factory.create("retrievers", system.retriever, fresh=True, dim=dim,
-                                           metric=metric), dist)
-        build_started = time.perf_counter()
-        with guard(retriever, "build"):
-            knowledge.build_index(retriever.obj, kb)
-        cost["index_build_s"] = time.perf_counter() - build_started
-        cost["index_memory_bytes"] = _memory_bytes(retriever)
-    timings["index_s"] = time.perf_counter() - t0
+    with clock("index"):
+        if uses_retrieval:
+            if system.retriever is None:
+                raise_config(f"system {system.name!r}: fusion head {head.name!r} uses "
+                             f"retrieval; give the system a retriever")
+            retriever = sharded(factory.create("retrievers", system.retriever, fresh=True,
+                                               dim=dim, metric=metric), dist)
+            build_started = time.perf_counter()
+            with guard(retriever, "build"):
+                knowledge.build_index(retriever.obj, kb)
+            cost["index_build_s"] = time.perf_counter() - build_started
+            cost["index_memory_bytes"] = _memory_bytes(retriever)
 
     def inputs(role: str, exclude_same_image: bool):
         split = splits[role]
@@ -178,36 +197,33 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
                 k=k, labels=split.labels, image_ids=split.image_ids,
                 exclude_same_image=exclude_same_image, num_classes=len(data.classes))
 
-    t0 = time.perf_counter()
-    train_inputs = inputs("train", exclude_same_image=True)
-    val_inputs = inputs("val", exclude_same_image=False) if "val" in splits else None
-    with guard(head, "fit"):
-        training = head.obj.fit(train_inputs, val_inputs, seed=seed,
-                                checkpoint_dir=checkpoint_dir,
-                                **dist_kwargs(head.obj.fit, dist)) or {}
-    timings["train_s"] = time.perf_counter() - t0
-    cost["train_s"] = timings["train_s"]
+    with clock("train"):
+        train_inputs = inputs("train", exclude_same_image=True)
+        val_inputs = inputs("val", exclude_same_image=False) if "val" in splits else None
+        with guard(head, "fit"):
+            training = head.obj.fit(train_inputs, val_inputs, seed=seed,
+                                    checkpoint_dir=checkpoint_dir,
+                                    **dist_kwargs(head.obj.fit, dist)) or {}
+    cost["train_s"] = clock.timings["train_s"]
 
-    t0 = time.perf_counter()
-    test_inputs = inputs("test", exclude_same_image=False)
-    test_inputs.labels = None  # a head never sees test labels
-    with guard(head, "predict_proba"):
-        proba = predict_sharded(head.obj, test_inputs, len(data.classes), dist)
-    y_pred = proba.argmax(axis=1).astype(np.int64)
-    train_counts = np.bincount(data.train.labels, minlength=len(data.classes))
-    scores = metrics.classification_metrics(
-        data.test.labels, y_pred, num_classes=len(data.classes), train_counts=train_counts,
-        classes=data.classes, seed=seed)
-    per_class = metrics.per_class_report(data.test.labels, y_pred,
-                                         num_classes=len(data.classes), classes=data.classes)
-    if retriever is not None:
-        cost.update(measure_search(retriever, knowledge.query_vectors(image["test"],
-                                                                      text["test"]), k,
-                                   labels=data.test.labels))
-    timings["evaluate_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - started
+    with clock("evaluate"):
+        test_inputs = inputs("test", exclude_same_image=False)
+        test_inputs.labels = None  # a head never sees test labels
+        with guard(head, "predict_proba"):
+            proba = predict_sharded(head.obj, test_inputs, len(data.classes), dist)
+        y_pred = proba.argmax(axis=1).astype(np.int64)
+        train_counts = np.bincount(data.train.labels, minlength=len(data.classes))
+        scores = metrics.classification_metrics(
+            data.test.labels, y_pred, num_classes=len(data.classes), train_counts=train_counts,
+            classes=data.classes, seed=seed)
+        per_class = metrics.per_class_report(data.test.labels, y_pred,
+                                             num_classes=len(data.classes), classes=data.classes)
+        if retriever is not None:
+            queries = knowledge.query_vectors(image["test"], text["test"])
+            cost.update(measure_search(retriever, queries, k, labels=data.test.labels))
     return CellResult(
-        metrics=scores, cost=cost, timings=timings, per_class=per_class, training=training,
+        metrics=scores, cost=cost, timings=clock.finish(), per_class=per_class,
+        training=training,
         predictions={"y_true": data.test.labels, "y_pred": y_pred,
                      "image_ids": data.test.image_ids, "train_counts": train_counts},
         components=_describe(image_encoder, text_encoder, retriever, head),
@@ -216,17 +232,16 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
 
 def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
                        factory: ComponentFactory, features: FeatureStore, metric: str,
-                       ks=(1, 5, 10), dist: DistContext = SINGLE) -> CellResult:
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+                       ks=(1, 5, 10), dist: DistContext = SINGLE,
+                       on_stage: Callable[[str], None] | None = None) -> CellResult:
+    clock = StageClock(on_stage)
     image_encoder = factory.create("image-encoders", system.image_encoder)
     text_encoder = factory.create("text-encoders", system.text_encoder)
-    before = features.seconds
-    train_image = features.images(image_encoder, "train", data.train.image_paths)
-    train_text = features.texts(text_encoder, "train", data.train.texts)
-    test_image = features.images(image_encoder, "test", data.test.image_paths)
-    test_text = features.texts(text_encoder, "test", data.test.texts)
-    timings["encode_s"] = features.seconds - before
+    with clock("encode"):
+        train_image = features.images(image_encoder, "train", data.train.image_paths)
+        train_text = features.texts(text_encoder, "train", data.train.texts)
+        test_image = features.images(image_encoder, "test", data.test.image_paths)
+        test_text = features.texts(text_encoder, "test", data.test.texts)
 
     dim = image_encoder.obj.dim + text_encoder.obj.dim
     head = factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
@@ -234,40 +249,36 @@ def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
         raise_config(f"system {system.name!r}: fusion head {head.name!r} cannot embed images "
                      f"and texts jointly (no fit_pairs); use a joint embedding such as "
                      f"'infonce' for retrieval tasks")
-    t0 = time.perf_counter()
-    with guard(head, "fit_pairs"):
+    if system.retriever is None:
+        raise_config(f"system {system.name!r} needs a retriever for a retrieval task")
+    with clock("train"), guard(head, "fit_pairs"):
         training = head.obj.fit_pairs(train_image, train_text, data.train.caption_image,
                                       seed=seed, **dist_kwargs(head.obj.fit_pairs, dist)) or {}
         image_emb = np.ascontiguousarray(head.obj.embed_images(test_image), dtype=np.float32)
         text_emb = np.ascontiguousarray(head.obj.embed_texts(test_text), dtype=np.float32)
-    timings["train_s"] = time.perf_counter() - t0
+    cost = {"train_s": clock.timings["train_s"]}
 
-    if system.retriever is None:
-        raise_config(f"system {system.name!r} needs a retriever for a retrieval task")
-    t0 = time.perf_counter()
-    emb_dim = image_emb.shape[1]
-    images_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
-                                          dim=emb_dim, metric=metric), dist)
-    captions_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
-                                            dim=emb_dim, metric=metric), dist)
-    build_started = time.perf_counter()
-    with guard(images_index, "build"):
-        images_index.obj.build(image_emb, np.arange(len(image_emb), dtype=np.int64))
-    cost = {"index_build_s": time.perf_counter() - build_started,
-            "index_memory_bytes": _memory_bytes(images_index), "train_s": timings["train_s"]}
-    with guard(captions_index, "build"):
-        captions_index.obj.build(text_emb, np.arange(len(text_emb), dtype=np.int64))
-    timings["index_s"] = time.perf_counter() - t0
+    with clock("index"):
+        emb_dim = image_emb.shape[1]
+        images_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
+                                              dim=emb_dim, metric=metric), dist)
+        captions_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
+                                                dim=emb_dim, metric=metric), dist)
+        build_started = time.perf_counter()
+        with guard(images_index, "build"):
+            images_index.obj.build(image_emb, np.arange(len(image_emb), dtype=np.int64))
+        cost["index_build_s"] = time.perf_counter() - build_started
+        cost["index_memory_bytes"] = _memory_bytes(images_index)
+        with guard(captions_index, "build"):
+            captions_index.obj.build(text_emb, np.arange(len(text_emb), dtype=np.int64))
 
-    t0 = time.perf_counter()
-    k = max(ks)
-    t2i = _search(images_index, text_emb, min(k, len(image_emb)), k)
-    i2t = _search(captions_index, image_emb, min(k, len(text_emb)), k)
-    scores = metrics.recall_from_rankings(t2i, i2t, data.test.caption_image, ks=ks)
-    cost.update(measure_search(images_index, text_emb, k=min(k, len(image_emb))))
-    timings["evaluate_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - started
-    return CellResult(metrics=scores, cost=cost, timings=timings, training=training,
+    with clock("evaluate"):
+        k = max(ks)
+        t2i = _search(images_index, text_emb, min(k, len(image_emb)), k)
+        i2t = _search(captions_index, image_emb, min(k, len(text_emb)), k)
+        scores = metrics.recall_from_rankings(t2i, i2t, data.test.caption_image, ks=ks)
+        cost.update(measure_search(images_index, text_emb, k=min(k, len(image_emb))))
+    return CellResult(metrics=scores, cost=cost, timings=clock.finish(), training=training,
                       components=_describe(image_encoder, text_encoder, images_index, head))
 
 

@@ -90,7 +90,9 @@ class Runner:
                 ready = prepared[task_spec.name]
                 if isinstance(ready, BaseException):
                     raise ready
-                self._run_cell(task_spec, system_name, seed, *ready)
+                self._run_cell(task_spec, system_name, seed, *ready,
+                               on_stage=lambda stage, label=label: bar.set_postfix_str(
+                                   f"{label}: {stage}", refresh=True))
             except Exception as exc:  # one broken cell never stops the suite
                 error = exc
                 log.debug("%s", traceback.format_exc())
@@ -192,10 +194,10 @@ class Runner:
         return params
 
     def _run_cell(self, task_spec: TaskSpec, system_name: str, seed: int, task, data,
-                  features: FeatureStore) -> None:
+                  features: FeatureStore, on_stage=None) -> None:
         system = self.suite.systems[system_name]
         common = dict(factory=self.factory, features=features, metric=self.suite.metric,
-                      dist=self.dist)
+                      dist=self.dist, on_stage=on_stage)
         if task.obj.kind == "classification":
             checkpoints = self.run_dir.root / "checkpoints" / task_spec.name / system_name
             result = run_classification_cell(data, system, seed, **common,

@@ -88,6 +88,17 @@ def directory_digest(directory: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXE
     return digest.hexdigest()
 
 
+def model_fingerprint(prefix: str, config, payload: dict) -> str:
+    """``prefix-<hash>`` of a transformers config (less what does not change the output:
+    library version, paths, dtype) and what else the features depend on."""
+    config = config.to_dict()
+    for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype",
+                     "architectures"):
+        config.pop(volatile, None)
+    text = json.dumps({**payload, "config": config}, sort_keys=True, default=str)
+    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+
+
 def state_dict_digest(model) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -237,12 +248,8 @@ class ResNetImageEncoder:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            config = self._model.config.to_dict()
-            for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype",
-                             "architectures"):
-                config.pop(volatile, None)
-            payload = {"encoder": "resnet", "config": config, "weights": self._weights_id,
-                       "preprocessing": self.preprocessing(), "precision": self.precision}
-            text = json.dumps(payload, sort_keys=True, default=str)
-            self._fingerprint = f"{self.arch}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+            self._fingerprint = model_fingerprint(
+                self.arch, self._model.config,
+                {"encoder": "resnet", "weights": self._weights_id,
+                 "preprocessing": self.preprocessing(), "precision": self.precision})
         return self._fingerprint

@@ -12,8 +12,6 @@ are imported inside the factories.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,12 @@ import numpy as np
 
 from ravlm_bench.errors import ConfigError
 from ravlm_bench.hookspecs import hookimpl
-from ravlm_plugins.image_encoders import WEIGHT_SUFFIXES, directory_digest, resolve_precision
+from ravlm_plugins.image_encoders import (
+    WEIGHT_SUFFIXES,
+    directory_digest,
+    model_fingerprint,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +172,10 @@ class BertTextEncoder:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            config = self._model.config.to_dict()
-            for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype",
-                             "architectures"):
-                config.pop(volatile, None)
             files = directory_digest(self.directory, WEIGHT_SUFFIXES, TOKENIZER_FILES)
-            payload = {"encoder": "bert", "config": config, "files": files,
-                       "pooling": self.pooling, "normalize": self.normalize,
-                       "max_length": self.max_length, "precision": self.precision}
-            text = json.dumps(payload, sort_keys=True, default=str)
-            self._fingerprint = f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+            self._fingerprint = model_fingerprint(
+                self.name, self._model.config,
+                {"encoder": "bert", "files": files, "pooling": self.pooling,
+                 "normalize": self.normalize, "max_length": self.max_length,
+                 "precision": self.precision})
         return self._fingerprint

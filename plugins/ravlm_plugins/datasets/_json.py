@@ -132,3 +132,20 @@ def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return "a number"
+
+
+def karpathy_sentences(entry: dict, i: int, display: str, image_id: int, cap_ids: list,
+                       cap_images: list, cap_texts: list) -> None:
+    """Append the captions of Karpathy image entry ``i`` (``sentences[]``: sentid, raw).
+
+    Sentences arrive as tuples when the fast reader already picked (sentid, raw) out.
+    """
+    sentences = entry["sentences"]
+    if not isinstance(sentences, list):
+        raise DataError(f"{display}: images[{i}] key 'sentences' is not a list")
+    for j, sentence in enumerate(sentences):
+        if type(sentence) is not tuple:
+            require_keys(sentence, ("raw", "sentid"), display, f"images[{i}].sentences[{j}]")
+        cap_ids.append(sentence[0])
+        cap_images.append(image_id)
+        cap_texts.append(sentence[1])

@@ -28,7 +28,7 @@ from ._assemble import (
 from ._base import LoadedDataset, Parsed, load, resolve_root
 from ._coco_files import AnnotationFile, read_captions, read_instances
 from ._columns import first_duplicates, int_column, lookup, str_column
-from ._json import expect_object, get_list, read_json, require_keys
+from ._json import expect_object, get_list, karpathy_sentences, read_json, require_keys
 from ._paths import image_paths, list_dir, unsafe_reason
 from ._schemas import box_array, make_table
 
@@ -282,15 +282,7 @@ def _parse_karpathy(root: Path, year: int | None) -> Parsed:
         ids.append(cocoid)
         rel_paths.append(rel)
         split_of.append(entry["split"])
-        sentences = entry["sentences"]
-        if not isinstance(sentences, list):
-            raise DataError(f"{display}: images[{i}] key 'sentences' is not a list")
-        for j, sentence in enumerate(sentences):
-            if type(sentence) is not tuple:
-                require_keys(sentence, ("raw", "sentid"), display, f"images[{i}].sentences[{j}]")
-            cap_ids.append(sentence[0])
-            cap_images.append(cocoid)
-            cap_texts.append(sentence[1])
+        karpathy_sentences(entry, i, display, cocoid, cap_ids, cap_images, cap_texts)
     del top, entries
     if rejected:
         problems.append(f"{display}: {len(rejected)} images with unsafe paths rejected (with "

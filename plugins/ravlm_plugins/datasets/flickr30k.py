@@ -19,7 +19,7 @@ from ravlm_bench.errors import DataError
 from ._assemble import ImageIndex, captions_table, drop_duplicate_ids, take_strings
 from ._base import LoadedDataset, Parsed, load, resolve_root
 from ._columns import int_column, str_column
-from ._json import expect_object, get_list, read_json, read_text, require_keys
+from ._json import expect_object, get_list, karpathy_sentences, read_json, read_text, require_keys
 from ._paths import image_paths, unsafe_reason
 from ._schemas import make_table
 
@@ -81,15 +81,7 @@ def _parse_karpathy(root: Path) -> Parsed:
         ids.append(image_id)
         names.append(filename)
         splits.append(entry["split"])
-        sentences = entry["sentences"]
-        if not isinstance(sentences, list):
-            raise DataError(f"{display}: images[{i}] key 'sentences' is not a list")
-        for j, sentence in enumerate(sentences):
-            if type(sentence) is not tuple:
-                require_keys(sentence, ("raw", "sentid"), display, f"images[{i}].sentences[{j}]")
-            cap_ids.append(sentence[0])
-            cap_images.append(image_id)
-            cap_texts.append(sentence[1])
+        karpathy_sentences(entry, i, display, image_id, cap_ids, cap_images, cap_texts)
     del top
     if rejected:
         problems.append(f"{display}: {len(rejected)} images with unsafe file names rejected "
