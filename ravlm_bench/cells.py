@@ -192,10 +192,13 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
     def inputs(role: str, exclude_same_image: bool):
         split = splits[role]
         with guard(retriever or head, "search"):
-            return knowledge.fusion_inputs(
+            prepared = knowledge.fusion_inputs(
                 image[role], text[role], retriever=retriever.obj if retriever else None, kb=kb,
                 k=k, labels=split.labels, image_ids=split.image_ids,
                 exclude_same_image=exclude_same_image, num_classes=len(data.classes))
+        # the raw items, for heads that fine-tune the encoders end to end
+        prepared.extras.update(image_paths=split.image_paths, texts=split.texts)
+        return prepared
 
     with clock("train"):
         train_inputs = inputs("train", exclude_same_image=True)
@@ -313,10 +316,13 @@ def slice_inputs(inputs, part: slice):
     def cut(value):
         return value[part] if value is not None else None
 
+    n = len(inputs)
+    extras = {key: value[part] if hasattr(value, "__len__") and len(value) == n else value
+              for key, value in inputs.extras.items()}
     return dataclasses.replace(
         inputs, image=inputs.image[part], text=inputs.text[part],
         neighbours=inputs.neighbours[part], neighbour_scores=inputs.neighbour_scores[part],
-        labels=cut(inputs.labels), image_ids=cut(inputs.image_ids))
+        labels=cut(inputs.labels), image_ids=cut(inputs.image_ids), extras=extras)
 
 
 def _search(index: Component, queries: np.ndarray, k: int, width: int) -> np.ndarray:

@@ -65,6 +65,7 @@ class Runner:
 
     def run(self) -> RunSummary:
         summary = RunSummary(self.run_dir.root)
+        self._preflight()
         cells = [(t, s, seed) for t in self.suite.tasks for s in t.systems
                  for seed in self.suite.seeds]
         # rank 0 decides what is finished: every rank must run the same cells in lockstep
@@ -171,11 +172,16 @@ class Runner:
         params = self._resolve_root(dataset_name, params)
         return self.factory.create("datasets", ComponentSpec(dataset_name, params))
 
-    def _resolve_root(self, dataset_name: str, params: dict) -> dict:
+    def _resolve_root(self, dataset_name: str, params: dict, *, generate: bool = True) -> dict:
+        """The dataset directory: the suite's root, the demo world, or $RAVLM_DATA/<name>.
+
+        ``generate=False`` checks without generating the demo world (the preflight)."""
         from ravlm_bench.paths import data_root
 
         root = params.get("root")
         if root == "demo" or (root is None and self.suite.run.get("demo", False)):
+            if not generate:
+                return params
             from ravlm_bench.demo import ensure_demo_world
 
             size = self.suite.run.get("demo_size", "small")
@@ -190,8 +196,22 @@ class Runner:
             params["root"] = str(env_root)
         if not Path(params["root"]).expanduser().exists():
             raise ConfigError(f"{self.suite.path}: data directory for {dataset_name!r} does "
-                              f"not exist: {params['root']}")
+                              f"not exist: {params['root']}; set root in [data.{dataset_name}] "
+                              f"or $RAVLM_DATA")
         return params
+
+    def _preflight(self) -> None:
+        """Stop before any cell when a task's data directory is missing: one clear error
+        instead of the same failure in every cell."""
+        for task_spec in self.suite.tasks:
+            try:
+                task = self.factory.create("tasks", ComponentSpec(task_spec.name,
+                                                                  task_spec.params))
+                dataset_name = task.obj.dataset
+            except Exception:  # a broken task fails its own cells, later
+                continue
+            self._resolve_root(dataset_name, dict(self.suite.data.get(dataset_name, {})),
+                               generate=False)
 
     def _run_cell(self, task_spec: TaskSpec, system_name: str, seed: int, task, data,
                   features: FeatureStore, on_stage=None) -> None:

@@ -210,3 +210,16 @@ def test_killed_run_resumes_to_the_same_leaderboard(tmp_path, demo_world, cache)
         assert out.returncode == 0, out.stderr
         tables[run_dir.name] = pd.read_csv(run_dir / "lb" / "leaderboard.csv").drop(columns=cost)
     pd.testing.assert_frame_equal(tables["whole"], tables["killed"])
+
+
+@pytest.mark.parametrize("suite, dataset", [("coco", "coco"), ("flickr30k", "flickr30k"),
+                                            ("vg", "visual_genome")])
+def test_real_data_suites_fail_fast_without_their_data(tmp_path, suite, dataset):
+    env_cache = tmp_path / "cache"
+    result = run_cli("run", suite, "--out", str(tmp_path / "run"), cache=env_cache)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {Path(__file__).parents[1] / 'ravlm_bench' / 'suites' / f'{suite}.toml'}: "
+        f"no data for {dataset!r}; set root in [data.{dataset}] or point $RAVLM_DATA at a "
+        f"folder holding {dataset}/")
+    assert not (tmp_path / "run" / "cells").exists()
