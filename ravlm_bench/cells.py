@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,7 +64,8 @@ class FeatureStore:
                  dist: DistContext = SINGLE):
         self.dataset_fingerprint = dataset_fingerprint
         self.cache = cache
-        self.progress = progress and dist.is_main
+        # bars only on a terminal: logs of batch jobs stay readable
+        self.progress = progress and dist.is_main and sys.stderr.isatty()
         self.dist = dist
         self._memo: dict[tuple, np.ndarray] = {}
 
@@ -74,7 +76,10 @@ class FeatureStore:
             with guard(encoder, "encode"):
                 return encode_images(encoder.obj, part, progress=self.progress)
 
-        return self._get(encoder, f"{split}/images", paths, compute)
+        # items repeat images (several captions, questions or pairs per image): each
+        # distinct image is encoded once, then its row is repeated
+        unique, rows = _unique(paths)
+        return self._get(encoder, f"{split}/images", unique, compute)[rows]
 
     def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
         from ravlm_bench.encoding import encode_texts
@@ -83,7 +88,8 @@ class FeatureStore:
             with guard(encoder, "encode"):
                 return encode_texts(encoder.obj, part, progress=self.progress)
 
-        return self._get(encoder, f"{split}/texts", texts, compute)
+        unique, rows = _unique(texts)
+        return self._get(encoder, f"{split}/texts", unique, compute)[rows]
 
     def _get(self, encoder: Component, split: str, items: list[str], compute) -> np.ndarray:
         items_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
@@ -124,6 +130,14 @@ class FeatureStore:
         if ctx.is_main and cached is None and fingerprint is not None:
             self.cache.get_or_compute(fingerprint, dataset_key, split, lambda: array)
         return array
+
+
+def _unique(items: list[str]) -> tuple[list[str], np.ndarray]:
+    """Distinct items in first-seen order, and each item's row among them."""
+    first: dict[str, int] = {}
+    rows = np.fromiter((first.setdefault(item, len(first)) for item in items), np.int64,
+                       count=len(items))
+    return list(first), rows
 
 
 class _CacheMiss(Exception):
