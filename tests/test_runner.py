@@ -223,3 +223,33 @@ def test_real_data_suites_fail_fast_without_their_data(tmp_path, suite, dataset)
         f"no data for {dataset!r}; set root in [data.{dataset}] or point $RAVLM_DATA at a "
         f"folder holding {dataset}/")
     assert not (tmp_path / "run" / "cells").exists()
+
+
+FINETUNE_SUITE = """
+seeds = [0]
+[data.coco]
+root = "{root}/coco"
+[defaults]
+image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
+text_encoder = {{ name = "minilm-l6", max_length = 16 }}
+[systems.finetune.fusion_head]
+name = "concat-finetune"
+epochs = 2
+hidden = 32
+batch_size = 16
+freeze_text = true
+image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
+text_encoder = {{ name = "minilm-l6", max_length = 16 }}
+[tasks.coco-category]
+"""
+
+
+@pytest.mark.slow
+def test_end_to_end_fine_tuning_runs_through_the_runner(tmp_path, demo_world, cache):
+    suite = tmp_path / "finetune.toml"
+    suite.write_text(FINETUNE_SUITE.format(root=demo_world))
+    result = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "-q", cache=cache)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "run/cells/coco-category/finetune/seed-0.json").read_text())
+    assert record["status"] == "ok" and record["training"]["epochs"] == 2
+    assert 0.0 <= record["metrics"]["weighted_f1"] <= 1.0

@@ -65,6 +65,16 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else "fp32"
 
 
+def trainable_precision(what: str, precision: str, trainable: bool) -> str:
+    """The precision to load at: fine-tuning needs fp32 weights (``auto`` gives fp32)."""
+    if not trainable:
+        return resolve_precision(precision)
+    if precision not in ("auto", "fp32"):
+        raise ConfigError(f"{what}: precision {precision!r} cannot be fine-tuned; use "
+                          "precision = \"fp32\" (or omit it) with trainable encoders")
+    return "fp32"
+
+
 def _cpu_has_bf16() -> bool:
     import torch
 
@@ -162,22 +172,30 @@ class ImagePreprocess:
 
 
 class ResNetImageEncoder:
-    """A ResNet whose pooled output is the image feature, with its own preprocessing."""
+    """A ResNet whose pooled output is the image feature, with its own preprocessing.
+
+    ``trainable=True`` is for end-to-end fine-tuning (the ``concat-finetune`` head): batch
+    norm stays a separate layer and the weights stay fp32, so :attr:`module` can be trained.
+    """
 
     def __init__(self, arch: str, *, weights: str | None = None, image_size: int = 224,
                  precision: str = "auto", batch_size: int = 32, seed: int = 0,
-                 allow_download: bool = False, resize_ratio: float = 256 / 224):
+                 allow_download: bool = False, resize_ratio: float = 256 / 224,
+                 trainable: bool = False):
         import torch
 
         self.arch = arch
         self.image_size = int(image_size)
         self.resize_size = int(round(self.image_size * resize_ratio))
-        self.precision = resolve_precision(precision)
+        self.trainable = bool(trainable)
+        self.precision = trainable_precision(f"image encoder {arch}", precision, self.trainable)
         self.batch_size = int(batch_size)
         self.weights = weights
         self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         model, self._weights_id = self._load_model(weights, seed, allow_download)
-        model = fold_batch_norms(model.eval())
+        model = model.eval()
+        if not self.trainable:  # folded weights cannot be trained: BN would be baked in
+            model = fold_batch_norms(model)
         self._model = model.to(dtype=self._dtype, memory_format=torch.channels_last)
         self.dim = int(self._model.config.hidden_sizes[-1])
         # A small picklable object, so DataLoader workers never receive the model.
@@ -224,6 +242,12 @@ class ResNetImageEncoder:
     def preprocessing(self) -> dict[str, Any]:
         return self.preprocess.describe()
 
+    @property
+    def module(self):
+        """The torch ``ResNetModel`` (pixel_values -> pooler_output); train it only when the
+        encoder was created with ``trainable=True``."""
+        return self._model
+
     # -- the model ------------------------------------------------------------------------
 
     def encode_batch(self, pixels) -> np.ndarray:
@@ -251,5 +275,7 @@ class ResNetImageEncoder:
             self._fingerprint = model_fingerprint(
                 self.arch, self._model.config,
                 {"encoder": "resnet", "weights": self._weights_id,
-                 "preprocessing": self.preprocessing(), "precision": self.precision})
+                 "preprocessing": self.preprocessing(), "precision": self.precision,
+                 # unfolded batch norm rounds differently; the default keeps old fingerprints
+                 **({"batch_norm": "unfolded"} if self.trainable else {})})
         return self._fingerprint

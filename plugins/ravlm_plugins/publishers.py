@@ -230,10 +230,10 @@ class PngPublisher:
         rows = max(1, math.ceil(len(tasks) / columns))
         figure = Figure(figsize=(4.2 * columns, 3.6 * rows), layout="constrained")
         FigureCanvasAgg(figure)
-        systems = list(board.systems)
         for i, task in enumerate(tasks):
             axes = figure.add_subplot(rows, columns, i + 1)
             table, main = board.tables[task], board.main_metric(task)
+            systems = list(table.index)  # the systems the suite ran on this task
             means = table[main].to_numpy(dtype=float)
             lo = table[f"{main}_ci95_lo"].to_numpy(dtype=float)
             hi = table[f"{main}_ci95_hi"].to_numpy(dtype=float)

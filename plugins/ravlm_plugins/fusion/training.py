@@ -138,6 +138,7 @@ def train_classifier(
     signature: str = "",
     desc: str = "train",
     dist=None,
+    param_groups: list[dict] | None = None,
 ) -> dict:
     """Train ``model`` (already on the config's device) and leave its best weights in it.
 
@@ -151,6 +152,10 @@ def train_classifier(
     computes its shard of each global batch, with the loss normalised by the global batch,
     so the averaged gradient is the single-process gradient up to floating-point reduction
     order. Only dropout differs (each rank draws masks for its own rows).
+
+    ``param_groups`` (torch optimizer groups, e.g. pretrained encoder weights at a lower
+    learning rate) replaces ``model.parameters()`` in the optimizer; a group without ``lr``
+    trains at the config's.
     """
     device = next(model.parameters()).device
     distributed = dist is not None and dist.enabled
@@ -159,7 +164,8 @@ def train_classifier(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model)
-    optimizer = make_optimizer(config, model.parameters())
+    optimizer = make_optimizer(config, model.parameters() if param_groups is None
+                               else param_groups)
     weight = torch.ones(num_classes)
     if config.class_weights == "balanced":
         weight = balanced_class_weights(train_labels, num_classes)

@@ -1,0 +1,219 @@
+"""The ``concat-finetune`` head: the concat baseline with its encoders trained end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ravlm_bench.contracts import FusionInputs, KnowledgeBase
+from ravlm_bench.errors import ConfigError, DataError
+
+WORDS = ["a", "photo", "of", "the", "some", "thing", "picture", "an", "object"]
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: with two threads on a busy 2-core machine, thread hand-offs cost more
+    than the arithmetic (measured 100x slower per step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A small random ResNet and a 2-layer BERT with its fast tokenizer, save_pretrained."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast, ResNetConfig, ResNetModel
+
+    root = tmp_path_factory.mktemp("finetune-models")
+    torch.manual_seed(1)
+    resnet = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16],
+                          depths=[1, 1], layer_type="basic")
+    ResNetModel(resnet).save_pretrained(root / "resnet")
+    bert_dir = root / "bert"
+    bert_dir.mkdir()
+    vocab = bert_dir / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    bert = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    BertModel(bert).save_pretrained(bert_dir)
+    tokenizer.save_pretrained(bert_dir)
+    return root / "resnet", bert_dir
+
+
+def colour_split(directory, n: int, seed: int, *, extras: bool = True) -> FusionInputs:
+    """Noisy images whose label is their tint; captions are random words (no label)."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths, texts, labels = [], [], []
+    for i in range(n):
+        label = i % len(COLOURS)
+        noise = rng.integers(0, 256, (40, 48, 3))
+        pixels = (0.5 * noise + 0.5 * np.array(COLOURS[label])).astype(np.uint8)
+        path = directory / f"{i}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(str(path))
+        texts.append(" ".join(rng.choice(WORDS, 4)))
+        labels.append(label)
+    kb = KnowledgeBase(image=np.zeros((1, 1), np.float32), text=np.zeros((1, 1), np.float32),
+                       labels=np.zeros(1, np.int64), image_ids=np.zeros(1, np.int64))
+    return FusionInputs(
+        image=np.zeros((n, 1), np.float32), text=np.zeros((n, 1), np.float32),
+        neighbours=np.empty((n, 0), np.int64), neighbour_scores=np.empty((n, 0), np.float32),
+        knowledge=kb, num_classes=len(COLOURS), labels=np.array(labels, np.int64),
+        extras={"image_paths": paths, "texts": texts} if extras else {})
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colours")
+    return colour_split(root / "train", 40, seed=0), colour_split(root / "val", 20, seed=1)
+
+
+@pytest.fixture
+def make_head(registry, tiny_models):
+    resnet_dir, bert_dir = tiny_models
+
+    def make(**params):
+        params = {"hidden": 32, "lr": 1e-3, "encoder_lr": 1e-3, "epochs": 6, "batch_size": 8,
+                  "patience": 0, "progress": False, "freeze_text": True, **params}
+        return registry.create(
+            "fusion-heads", "concat-finetune", dim=1,
+            image_encoder={"name": "resnet18", "weights": str(resnet_dir), "image_size": 32},
+            text_encoder={"name": "bert", "weights": str(bert_dir), "max_length": 16},
+            **params)
+
+    return make
+
+
+def image_weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def accuracy(head, split) -> float:
+    return float((head.predict_proba(split).argmax(1) == split.labels).mean())
+
+
+def test_fine_tuning_the_image_encoder_fits_what_frozen_features_do_not(make_head, splits,
+                                                                       tiny_models):
+    from transformers import ResNetModel
+
+    train, val = splits
+    initial = image_weights(ResNetModel.from_pretrained(tiny_models[0]))
+    frozen = make_head(freeze_image=True)
+    frozen_stats = frozen.fit(train, val, seed=0)
+    tuned = make_head(freeze_image=False)
+    tuned_stats = tuned.fit(train, val, seed=0)
+
+    # the frozen encoder is bit-identical to the saved one; the tuned one moved
+    after_frozen = image_weights(frozen.model.image_model)
+    assert all(torch.equal(after_frozen[k], initial[k]) for k in initial)
+    after_tuned = image_weights(tuned.model.image_model)
+    conv = "encoder.stages.0.layers.0.layer.0.convolution.weight"
+    assert not torch.equal(after_tuned[conv], initial[conv])
+    # batch-norm running statistics stay the pretrained ones (the ResNet trains in eval mode)
+    assert all(torch.equal(after_tuned[k], initial[k]) for k in initial if "running" in k)
+
+    assert tuned_stats["train_loss"] < 0.5 * frozen_stats["train_loss"]
+    assert accuracy(tuned, train) >= accuracy(frozen, train) + 0.1
+    assert accuracy(tuned, val) >= accuracy(frozen, val)
+
+
+def test_same_seed_gives_identical_probabilities(make_head, splits):
+    train, val = splits
+    runs = []
+    for _ in range(2):
+        head = make_head(epochs=2, freeze_text=False)
+        head.fit(train, val, seed=3)
+        runs.append(head.predict_proba(val))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert runs[0].shape == (len(val), len(COLOURS)) and runs[0].dtype == np.float32
+    other = make_head(epochs=2, freeze_text=False)
+    other.fit(train, val, seed=4)
+    assert not np.array_equal(other.predict_proba(val), runs[0])
+
+
+def test_resumes_from_its_checkpoint_bit_identically(make_head, splits, tmp_path):
+    train, val = splits
+    make_head(epochs=2).fit(train, val, seed=0, checkpoint_dir=tmp_path)
+    resumed = make_head(epochs=3)
+    stats = resumed.fit(train, val, seed=0, checkpoint_dir=tmp_path)
+    assert stats["resumed_from_epoch"] == 2
+    straight = make_head(epochs=3)
+    straight.fit(train, val, seed=0)
+    np.testing.assert_array_equal(resumed.predict_proba(val), straight.predict_proba(val))
+
+
+def test_encoders_train_at_encoder_lr(make_head, splits, tiny_models):
+    from transformers import ResNetModel
+
+    train, val = splits
+    initial = image_weights(ResNetModel.from_pretrained(tiny_models[0]))
+    moved = {}
+    for encoder_lr in (1e-3, 1e-6):
+        head = make_head(epochs=2, encoder_lr=encoder_lr)
+        head.fit(train, val, seed=0)
+        after = image_weights(head.model.image_model)
+        moved[encoder_lr] = max(float((after[k] - initial[k]).abs().max())
+                                for k in initial if after[k].is_floating_point())
+    # Adam moves a weight by about lr per step: 10 steps here
+    assert moved[1e-6] < 2e-5 < 1e-3 < moved[1e-3]
+
+
+def test_missing_raw_items_say_to_use_the_runner(make_head, splits, tmp_path):
+    train, val = splits
+    bare = colour_split(tmp_path / "bare", 8, seed=2, extras=False)
+    with pytest.raises(ConfigError, match="needs the raw images and texts.*ravlm-bench runner"):
+        make_head().fit(bare, None, seed=0)
+    head = make_head(epochs=1)
+    head.fit(train, None, seed=0)
+    with pytest.raises(ConfigError, match="needs the raw images and texts"):
+        head.predict_proba(bare)
+
+
+def test_unreadable_image_names_the_file(make_head, tmp_path):
+    split = colour_split(tmp_path / "broken", 8, seed=5)
+    broken = split.extras["image_paths"][3]
+    with open(broken, "wb") as handle:
+        handle.write(b"not a png")
+    with pytest.raises(DataError, match=f"image {broken}: cannot decode"):
+        make_head(epochs=1).fit(split, None, seed=0)
+
+
+def test_bad_encoder_tables_are_config_errors(registry, tiny_models):
+    resnet_dir, bert_dir = tiny_models
+    text = {"name": "bert", "weights": str(bert_dir)}
+    with pytest.raises(ConfigError, match="image_encoder must be a table with name one of "
+                                          "resnet18, resnet50"):
+        registry.create("fusion-heads", "concat-finetune", dim=1,
+                        image_encoder={"name": "vit"}, text_encoder=text)
+    with pytest.raises(ConfigError, match="freeze_image"):
+        registry.create("fusion-heads", "concat-finetune", dim=1, text_encoder=text,
+                        image_encoder={"name": "resnet18", "trainable": False})
+
+
+def test_trainable_encoders_keep_batch_norm_and_fp32(tiny_models):
+    from ravlm_plugins.image_encoders import ResNetImageEncoder
+    from ravlm_plugins.text_encoders import create_bert
+
+    resnet_dir, bert_dir = tiny_models
+    trainable = ResNetImageEncoder("resnet18", weights=str(resnet_dir), image_size=32,
+                                   trainable=True)
+    folded = ResNetImageEncoder("resnet18", weights=str(resnet_dir), image_size=32,
+                                precision="fp32")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in trainable.module.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.module.modules())
+    assert trainable.precision == "fp32" and trainable.fingerprint() != folded.fingerprint()
+    images = [Image.new("RGB", (40, 36), colour) for colour in COLOURS]
+    np.testing.assert_allclose(trainable.encode(images), folded.encode(images),
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="cannot be fine-tuned"):
+        ResNetImageEncoder("resnet18", weights=str(resnet_dir), precision="bf16",
+                           trainable=True)
+    with pytest.raises(ConfigError, match="cannot be fine-tuned"):
+        create_bert(weights=str(bert_dir), precision="bf16", trainable=True)
