@@ -8,6 +8,7 @@ is recorded as failed, with the plugin and the message, and the suite goes on.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class Runner:
         cells = [(t, s, seed) for t in self.suite.tasks for s in t.systems
                  for seed in self.suite.seeds]
         # rank 0 decides what is finished: every rank must run the same cells in lockstep
+        if self.force and self.dist.is_main:
+            # recompute means retrain: a finished training's checkpoint would be reloaded
+            shutil.rmtree(self.run_dir.root / "checkpoints", ignore_errors=True)
         finished = broadcast_object(self.dist, [
             not self.force and self.run_dir.finished(t.name, s, seed) is not None
             for t, s, seed in cells] if self.dist.is_main else None)

@@ -31,7 +31,7 @@ image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
 text_encoder = {{ name = "minilm-l6", max_length = 32 }}
 
 [systems.concat]
-fusion_head = {{ name = "concat", epochs = 4, hidden = 64, dropout = 0.0 }}
+fusion_head = {{ name = "concat", epochs = 4, hidden = 64, dropout = 0.0, ddp_min_items = 0 }}
 
 [systems.knn-exact]
 retriever = "exact"
@@ -48,6 +48,7 @@ width = 32
 heads = 2
 dropout = 0.0
 neighbour_dropout = 0.0
+ddp_min_items = 0  # data-parallel even on this tiny training set
 
 [systems.infonce-exact]
 retriever = "exact"

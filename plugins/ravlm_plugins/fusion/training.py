@@ -46,6 +46,9 @@ class TrainConfig:
     sampling: str = "shuffle"  # "shuffle" or "balanced" (each class drawn equally often)
     progress: bool = True  # a bar per run, updated each epoch; also needs stderr to be a TTY
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
+    # Under torchrun, data-parallel training from this many training items; below it every
+    # rank trains the whole (small) head itself, identically, with no per-step all-reduce.
+    ddp_min_items: int = 4096
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -158,7 +161,8 @@ def train_classifier(
     trains at the config's.
     """
     device = next(model.parameters()).device
-    distributed = dist is not None and dist.enabled
+    distributed = (dist is not None and dist.enabled
+                   and len(train_labels) >= config.ddp_min_items)
     net = model
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -176,7 +180,8 @@ def train_classifier(
     y_train = torch.from_numpy(np.array(train_labels, dtype=np.int64))
     state, best = TrainState(), None
     checkpoint = Checkpoint(checkpoint_dir, signature) if checkpoint_dir is not None else None
-    writes_checkpoints = checkpoint is not None and (not distributed or dist.is_main)
+    main_rank = dist is None or not dist.enabled or dist.is_main
+    writes_checkpoints = checkpoint is not None and main_rank
     resumed_from = 0
     if checkpoint is not None and checkpoint.exists():
         state, best = checkpoint.load(model, optimizer, generator)
@@ -184,7 +189,7 @@ def train_classifier(
         log.info("resuming %s from %s at epoch %d", desc, checkpoint.path, state.epoch)
 
     start, steps_now = time.perf_counter(), 0
-    show = config.progress and (not distributed or dist.is_main)
+    show = config.progress and main_rank
     bar = progress_bar(config.epochs, min(state.epoch, config.epochs), show, desc)
     try:
         while not state.done and state.epoch < config.epochs:
