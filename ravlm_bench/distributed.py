@@ -114,6 +114,17 @@ def all_gather_rows(ctx: DistContext, array: np.ndarray) -> np.ndarray:
                                                                                strict=True)])
 
 
+def all_gather_same_shape(ctx: DistContext, array: np.ndarray) -> np.ndarray:
+    """Stack every rank's array (all of one shape), rank order first: (world, *shape)."""
+    import torch
+    import torch.distributed as dist
+
+    local = torch.from_numpy(np.ascontiguousarray(array)).to(ctx.device)
+    parts = [torch.empty_like(local) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, local)
+    return torch.stack(parts).cpu().numpy()
+
+
 def broadcast_object(ctx: DistContext, value=None, src: int = 0):
     if not ctx.enabled:
         return value
@@ -196,15 +207,15 @@ class ShardedRetriever:
         keys, scores = self.local.search(queries, k, **kwargs)
         if not self.ctx.enabled:
             return keys, scores
-        all_keys = all_gather_rows(self.ctx, keys[None])  # (world, m, k)
-        all_scores = all_gather_rows(self.ctx, scores[None])
-        side_by_side = np.concatenate(list(all_keys), axis=1)
-        return merge_topk(side_by_side, np.concatenate(list(all_scores), axis=1), k)
+        # One collective per search: keys (row numbers, exact in float64 below 2**53) and
+        # scores travel together, and every rank's block has the same (m, k) shape.
+        packed = np.concatenate([keys, scores], axis=1, dtype=np.float64)
+        gathered = all_gather_same_shape(self.ctx, packed)  # (world, m, 2k)
+        all_keys = np.concatenate(list(gathered[:, :, :k]), axis=1).astype(np.int64)
+        return merge_topk(all_keys, np.concatenate(list(gathered[:, :, k:]), axis=1), k)
 
-    def fingerprint(self) -> str | None:
-        inner = getattr(self.local, "fingerprint", None)
-        return inner() if inner else None
-
-    def memory_bytes(self) -> int | None:
-        inner = getattr(self.local, "memory_bytes", None)
-        return inner() if inner else None
+    def __getattr__(self, name: str):
+        # the optional contract methods exist exactly when the local retriever has them
+        if name in ("fingerprint", "memory_bytes"):
+            return getattr(self.local, name)
+        raise AttributeError(name)
