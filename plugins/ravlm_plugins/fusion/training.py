@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -143,6 +144,58 @@ def train_classifier(
     dist=None,
     param_groups: list[dict] | None = None,
 ) -> dict:
+    """Train ``model`` and leave its best weights in it (see :func:`_train`).
+
+    Under torchrun (``dist`` enabled) a head with at least ``config.ddp_min_items``
+    training items trains data-parallel; a smaller one is trained by rank 0 alone, with
+    every core of its machine, and the weights are broadcast: identical on every rank, and
+    no per-step all-reduce, which costs more than such a step.
+    """
+    kwargs = dict(num_classes=num_classes, config=config, generator=generator,
+                  checkpoint_dir=checkpoint_dir, signature=signature, desc=desc,
+                  param_groups=param_groups)
+    if dist is None or not dist.enabled or len(train_labels) >= config.ddp_min_items:
+        return _train(model, batches, train_labels, val_labels, dist=dist, **kwargs)
+    from ravlm_bench.distributed import broadcast_object
+
+    if not dist.is_main:
+        state, stats = broadcast_object(dist)
+        if state is None:
+            raise RuntimeError("training failed on rank 0; see its error")
+        model.load_state_dict(state)
+        model.eval()
+        return stats
+    threads = torch.get_num_threads()
+    if next(model.parameters()).device.type == "cpu":
+        # the other ranks only wait for the weights: their cores are this rank's to use
+        torch.set_num_threads(max(threads, len(os.sched_getaffinity(0))))
+    try:
+        stats = _train(model, batches, train_labels, val_labels, dist=None, **kwargs)
+    except BaseException:
+        broadcast_object(dist, (None, None))
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    broadcast_object(dist, (state, stats))
+    return stats
+
+
+def _train(
+    model: nn.Module,
+    batches: Batches,
+    train_labels: np.ndarray,
+    val_labels: np.ndarray | None,
+    *,
+    num_classes: int,
+    config: TrainConfig,
+    generator: torch.Generator,
+    checkpoint_dir: Path | str | None = None,
+    signature: str = "",
+    desc: str = "train",
+    dist=None,
+    param_groups: list[dict] | None = None,
+) -> dict:
     """Train ``model`` (already on the config's device) and leave its best weights in it.
 
     ``batches("train" | "val", indices)`` returns the model's positional inputs for those
@@ -161,8 +214,7 @@ def train_classifier(
     trains at the config's.
     """
     device = next(model.parameters()).device
-    distributed = (dist is not None and dist.enabled
-                   and len(train_labels) >= config.ddp_min_items)
+    distributed = dist is not None and dist.enabled
     net = model
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
