@@ -107,7 +107,7 @@ def run_size(registry, n: int, args, rate: float) -> list[list]:
     for dtype in args.dtypes:
         hnsw = registry.create("retrievers", "usearch-hnsw", dim=dim, metric=metric,
                                dtype=dtype, connectivity=args.connectivity,
-                               expansion_add=args.expansion_add)
+                               expansion_add=args.expansion_add, build_threads=0)
         start = time.perf_counter()
         hnsw.build(vectors, keys)
         build_s = time.perf_counter() - start

@@ -125,8 +125,10 @@ def check_retriever(
         recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, expected, strict=True)])
         if recall < min_recall:
             _fail(f"metric {metric}: recall@{k} {recall:.3f} against brute force < {min_recall}")
-        if metric != "ip" and not np.array_equal(found[:, 0], keys[:20]):
-            _fail(f"metric {metric}: a stored vector's nearest neighbour is not itself")
+        self_found = np.mean(found[:, 0] == keys[:20])
+        if metric != "ip" and self_found < min_recall:  # approximate indexes may miss a few
+            _fail(f"metric {metric}: a stored vector is its own nearest neighbour for only "
+                  f"{self_found:.0%} of queries (< {min_recall:.0%})")
 
         small = factory(dim=dim, metric=metric)
         small.build(vectors[:3], keys[:3])

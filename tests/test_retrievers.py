@@ -150,3 +150,19 @@ def test_cli_lists_the_retrievers(capsys):
     assert main(["list", "retrievers"]) == 0
     out = capsys.readouterr().out
     assert "exact" in out and "usearch-hnsw" in out
+
+
+def test_hnsw_builds_the_same_graph_every_time(registry):
+    # a fixed seed must give the same metrics: the default single-threaded build is
+    # deterministic, so two builds answer every query identically
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    queries = rng.normal(size=(200, 32)).astype(np.float32)
+    results = []
+    for _ in range(2):
+        index = registry.create("retrievers", "usearch-hnsw", dim=32, metric="cos",
+                                expansion_search=16)
+        index.build(vectors, np.arange(3000, dtype=np.int64))
+        results.append(index.search(queries, 10))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])

@@ -188,7 +188,7 @@ class UsearchRetriever:
 
     def __init__(self, *, dim: int, metric: str = "cos", dtype: str = "f32",
                  connectivity: int = 16, expansion_add: int = 128, expansion_search: int = 64,
-                 threads: int = 0):
+                 threads: int = 0, build_threads: int = 1):
         self.dim = int(dim)
         self.metric = _check_metric(metric, self.name)
         if dtype not in USEARCH_DTYPES:
@@ -198,7 +198,10 @@ class UsearchRetriever:
         self.connectivity = int(connectivity)
         self.expansion_add = int(expansion_add)
         self._expansion_search = int(expansion_search)
-        self.threads = int(threads)
+        self.threads = int(threads)  # for search, which leaves the graph as it is
+        # One thread builds the same graph every time; with several, insertion order follows
+        # the thread scheduler, and so can the neighbours found (0: every core, for speed).
+        self.build_threads = int(build_threads)
         self._index = self._new_index()
 
     def _new_index(self):
@@ -222,7 +225,7 @@ class UsearchRetriever:
         vectors, keys = _check_build_inputs(vectors, keys, self.dim, self.name)
         self._index = self._new_index()
         if len(keys):
-            self._index.add(keys.astype(np.uint64), vectors, threads=self.threads)
+            self._index.add(keys.astype(np.uint64), vectors, threads=self.build_threads)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = _check_queries(queries, self.dim, self.name)
