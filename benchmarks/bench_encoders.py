@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _timing import best_of  # noqa: E402 (benchmarks/ is on sys.path when run)
 from tabulate import tabulate  # noqa: E402
 
 from ravlm_bench.encoding import encode_images  # noqa: E402
@@ -52,16 +53,6 @@ def matmul_work(dtype: torch.dtype) -> None:
     for _ in range(MATMUL_WORK_COUNT):
         torch.mm(a, a)
 
-
-def best_of(fns, repeats: int = 3) -> list[float]:
-    """Interleaved best-of-N seconds for each function."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def conv_linear_flops(model: torch.nn.Module, pixels: torch.Tensor) -> float:

@@ -17,6 +17,7 @@ import sys
 import time
 
 import numpy as np
+from _timing import best_of  # benchmarks/ is on sys.path when run
 from tabulate import tabulate
 
 from ravlm_bench.host import get_plugin_manager
@@ -51,15 +52,6 @@ def clustered_vectors(n: int, dim: int, seed: int = 0, latent: int = 32,
         out[start:start + m] += 0.05 * rng.normal(size=(m, dim)).astype(np.float32)
     return out
 
-
-def best_of(fns, repeats: int = 3) -> list[float]:
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def gemm_only(vectors: np.ndarray, queries: np.ndarray, chunk: int = 512) -> None:
