@@ -129,33 +129,10 @@ def epoch_order(labels: np.ndarray, config: TrainConfig, generator: torch.Genera
 Batches = Callable[[str, torch.Tensor], tuple]  # (split, item indices) -> model inputs
 
 
-def train_classifier(
-    model: nn.Module,
-    batches: Batches,
-    train_labels: np.ndarray,
-    val_labels: np.ndarray | None,
-    *,
-    num_classes: int,
-    config: TrainConfig,
-    generator: torch.Generator,
-    checkpoint_dir: Path | str | None = None,
-    signature: str = "",
-    desc: str = "train",
-    dist=None,
-    param_groups: list[dict] | None = None,
-) -> dict:
-    """Train ``model`` and leave its best weights in it (see :func:`_train`).
-
-    Under torchrun (``dist`` enabled) a head with at least ``config.ddp_min_items``
-    training items trains data-parallel; a smaller one is trained by rank 0 alone, with
-    every core of its machine, and the weights are broadcast: identical on every rank, and
-    no per-step all-reduce, which costs more than such a step.
-    """
-    kwargs = dict(num_classes=num_classes, config=config, generator=generator,
-                  checkpoint_dir=checkpoint_dir, signature=signature, desc=desc,
-                  param_groups=param_groups)
-    if dist is None or not dist.enabled or len(train_labels) >= config.ddp_min_items:
-        return _train(model, batches, train_labels, val_labels, dist=dist, **kwargs)
+def _train_on_rank_zero(model: nn.Module, dist, train: Callable[[], dict]) -> dict:
+    """Rank 0 runs ``train`` with every core of its machine and broadcasts the weights;
+    the other ranks wait for them. Identical on every rank, and no per-step all-reduce,
+    which costs more than a step of a small head."""
     from ravlm_bench.distributed import broadcast_object
 
     if not dist.is_main:
@@ -170,7 +147,7 @@ def train_classifier(
         # the other ranks only wait for the weights: their cores are this rank's to use
         torch.set_num_threads(max(threads, len(os.sched_getaffinity(0))))
     try:
-        stats = _train(model, batches, train_labels, val_labels, dist=None, **kwargs)
+        stats = train()
     except BaseException:
         broadcast_object(dist, (None, None))
         raise
@@ -181,7 +158,7 @@ def train_classifier(
     return stats
 
 
-def _train(
+def train_classifier(
     model: nn.Module,
     batches: Batches,
     train_labels: np.ndarray,
@@ -207,12 +184,19 @@ def _train(
     wrapped in DistributedDataParallel: every rank draws the same global batch order and
     computes its shard of each global batch, with the loss normalised by the global batch,
     so the averaged gradient is the single-process gradient up to floating-point reduction
-    order. Only dropout differs (each rank draws masks for its own rows).
+    order. Only dropout differs (each rank draws masks for its own rows). A head with fewer
+    than ``config.ddp_min_items`` training items is trained by rank 0 alone instead.
 
     ``param_groups`` (torch optimizer groups, e.g. pretrained encoder weights at a lower
     learning rate) replaces ``model.parameters()`` in the optimizer; a group without ``lr``
     trains at the config's.
     """
+    if dist is not None and dist.enabled and len(train_labels) < config.ddp_min_items:
+        # a small head: rank 0 trains it alone (dist=None below) and broadcasts the weights
+        return _train_on_rank_zero(model, dist, lambda: train_classifier(
+            model, batches, train_labels, val_labels, num_classes=num_classes, config=config,
+            generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
+            desc=desc, param_groups=param_groups))
     device = next(model.parameters()).device
     distributed = dist is not None and dist.enabled
     net = model
