@@ -149,3 +149,15 @@ def karpathy_sentences(entry: dict, i: int, display: str, image_id: int, cap_ids
         cap_ids.append(sentence[0])
         cap_images.append(image_id)
         cap_texts.append(sentence[1])
+
+
+def karpathy_hook(d: dict):
+    """``object_hook`` for Karpathy split files: sentences shrink to (sentid, raw) while
+    parsing (their ``tokens`` are never used); a sentence missing a key stays a dict, so
+    :func:`karpathy_sentences` can report it."""
+    if "raw" in d:
+        try:
+            return (d["sentid"], d["raw"])
+        except KeyError:
+            return d
+    return d

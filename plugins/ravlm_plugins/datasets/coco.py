@@ -28,7 +28,14 @@ from ._assemble import (
 from ._base import LoadedDataset, Parsed, load, resolve_root
 from ._coco_files import AnnotationFile, read_captions, read_instances
 from ._columns import first_duplicates, int_column, lookup, str_column
-from ._json import expect_object, get_list, karpathy_sentences, read_json, require_keys
+from ._json import (
+    expect_object,
+    get_list,
+    karpathy_hook,
+    karpathy_sentences,
+    read_json,
+    require_keys,
+)
 from ._paths import image_paths, list_dir, unsafe_reason
 from ._schemas import box_array, make_table
 
@@ -227,21 +234,11 @@ def _instances_table(files: list[AnnotationFile], index: ImageIndex, problems: l
 KARPATHY_IMAGE_KEYS = ("cocoid", "filename", "split", "sentences")
 
 
-def _karpathy_hook(d: dict):
-    # sentences shrink to (sentid, raw); their "tokens" are never used
-    if "raw" in d:
-        try:
-            return (d["sentid"], d["raw"])
-        except KeyError:
-            return d
-    return d
-
-
 def _parse_karpathy(root: Path, year: int | None) -> Parsed:
     problems: list[str] = []
     notes: list[str] = []
     display = KARPATHY_FILE
-    top = expect_object(read_json(root / KARPATHY_FILE, display, _karpathy_hook), display)
+    top = expect_object(read_json(root / KARPATHY_FILE, display, karpathy_hook), display)
     entries = get_list(top, "images", display)
     instance_files = []
     for split in OFFICIAL_SPLITS:

@@ -19,7 +19,15 @@ from ravlm_bench.errors import DataError
 from ._assemble import ImageIndex, captions_table, drop_duplicate_ids, take_strings
 from ._base import LoadedDataset, Parsed, load, resolve_root
 from ._columns import int_column, str_column
-from ._json import expect_object, get_list, karpathy_sentences, read_json, read_text, require_keys
+from ._json import (
+    expect_object,
+    get_list,
+    karpathy_hook,
+    karpathy_sentences,
+    read_json,
+    read_text,
+    require_keys,
+)
 from ._paths import image_paths, unsafe_reason
 from ._schemas import make_table
 
@@ -56,18 +64,9 @@ def _image_id(filename: str, fallback) -> int:
     return int(stem) if stem.isdigit() else fallback
 
 
-def _karpathy_hook(d: dict):
-    if "raw" in d:
-        try:
-            return (d["sentid"], d["raw"])
-        except KeyError:
-            return d
-    return d
-
-
 def _parse_karpathy(root: Path) -> Parsed:
     display = KARPATHY_FILE
-    top = expect_object(read_json(root / KARPATHY_FILE, display, _karpathy_hook), display)
+    top = expect_object(read_json(root / KARPATHY_FILE, display, karpathy_hook), display)
     problems: list[str] = []
     ids, names, splits, cap_ids, cap_images, cap_texts, rejected = [], [], [], [], [], [], []
     for i, entry in enumerate(get_list(top, "images", display)):
