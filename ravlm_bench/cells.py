@@ -72,24 +72,22 @@ class FeatureStore:
     def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
         from ravlm_bench.encoding import encode_images
 
-        def compute(part: list[str]):
-            with guard(encoder, "encode"):
-                return encode_images(encoder.obj, part, progress=self.progress)
-
-        # items repeat images (several captions, questions or pairs per image): each
-        # distinct image is encoded once, then its row is repeated
-        unique, rows = _unique(paths)
-        return self._get(encoder, f"{split}/images", unique, compute)[rows]
+        return self._encode(encoder, f"{split}/images", paths, encode_images)
 
     def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
         from ravlm_bench.encoding import encode_texts
 
+        return self._encode(encoder, f"{split}/texts", texts, encode_texts)
+
+    def _encode(self, encoder: Component, split: str, items: list[str], encode) -> np.ndarray:
         def compute(part: list[str]):
             with guard(encoder, "encode"):
-                return encode_texts(encoder.obj, part, progress=self.progress)
+                return encode(encoder.obj, part, progress=self.progress)
 
-        unique, rows = _unique(texts)
-        return self._get(encoder, f"{split}/texts", unique, compute)[rows]
+        # items repeat images and texts (several captions, questions or pairs per image):
+        # each distinct one is encoded once, then its row is repeated
+        unique, rows = _unique(items)
+        return self._get(encoder, split, unique, compute)[rows]
 
     def _get(self, encoder: Component, split: str, items: list[str], compute) -> np.ndarray:
         items_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]

@@ -30,28 +30,27 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def int_column(values: Sequence[Any], display: str, section: str, key: str,
-               dtype=np.int64) -> np.ndarray:
+def _typed_column(values: Sequence[Any], display: str, section: str, key: str, dtype,
+                  ok, expected: str) -> np.ndarray:
     try:
         out = np.array(values, dtype=dtype)
         if out.ndim == 1 and len(out) == len(values):
             return out
     except (TypeError, ValueError, OverflowError):
         pass
-    index, value = _first_bad(values, _is_int)
-    raise DataError(f"{display}: {section}[{index}] key {key!r} is {value!r}, expected an integer")
+    index, value = _first_bad(values, ok)
+    raise DataError(f"{display}: {section}[{index}] key {key!r} is {value!r}, "
+                    f"expected {expected}")
+
+
+def int_column(values: Sequence[Any], display: str, section: str, key: str,
+               dtype=np.int64) -> np.ndarray:
+    return _typed_column(values, display, section, key, dtype, _is_int, "an integer")
 
 
 def number_column(values: Sequence[Any], display: str, section: str, key: str,
                   dtype=np.float32) -> np.ndarray:
-    try:
-        out = np.array(values, dtype=dtype)
-        if out.ndim == 1 and len(out) == len(values):
-            return out
-    except (TypeError, ValueError, OverflowError):
-        pass
-    index, value = _first_bad(values, _is_number)
-    raise DataError(f"{display}: {section}[{index}] key {key!r} is {value!r}, expected a number")
+    return _typed_column(values, display, section, key, dtype, _is_number, "a number")
 
 
 def optional_int_column(values: Sequence[Any], display: str, section: str, key: str,
