@@ -1,4 +1,4 @@
-"""Timing shared by the benchmark scripts (run as `python benchmarks/NAME.py`)."""
+"""Timing and the baseline rate shared by the benchmark scripts (`python benchmarks/NAME.py`)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,19 @@ def best_of(fns, repeats: int = 3) -> list[float]:
             fn()
             best[i] = min(best[i], time.perf_counter() - start)
     return best
+
+
+def matmul_rate(dtype=None, size: int = 2048, seconds: float = 2.0) -> float:
+    """Sustained FLOP/s of a square torch matrix product on all of torch's threads: the
+    baseline the encoder and retriever benchmarks report their ratios against."""
+    import torch
+
+    dtype = dtype or torch.float32
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - start)

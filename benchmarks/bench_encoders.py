@@ -23,26 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _timing import best_of  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _timing import best_of, matmul_rate  # noqa: E402 (benchmarks/ is on sys.path when run)
 from tabulate import tabulate  # noqa: E402
 
 from ravlm_bench.encoding import encode_images  # noqa: E402
 from ravlm_bench.host import get_plugin_manager  # noqa: E402
 from ravlm_bench.registry import Registry  # noqa: E402
-
-
-def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048,
-                seconds: float = 2.0) -> float:
-    """Sustained FLOP/s of a square torch matrix product on all of torch's threads."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    torch.mm(a, b)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.mm(a, b)
-        count += 1
-    return 2 * size**3 * count / (time.perf_counter() - start)
-
 
 MATMUL_WORK_SIZE, MATMUL_WORK_COUNT = 2048, 6
 MATMUL_WORK_FLOPS = 2 * MATMUL_WORK_SIZE**3 * MATMUL_WORK_COUNT

@@ -17,23 +17,11 @@ import sys
 import time
 
 import numpy as np
-from _timing import best_of  # benchmarks/ is on sys.path when run
+from _timing import best_of, matmul_rate  # benchmarks/ is on sys.path when run
 from tabulate import tabulate
 
 from ravlm_bench.host import get_plugin_manager
 from ravlm_bench.registry import Registry
-
-
-def matmul_rate_fp32(size: int = 2048, seconds: float = 2.0) -> float:
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.mm(a, b)
-        count += 1
-    return 2 * size**3 * count / (time.perf_counter() - start)
 
 
 def clustered_vectors(n: int, dim: int, seed: int = 0, latent: int = 32,
@@ -155,7 +143,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.ERROR)
 
     registry = Registry(get_plugin_manager())
-    rate = matmul_rate_fp32()
+    rate = matmul_rate()
     import torch
     import usearch
 
