@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from clitools import free_port
 
 from ravlm_bench.distributed import merge_topk, shard_bounds
 
@@ -50,12 +50,6 @@ WORKER = textwrap.dedent('''
                 handle.write(str(exc))
     shutdown(ctx)
 ''')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_two_ranks(tmp_path, mode: str) -> float:

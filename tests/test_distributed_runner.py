@@ -10,15 +10,12 @@ broadcast: identical to one process, dropout included.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 
 import numpy as np
 import pytest
+from clitools import run_cli
 
 SUITE = """
 name = "dist"
@@ -99,26 +96,12 @@ fusion_head = { name = "xattn", k = 5, epochs = 2, width = 32, heads = 2 }
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def environment(cache) -> dict:
-    return {**os.environ, "RAVLM_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1", "RAVLM_BENCH_DIST_TIMEOUT": "30"}
+# one thread a rank, and a short collective timeout so a failing rank is seen quickly
+DIST_ENV = {"OMP_NUM_THREADS": "1", "RAVLM_BENCH_DIST_TIMEOUT": "30"}
 
 
 def run(args: list[str], cache, processes: int = 1, timeout: int = 600):
-    if processes == 1:
-        command = [sys.executable, "-m", "ravlm_bench", *args]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-                   "--nproc-per-node", str(processes), "--master-addr", "127.0.0.1",
-                   "--master-port", str(free_port()), "-m", "ravlm_bench", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=environment(cache),
-                          timeout=timeout)
+    return run_cli(*args, cache=cache, env=DIST_ENV, processes=processes, timeout=timeout)
 
 
 def write_suite(tmp_path, demo_world, extra: str = "", systems: str = ""):

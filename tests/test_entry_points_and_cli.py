@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from clitools import run_cli
 
 import ravlm_bench
-
-
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "ravlm_bench", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300,
-    )
 
 
 def write_distribution(site: Path, name: str, module_source: str, entry_point: str) -> None:

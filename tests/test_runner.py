@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from clitools import cli_command, cli_env, run_cli
 
 SUITE = """
 name = "tiny"
@@ -109,12 +108,6 @@ def make_suite(tmp_path: Path, demo_world: Path, with_plugin: bool = False) -> P
     return path
 
 
-def run_cli(*args, cache: Path, **kwargs):
-    env = {**os.environ, "RAVLM_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "ravlm_bench", *args], capture_output=True,
-                          text=True, env=env, timeout=900, **kwargs)
-
-
 def cell_metrics(run_dir: Path) -> dict:
     cells = {}
     for path in sorted((run_dir / "cells").rglob("seed-*.json")):
@@ -182,9 +175,8 @@ def test_killed_run_resumes_to_the_same_leaderboard(tmp_path, demo_world, cache)
                    cache=cache).returncode == 0
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "RAVLM_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "ravlm_bench", "run", str(suite),
-                                "--out", str(killed), "--quiet"], env=env,
+    process = subprocess.Popen(cli_command("run", str(suite), "--out", str(killed), "--quiet"),
+                               env=cli_env(cache),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
