@@ -63,3 +63,15 @@ def edit_json():
         path.write_text(json.dumps(data), encoding="utf-8")
 
     return edit
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: with two threads on a busy 2-core machine, thread hand-offs cost more
+    than the arithmetic (measured 100x slower per step). Results are the same either way."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,14 +14,7 @@ WORDS = ["a", "photo", "of", "the", "some", "thing", "picture", "an", "object"]
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: with two threads on a busy 2-core machine, thread hand-offs cost more
-    than the arithmetic (measured 100x slower per step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

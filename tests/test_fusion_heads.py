@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravlm_bench import ConfigError, Registry, get_plugin_manager
+from ravlm_bench import ConfigError
 from ravlm_bench.contracts import KnowledgeBase, validate_proba
 from ravlm_bench.knowledge import build_index, fusion_inputs, query_vectors
 
@@ -15,20 +15,7 @@ DIM = D_IMAGE + D_TEXT
 FAST = {"epochs": 25, "batch_size": 64, "lr": 2e-3, "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: a second thread only adds contention when suites share cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry(get_plugin_manager())
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def head(registry, name, **params):

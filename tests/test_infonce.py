@@ -5,26 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravlm_bench import ConfigError, Registry, get_plugin_manager
+from ravlm_bench import ConfigError
 from ravlm_bench.contracts import JointEmbedding, validate_vectors
 
 D_IMAGE, D_TEXT, LATENT = 48, 32, 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: a second thread only adds contention when suites share cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry(get_plugin_manager())
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def paired_split(rng, mix_image, mix_text, images, captions_per_image=2):
