@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -217,9 +218,8 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
         val_inputs = inputs("val", exclude_same_image=False) if "val" in splits else None
         with guard(head, "fit"):
             training = head.obj.fit(train_inputs, val_inputs, seed=seed,
-                                    checkpoint_dir=checkpoint_dir,
-                                    **dist_kwargs(head.obj.fit, dist)) or {}
-    cost["train_s"] = clock.timings["train_s"]
+                                    **training_kwargs(head.obj.fit, dist, checkpoint_dir)) or {}
+    cost["train_s"] = training_cost(clock.timings["train_s"], training)
 
     with clock("evaluate"):
         test_inputs = inputs("test", exclude_same_image=False)
@@ -247,7 +247,7 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
 
 def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
                        factory: ComponentFactory, features: FeatureStore, metric: str,
-                       ks=(1, 5, 10), dist: DistContext = SINGLE,
+                       ks=(1, 5, 10), checkpoint_dir=None, dist: DistContext = SINGLE,
                        on_stage: Callable[[str], None] | None = None) -> CellResult:
     clock = StageClock(on_stage)
     image_encoder = factory.create("image-encoders", system.image_encoder)
@@ -267,11 +267,12 @@ def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
     if system.retriever is None:
         raise_config(f"system {system.name!r} needs a retriever for a retrieval task")
     with clock("train"), guard(head, "fit_pairs"):
-        training = head.obj.fit_pairs(train_image, train_text, data.train.caption_image,
-                                      seed=seed, **dist_kwargs(head.obj.fit_pairs, dist)) or {}
+        training = head.obj.fit_pairs(
+            train_image, train_text, data.train.caption_image, seed=seed,
+            **training_kwargs(head.obj.fit_pairs, dist, checkpoint_dir)) or {}
         image_emb = np.ascontiguousarray(head.obj.embed_images(test_image), dtype=np.float32)
         text_emb = np.ascontiguousarray(head.obj.embed_texts(test_text), dtype=np.float32)
-    cost = {"train_s": clock.timings["train_s"]}
+    cost = {"train_s": training_cost(clock.timings["train_s"], training)}
 
     with clock("index"):
         emb_dim = image_emb.shape[1]
@@ -304,12 +305,29 @@ def sharded(retriever: Component, dist: DistContext) -> Component:
     return dataclasses.replace(retriever, obj=ShardedRetriever(retriever.obj, dist))
 
 
-def dist_kwargs(method, dist: DistContext) -> dict:
-    """``dist=`` for training methods that accept it (data-parallel training); a
-    third-party head without it trains the same way on every rank."""
-    if not dist.enabled:
-        return {}
-    return {"dist": dist} if "dist" in inspect.signature(method).parameters else {}
+def training_kwargs(method, dist: DistContext, checkpoint_dir) -> dict:
+    """``dist=`` (data-parallel training) and ``checkpoint_dir=`` for training methods that
+    accept them; a third-party head without ``dist`` trains the same way on every rank."""
+    accepted = inspect.signature(method).parameters
+    kwargs = {}
+    if dist.enabled and "dist" in accepted:
+        kwargs["dist"] = dist
+    elif dist.enabled and checkpoint_dir is not None:
+        # every rank trains its own copy, so each keeps its own checkpoint
+        checkpoint_dir = Path(checkpoint_dir) / f"rank-{dist.rank}"
+    if checkpoint_dir is not None and "checkpoint_dir" in accepted:
+        kwargs["checkpoint_dir"] = checkpoint_dir
+    return kwargs
+
+
+def training_cost(stage_seconds: float, training: dict) -> float:
+    """The train stage's cost: its wall time now, with the loop's share replaced by what
+    training took over all runs when the head reports both (``seconds``, cumulative, and
+    ``seconds_this_run``), so a resumed or reloaded training still shows its real cost."""
+    total, now = training.get("seconds"), training.get("seconds_this_run")
+    if not all(isinstance(v, (int, float)) for v in (total, now)):
+        return stage_seconds
+    return max(stage_seconds - now, 0.0) + total
 
 
 def predict_sharded(head, inputs, num_classes: int, dist: DistContext) -> np.ndarray:

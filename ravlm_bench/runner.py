@@ -50,13 +50,15 @@ class RunSummary:
 
 class Runner:
     def __init__(self, registry: Registry, suite: Suite, run_dir: Path, *, force: bool = False,
-                 progress: bool = True, feature_cache=None, dist: DistContext = SINGLE):
+                 retrain: bool = False, progress: bool = True, feature_cache=None,
+                 dist: DistContext = SINGLE):
         from ravlm_bench.feature_cache import FeatureCache
 
         self.registry = registry
         self.suite = suite
         self.run_dir = RunDir(run_dir)
-        self.force = force
+        self.force = force or retrain
+        self.retrain = retrain
         self.progress = progress
         self.cache = feature_cache or FeatureCache()
         self.factory = ComponentFactory(registry)
@@ -70,8 +72,9 @@ class Runner:
         cells = [(t, s, seed) for t in self.suite.tasks for s in t.systems
                  for seed in self.suite.seeds]
         # rank 0 decides what is finished: every rank must run the same cells in lockstep
-        if self.force and self.dist.is_main:
-            # recompute means retrain: a finished training's checkpoint would be reloaded
+        if self.retrain and self.dist.is_main:
+            # --force alone reloads finished trainings whose signature matches (same data,
+            # hyperparameters, seed, code); --retrain starts every training afresh
             shutil.rmtree(self.run_dir.root / "checkpoints", ignore_errors=True)
         finished = broadcast_object(self.dist, [
             not self.force and self.run_dir.finished(t.name, s, seed) is not None
@@ -222,12 +225,14 @@ class Runner:
         system = self.suite.systems[system_name]
         common = dict(factory=self.factory, features=features, metric=self.suite.metric,
                       dist=self.dist, on_stage=on_stage)
+        checkpoint_dir = (self.run_dir.root / "checkpoints" / task_spec.name / system_name
+                          / f"seed-{seed}")
         if task.obj.kind == "classification":
-            checkpoints = self.run_dir.root / "checkpoints" / task_spec.name / system_name
             result = run_classification_cell(data, system, seed, **common,
-                                             checkpoint_dir=checkpoints / f"seed-{seed}")
+                                             checkpoint_dir=checkpoint_dir)
         else:
-            result = run_retrieval_cell(data, system, seed, **common)
+            result = run_retrieval_cell(data, system, seed, **common,
+                                        checkpoint_dir=checkpoint_dir)
         record = self._record_base(task_spec.name, system_name, seed)
         record.update(status="ok", error=None, metrics=result.metrics, cost=result.cost,
                       timings=result.timings, per_class=result.per_class,

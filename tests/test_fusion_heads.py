@@ -3,12 +3,15 @@ scikit-learn, seeds, checkpoints and resume."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from ravlm_bench import ConfigError
 from ravlm_bench.contracts import KnowledgeBase, validate_proba
 from ravlm_bench.knowledge import build_index, fusion_inputs, query_vectors
+from ravlm_plugins.fusion.checkpoint import Checkpoint
 
 D_IMAGE, D_TEXT = 24, 16
 DIM = D_IMAGE + D_TEXT
@@ -200,11 +203,32 @@ def test_training_resumes_from_its_last_checkpoint_bit_identically(registry, tmp
     resumed = head(registry, "xattn", epochs=4, **params)
     stats = resumed.fit(train, val, seed=3, checkpoint_dir=tmp_path)
     assert stats["resumed_from_epoch"] == 2 and stats["epochs"] == 4
+    assert not stats["reused"] and stats["seconds"] > stats["seconds_this_run"]
     assert np.array_equal(straight.predict_proba(test), resumed.predict_proba(test))
 
+    # the finished training is reloaded, not repeated, and still reports what it cost
+    reloaded = head(registry, "xattn", epochs=4, **params)
+    again = reloaded.fit(train, val, seed=3, checkpoint_dir=tmp_path)
+    assert again["reused"] and again["steps"] == 0 and again["seconds"] == stats["seconds"]
+    assert np.array_equal(straight.predict_proba(test), reloaded.predict_proba(test))
+
+    # another configuration (or seed, data, code) does not match: it trains afresh
+    other = head(registry, "xattn", epochs=1, **{**params, "width": 64})
+    assert other.fit(train, val, seed=3, checkpoint_dir=tmp_path)["resumed_from_epoch"] == 0
     with pytest.raises(ConfigError, match="different head configuration"):
-        head(registry, "xattn", epochs=4, **{**params, "width": 64}).fit(
-            train, val, seed=3, checkpoint_dir=tmp_path)
+        Checkpoint(tmp_path, "another signature").load(reloaded.model, None, None)
+
+
+def test_the_training_signature_covers_the_code(registry):
+    from ravlm_plugins.fusion.concat import ConcatHead
+    from ravlm_plugins.fusion.training import code_digest, training_signature
+    from ravlm_plugins.fusion.xattn import CrossAttentionHead
+
+    assert code_digest(CrossAttentionHead) != code_digest(ConcatHead)
+    concat = head(registry, "concat", epochs=1)
+    signature = json.loads(training_signature(concat, concat.config, seed=0, data="d"))
+    assert signature["code"] == code_digest(ConcatHead) and signature["torch"]
+    assert "epochs" not in signature and "checkpoint_every_s" not in signature
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(registry):

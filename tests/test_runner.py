@@ -146,6 +146,21 @@ def test_run_writes_cells_and_leaderboard(tmp_path, demo_world, cache):
     assert "0 cells run, 8 already finished" in again.stdout
     assert cell_metrics(run_dir) == cells
 
+    # --force recomputes every cell from the finished trainings; --retrain trains afresh
+    xattn = "cells/coco-category/xattn-exact/seed-0.json"
+    trained = json.loads((run_dir / xattn).read_text())
+    for flag, reused in (("--force", True), ("--retrain", False)):
+        rerun = run_cli("run", str(suite), "--out", str(run_dir), "--quiet", flag, cache=cache)
+        assert rerun.returncode == 0, rerun.stderr
+        assert "8 cells run, 0 already finished" in rerun.stdout
+        assert cell_metrics(run_dir) == cells
+        for path in (xattn, "cells/coco-retrieval/infonce-exact/seed-1.json"):
+            assert json.loads((run_dir / path).read_text())["training"]["reused"] is reused
+        record = json.loads((run_dir / xattn).read_text())
+        # a reloaded training's cost is still what training it took
+        assert (record["training"]["seconds"] == trained["training"]["seconds"]) is reused
+        assert record["cost"]["train_s"] >= record["training"]["seconds"] > 0
+
 
 @pytest.mark.slow
 def test_failed_cell_is_recorded_and_third_party_gets_rows(tmp_path, demo_world, cache):

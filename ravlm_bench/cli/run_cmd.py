@@ -15,7 +15,11 @@ def add_parser(subparsers, common) -> None:
                    help="a suite .toml file or a built-in suite name (default: demo)")
     p.add_argument("--out", type=Path, default=None,
                    help="run directory (default: runs/<suite name>)")
-    p.add_argument("--force", action="store_true", help="recompute finished cells")
+    p.add_argument("--force", action="store_true",
+                   help="recompute finished cells (a finished training of the same head, "
+                        "data, seed and code is reloaded, not repeated)")
+    p.add_argument("--retrain", action="store_true",
+                   help="recompute finished cells and train every head afresh")
     p.set_defaults(handler=run_suite)
 
 
@@ -30,6 +34,7 @@ def run_suite(ctx) -> int:
     dist = init_distributed()  # one process, or the ranks torchrun started
     try:
         runner = Runner(ctx.registry, suite, run_dir, force=ctx.args.force,
+                        retrain=ctx.args.retrain,
                         progress=not ctx.args.quiet, dist=dist)
         summary = runner.run()
     finally:

@@ -1,16 +1,20 @@
-"""Training checkpoints: ``last.safetensors``, rewritten atomically after every epoch.
+"""Training checkpoints: ``last.safetensors``, rewritten atomically as training goes.
 
-It holds the weights, the best weights so far, the optimizer's moments, the random states
-(the sampling generator and torch's global one, which dropout draws from) and the loop's
-counters, so a resumed run ends bit-identical to an uninterrupted one. A signature (head,
-hyperparameters, seed, data fingerprint) guards against resuming someone else's run.
+It is written at the end of an epoch once ``every_s`` seconds have passed since the last
+write, and always when training ends. It holds the weights, the best weights so far, the
+optimizer's moments, the random states (the sampling generator and torch's global one, which
+dropout draws from) and the loop's counters, so a resumed run ends bit-identical to an
+uninterrupted one. A signature (head, hyperparameters, seed, data fingerprint, code) guards
+against resuming someone else's run; a finished training is reloaded, not repeated.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +24,8 @@ from torch import nn
 from ravlm_bench.errors import ConfigError
 
 CHECKPOINT_NAME = "last.safetensors"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,15 +37,23 @@ class TrainState:
     best_loss: float = math.inf
     bad_epochs: int = 0
     done: bool = False  # stopped early; reaching the epoch budget is not done: more may follow
+    seconds: float = 0.0  # training time over every run that contributed epochs
     history: list[dict] = field(default_factory=list)
 
 
 class Checkpoint:
     """``last.safetensors`` in a directory: tensors plus JSON metadata, written atomically."""
 
-    def __init__(self, directory: Path | str, signature: str):
+    def __init__(self, directory: Path | str, signature: str, every_s: float = 0.0):
         self.path = Path(directory) / CHECKPOINT_NAME
         self.signature = signature
+        self.every_s = float(every_s)
+        self._last_write = time.monotonic()
+
+    def due(self, finished: bool) -> bool:
+        """Write now? Always when training has ended, else once ``every_s`` has passed:
+        a write per epoch cost a tenth of the demo suite's training time."""
+        return finished or time.monotonic() - self._last_write >= self.every_s
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -74,6 +88,23 @@ class Checkpoint:
         tmp = self.path.with_suffix(".tmp")
         save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, self.path)
+        self._last_write = time.monotonic()
+
+    def resume(self, model: nn.Module, optimizer, generator: torch.Generator):
+        """:meth:`load` when this training has a checkpoint, else None. A checkpoint of
+        another training (its data, parameters, seed or code changed since) is stale: it is
+        reported, and the new training overwrites it."""
+        from safetensors import safe_open
+
+        if not self.exists():
+            return None
+        with safe_open(str(self.path), framework="pt") as handle:
+            signature = (handle.metadata() or {}).get("signature")
+        if signature != self.signature:
+            log.warning("checkpoint %s is of another training (its data, parameters, seed or "
+                        "code have changed); training afresh", self.path)
+            return None
+        return self.load(model, optimizer, generator)
 
     def load(self, model: nn.Module, optimizer, generator: torch.Generator):
         """Restore everything :meth:`save` wrote; returns (state, best weights or None)."""
@@ -89,10 +120,16 @@ class Checkpoint:
         device = next(model.parameters()).device
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         optim_state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optim."):
                 _, pid, name = key.split(".", 2)
+                param = params[int(pid)]
+                if value.shape == param.shape:
+                    # in the parameter's memory format (channels-last convolutions): the fused
+                    # Adam kernel walks the moments in the parameter's memory order
+                    value = torch.empty_like(param, dtype=value.dtype).copy_(value)
                 optim_state.setdefault(int(pid), {})[name] = value.to(device)
         for key, value in json.loads(metadata["optim_scalars"]).items():
             pid, name = key.split(".", 1)

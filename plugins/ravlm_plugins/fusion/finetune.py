@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from torch import nn
 from ravlm_bench.errors import ConfigError, DataError
 
 from .concat import ConcatNet
-from .training import TrainedHead, train_classifier
+from .training import TrainedHead, train_classifier, training_signature
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +179,10 @@ class ConcatFinetuneHead(TrainedHead):
         self.load_encoders()
         self.num_classes = int(train.num_classes)
         self.model = self.build_net(self.num_classes, prepared["train"])
-        config = {k: v for k, v in asdict(self.config).items()
-                  if k not in ("progress", "epochs")}
-        signature = json.dumps({"head": NAME, **self.hyperparameters(), **config,
-                                "seed": int(seed), "num_classes": self.num_classes,
-                                "data": raw_fingerprint(train, val)}, sort_keys=True,
-                               default=str)
+        signature = training_signature(
+            self, self.config, seed=seed, data=raw_fingerprint(train, val),
+            num_classes=self.num_classes, **self.hyperparameters(),
+            encoders=[self.image_encoder.fingerprint(), self.text_encoder.fingerprint()])
         stats = train_classifier(
             self.model, lambda split, idx: self.model_inputs(prepared[split], idx),
             train.labels, val_labels, num_classes=self.num_classes, config=self.config,
@@ -281,8 +278,9 @@ def load_pixels(paths: list[str], preprocess) -> torch.Tensor:
 
 
 def raw_fingerprint(*splits) -> str:
-    """What the training data was (paths, texts, labels), so a checkpoint is never resumed
-    on other data."""
+    """What the training data was (paths, texts, labels, and the cached features, which
+    change with the files' contents), so a checkpoint is never resumed or reused on other
+    data."""
     digest = hashlib.blake2b(digest_size=12)
     for split in splits:
         if split is None:
@@ -291,4 +289,6 @@ def raw_fingerprint(*splits) -> str:
         digest.update(json.dumps([items["image_paths"], items["texts"]]).encode())
         if split.labels is not None:
             digest.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
+        for features in (split.image, split.text):
+            digest.update(np.ascontiguousarray(features, dtype=np.float32).tobytes())
     return digest.hexdigest()

@@ -10,10 +10,8 @@ holds two captions of one image (they would be false negatives).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ from torch import nn
 from ravlm_bench.errors import ConfigError, DataError
 
 from .checkpoint import Checkpoint, TrainState
-from .training import make_optimizer, progress_bar, train_config
+from .training import make_optimizer, progress_bar, train_config, training_signature
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -82,7 +80,8 @@ class InfoNCEEmbedding:
                   seed: int, checkpoint_dir: Path | str | None = None) -> dict:
         """Train on (caption, its image) pairs; ``caption_image[j]`` is caption j's image row.
 
-        With ``checkpoint_dir`` each epoch ends in a checkpoint and a rerun resumes from it.
+        With ``checkpoint_dir`` training is checkpointed (see ``TrainConfig``), a rerun
+        resumes from it, and a finished training is reloaded rather than repeated.
         """
         from ravlm_bench.seeding import seed_everything
 
@@ -108,15 +107,13 @@ class InfoNCEEmbedding:
         optimizer = make_optimizer(self.config, model.parameters())
         state, checkpoint = TrainState(), None
         if checkpoint_dir is not None:
-            config = {k: v for k, v in asdict(self.config).items()
-                      if k not in ("progress", "epochs")}
-            signature = json.dumps({"head": self.name, "width": self.width,
-                                    "temperature": self.temperature, **config, "seed": int(seed),
-                                    "data": _fingerprint(image, text, caption_image)},
-                                   sort_keys=True)
-            checkpoint = Checkpoint(checkpoint_dir, signature)
-            if checkpoint.exists():
-                state, _ = checkpoint.load(model, optimizer, generator)
+            signature = training_signature(
+                self, self.config, seed=seed, data=_fingerprint(image, text, caption_image),
+                width=self.width, temperature=self.temperature)
+            checkpoint = Checkpoint(checkpoint_dir, signature, self.config.checkpoint_every_s)
+            saved = checkpoint.resume(model, optimizer, generator)
+            if saved is not None:
+                state = saved[0]
         resumed_from = state.epoch
         images_t = torch.from_numpy(image).to(device)
         texts_t = torch.from_numpy(text).to(device)
@@ -126,6 +123,7 @@ class InfoNCEEmbedding:
         model.train()
         try:
             while state.epoch < self.config.epochs:
+                epoch_started = time.perf_counter()
                 perm = paired[torch.randperm(len(paired), generator=generator)].numpy()
                 pick = (torch.rand(len(perm), generator=generator).numpy() * counts[perm])
                 captions = order[starts[perm] + pick.astype(np.int64)]
@@ -146,7 +144,8 @@ class InfoNCEEmbedding:
                     state.steps += 1
                 state.epoch += 1
                 state.history.append({"epoch": state.epoch, "loss": total / len(perm)})
-                if checkpoint is not None:
+                state.seconds += time.perf_counter() - epoch_started
+                if checkpoint is not None and checkpoint.due(state.epoch >= self.config.epochs):
                     checkpoint.save(model, optimizer, state, None, generator)
                 bar.update(1)
                 bar.set_postfix(loss=round(total / len(perm), 4),
@@ -155,8 +154,10 @@ class InfoNCEEmbedding:
             bar.close()
         model.eval()
         seconds = time.perf_counter() - start
-        return {"head": self.name, "epochs": state.epoch, "steps": steps, "seconds": seconds,
-                "steps_per_second": steps / seconds if seconds else 0.0,
+        return {"head": self.name, "epochs": state.epoch, "steps": steps,
+                "seconds": state.seconds, "seconds_this_run": seconds,
+                "steps_per_second": state.steps / state.seconds if state.seconds else 0.0,
+                "reused": resumed_from > 0 and steps == 0,
                 "train_loss": state.history[-1]["loss"] if state.history else None,
                 "temperature": model.temperature(), "resumed_from_epoch": resumed_from}
 
