@@ -98,7 +98,7 @@ def bench_images(registry, args, rates) -> list[list]:
                                        **params) for p in ("auto", "fp32")}
         default = encoders["auto"]
         pixels = torch.stack([default.preprocess(img) for img in _images(paths[:32])])
-        flops = conv_linear_flops(encoders["fp32"]._model, pixels[:1])
+        flops = conv_linear_flops(encoders["fp32"].model, pixels[:1])
         features, model_rates = {}, {}
         for precision, encoder in encoders.items():
             encoder.encode_batch(pixels[:4])  # warm-up: oneDNN primitive creation

@@ -12,6 +12,7 @@ killed at any moment leaves either a whole cell or none, and a rerun redoes only
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -84,6 +85,16 @@ class RunDir:
 
 def environment_versions(plugin_sources: dict | None = None) -> dict[str, str]:
     """Versions of Python, the key libraries and every plugin distribution."""
+    versions = dict(_library_versions())
+    for source in (plugin_sources or {}).values():
+        if source.distribution:
+            versions[source.distribution] = source.version
+    return versions
+
+
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    """Read once per process: each lookup scans the installed distributions."""
     versions = {"python": platform.python_version(), "platform": platform.platform()}
     for dist in ("ravlm-bench", "torch", "transformers", "usearch", "datasets", "numpy",
                  "scikit-learn", "pluggy"):
@@ -91,7 +102,4 @@ def environment_versions(plugin_sources: dict | None = None) -> dict[str, str]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "absent"
-    for source in (plugin_sources or {}).values():
-        if source.distribution:
-            versions[source.distribution] = source.version
-    return versions
+    return tuple(versions.items())

@@ -67,6 +67,21 @@ def test_weights_dir_gives_the_in_memory_models_features(registry, tiny_resnet_d
     check_image_encoder(encoder)
 
 
+def test_the_network_loads_on_first_use_only(registry, tiny_resnet_dir, monkeypatch):
+    from transformers import ResNetModel
+
+    loads = []
+    load = ResNetModel.from_pretrained.__func__
+    monkeypatch.setattr(ResNetModel, "from_pretrained", classmethod(
+        lambda cls, *args, **kwargs: loads.append(args) or load(cls, *args, **kwargs)))
+    directory, _ = tiny_resnet_dir
+    encoder = registry.create("image-encoders", "resnet18", weights=str(directory),
+                              image_size=32, precision="fp32")
+    # what a run with cached features needs: no weights read
+    assert encoder.fingerprint() and encoder.dim == 16 and loads == []
+    assert encoder.encode(sample_images(2)).shape == (2, 16) and len(loads) == 1
+
+
 def test_fingerprint_covers_weights_preprocessing_and_precision(registry, tiny_resnet_dir):
     directory, _ = tiny_resnet_dir
 

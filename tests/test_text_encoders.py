@@ -64,6 +64,19 @@ def test_weights_dir_gives_the_in_memory_models_features(registry, tiny_bert_dir
     check_text_encoder(encoder)
 
 
+def test_the_network_loads_on_first_use_only(registry, tiny_bert_dir, monkeypatch):
+    from transformers import BertModel
+
+    loads = []
+    load = BertModel.from_pretrained.__func__
+    monkeypatch.setattr(BertModel, "from_pretrained", classmethod(
+        lambda cls, *args, **kwargs: loads.append(args) or load(cls, *args, **kwargs)))
+    encoder = registry.create("text-encoders", "bert", weights=str(tiny_bert_dir[0]))
+    # what a run with cached features needs: no weights read
+    assert encoder.fingerprint() and encoder.dim == 32 and loads == []
+    assert encoder.encode(SAMPLE_TEXTS[:2]).shape == (2, 32) and len(loads) == 1
+
+
 def test_bert_base_uncased_takes_a_weights_dir(registry, tiny_bert_dir):
     encoder = registry.create("text-encoders", "bert-base-uncased",
                               weights=str(tiny_bert_dir[0]))

@@ -174,70 +174,102 @@ class ImagePreprocess:
 class ResNetImageEncoder:
     """A ResNet whose pooled output is the image feature, with its own preprocessing.
 
-    ``trainable=True`` is for end-to-end fine-tuning (the ``concat-finetune`` head): batch
-    norm stays a separate layer and the weights stay fp32, so :attr:`module` can be trained.
+    The network is built on first use: a run whose features are all cached never imports
+    the model code or reads the weights (their digest is the fingerprint's). ``trainable=True``
+    is for end-to-end fine-tuning (the ``concat-finetune`` head): batch norm stays a
+    separate layer and the weights stay fp32, so :attr:`module` can be trained.
     """
 
     def __init__(self, arch: str, *, weights: str | None = None, image_size: int = 224,
                  precision: str = "auto", batch_size: int = 32, seed: int = 0,
                  allow_download: bool = False, resize_ratio: float = 256 / 224,
                  trainable: bool = False):
-        import torch
-
         self.arch = arch
         self.image_size = int(image_size)
         self.resize_size = int(round(self.image_size * resize_ratio))
         self.trainable = bool(trainable)
         self.precision = trainable_precision(f"image encoder {arch}", precision, self.trainable)
         self.batch_size = int(batch_size)
-        self.weights = weights
-        self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        model, self._weights_id = self._load_model(weights, seed, allow_download)
-        model = model.eval()
-        if not self.trainable:  # folded weights cannot be trained: BN would be baked in
-            model = fold_batch_norms(model)
-        self._model = model.to(dtype=self._dtype, memory_format=torch.channels_last)
-        self.dim = int(self._model.config.hidden_sizes[-1])
+        self.weights, self.seed = weights, int(seed)
+        self._model = None
+        self._config, self._weights_id = self._find_weights(weights, allow_download)
+        self.dim = int(self._config.hidden_sizes[-1])
         # A small picklable object, so DataLoader workers never receive the model.
         self.preprocess = ImagePreprocess(self.resize_size, self.image_size)
         self._fingerprint: str | None = None
 
-    def _load_model(self, weights: str | None, seed: int, allow_download: bool):
+    def _find_weights(self, weights: str | None, allow_download: bool):
+        """The model's config and what identifies its weights, checked without loading them."""
         import torch
         import transformers
-        from transformers import ResNetConfig, ResNetModel
+        from transformers import ResNetConfig
 
         if weights is None:
             log.warning("image encoder %s is randomly initialised (seed %d): pass "
-                        "weights=DIR for pretrained features", self.arch, seed)
-            config = ResNetConfig(**RESNET_CONFIGS[self.arch])
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = ResNetModel(config)
+                        "weights=DIR for pretrained features", self.arch, self.seed)
             # Random init depends on the seed and on the library versions that drew it.
-            return model, {"seed": seed, "torch": torch.__version__,
-                           "transformers": transformers.__version__}
+            return ResNetConfig(**RESNET_CONFIGS[self.arch]), {
+                "seed": self.seed, "torch": torch.__version__,
+                "transformers": transformers.__version__}
         directory = Path(weights).expanduser()
         if directory.is_dir():
             if not (directory / "config.json").is_file():
                 raise ConfigError(f"image encoder {self.arch}: {directory} has no config.json; "
                                   "it must be a directory written by save_pretrained()")
+            digest = directory_digest(directory)
             try:
-                model = ResNetModel.from_pretrained(directory, local_files_only=True)
+                config = ResNetConfig.from_pretrained(directory, local_files_only=True)
+                if not any(p.suffix in WEIGHT_SUFFIXES for p in directory.iterdir()):
+                    raise OSError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)})")
             except (OSError, ValueError) as exc:
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise ConfigError(f"image encoder {self.arch}: cannot load a ResNet from "
-                                  f"{directory} ({type(exc).__name__}: {first_line}); write "
-                                  "one there with save_pretrained()") from exc
-            return model, {"files": directory_digest(directory)}
-        if allow_download:
-            model = ResNetModel.from_pretrained(weights)
-            return model, {"hub": weights, "state": state_dict_digest(model)}
+                raise self._cannot_load(directory, exc) from exc
+            return config, {"files": digest}
+        if allow_download:  # the digest needs the weights, so a hub model loads now
+            from transformers import ResNetModel
+
+            self._model = self._prepare(ResNetModel.from_pretrained(weights))
+            return self._model.config, {"hub": weights, "state": state_dict_digest(self._model)}
         raise ConfigError(missing_weights_message(
             f"image encoder {self.arch}", weights,
             "save a model there with ResNetModel.save_pretrained(DIR) or download one with "
             f"`hf download microsoft/{self.arch.replace('resnet', 'resnet-')} --local-dir DIR`,"
             " or pass allow_download=true to fetch a hub id"))
+
+    def _cannot_load(self, directory: Path, exc: Exception) -> ConfigError:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return ConfigError(f"image encoder {self.arch}: cannot load a ResNet from {directory} "
+                           f"({type(exc).__name__}: {first_line}); write one there with "
+                           "save_pretrained()")
+
+    def _load_model(self):
+        import torch
+        from transformers import ResNetModel
+
+        if self.weights is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                return ResNetModel(self._config)
+        directory = Path(self.weights).expanduser()
+        try:
+            return ResNetModel.from_pretrained(directory, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise self._cannot_load(directory, exc) from exc
+
+    def _prepare(self, model):
+        import torch
+
+        model = model.eval()
+        if not self.trainable:  # folded weights cannot be trained: BN would be baked in
+            model = fold_batch_norms(model)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        return model.to(dtype=dtype, memory_format=torch.channels_last)
+
+    @property
+    def model(self):
+        """The network, built (or loaded) on first use."""
+        if self._model is None:
+            self._model = self._prepare(self._load_model())
+        return self._model
 
     def preprocessing(self) -> dict[str, Any]:
         return self.preprocess.describe()
@@ -246,7 +278,7 @@ class ResNetImageEncoder:
     def module(self):
         """The torch ``ResNetModel`` (pixel_values -> pooler_output); train it only when the
         encoder was created with ``trainable=True``."""
-        return self._model
+        return self.model
 
     # -- the model ------------------------------------------------------------------------
 
@@ -255,11 +287,13 @@ class ResNetImageEncoder:
         import torch
 
         out = np.empty((len(pixels), self.dim), np.float32)
+        model = self.model
+        dtype = next(model.parameters()).dtype
         with torch.inference_mode():
             for start in range(0, len(pixels), self.batch_size):
                 chunk = pixels[start:start + self.batch_size]
-                chunk = chunk.to(dtype=self._dtype).contiguous(memory_format=torch.channels_last)
-                pooled = self._model(pixel_values=chunk).pooler_output
+                chunk = chunk.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+                pooled = model(pixel_values=chunk).pooler_output
                 out[start:start + len(chunk)] = pooled.flatten(1).float().numpy()
         return out
 
@@ -273,7 +307,7 @@ class ResNetImageEncoder:
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(
-                self.arch, self._model.config,
+                self.arch, self._config,
                 {"encoder": "resnet", "weights": self._weights_id,
                  "preprocessing": self.preprocessing(), "precision": self.precision,
                  # unfolded batch norm rounds differently; the default keeps old fingerprints

@@ -128,6 +128,8 @@ def pool_hidden_states(hidden, mask, pooling: str, normalize: bool):
 class BertTextEncoder:
     """A BERT encoder with [CLS] or mean pooling over a fast tokenizer's batches.
 
+    The tokenizer and the config load at once (bad directories fail early); the network
+    loads on first use, so a run whose features are all cached never loads it.
     ``trainable=True`` (end-to-end fine-tuning, the ``concat-finetune`` head) keeps the
     weights fp32 so :attr:`module` can be trained.
     """
@@ -135,8 +137,7 @@ class BertTextEncoder:
     def __init__(self, name: str, directory: Path, *, pooling: str = "cls",
                  max_length: int = 512, precision: str = "fp32", batch_size: int = 64,
                  normalize: bool = False, trainable: bool = False):
-        import torch
-        from transformers import AutoTokenizer, BertModel
+        from transformers import AutoTokenizer, BertConfig
 
         if pooling not in POOLINGS:
             raise ConfigError(f"text encoder {name}: pooling {pooling!r} is not one of {POOLINGS}")
@@ -145,26 +146,44 @@ class BertTextEncoder:
         self.trainable = bool(trainable)
         self.precision = trainable_precision(f"text encoder {name}", precision, self.trainable)
         self.batch_size = int(batch_size)
-        self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self._model = None
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.directory, use_fast=True,
                                                            local_files_only=True)
-            # The pooling layer is kept (unused) so standard checkpoints load without a
-            # report of unexpected keys.
-            model = BertModel.from_pretrained(self.directory, local_files_only=True)
+            self._config = BertConfig.from_pretrained(self.directory, local_files_only=True)
+            if not any(p.suffix in WEIGHT_SUFFIXES for p in self.directory.iterdir()):
+                raise OSError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)})")
         except (OSError, ValueError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ConfigError(f"text encoder {name}: cannot load a BERT model and tokenizer "
-                              f"from {self.directory} ({type(exc).__name__}: {first_line}); "
-                              "write both there with save_pretrained()") from exc
+            raise self._cannot_load(exc) from exc
         if not self.tokenizer.is_fast:
             raise ConfigError(f"text encoder {name}: {self.directory} has no fast tokenizer "
                               "(tokenizer.json or vocab.txt)")
-        self._model = model.eval().to(dtype=self._dtype)
-        config = self._model.config
-        self.max_length = min(int(max_length), int(config.max_position_embeddings))
-        self.dim = int(config.hidden_size)
+        self.max_length = min(int(max_length), int(self._config.max_position_embeddings))
+        self.dim = int(self._config.hidden_size)
         self._fingerprint: str | None = None
+
+    def _cannot_load(self, exc: Exception) -> ConfigError:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return ConfigError(f"text encoder {self.name}: cannot load a BERT model and tokenizer "
+                           f"from {self.directory} ({type(exc).__name__}: {first_line}); "
+                           "write both there with save_pretrained()")
+
+    @property
+    def model(self):
+        """The network, loaded on first use."""
+        if self._model is None:
+            import torch
+            from transformers import BertModel
+
+            try:
+                # The pooling layer is kept (unused) so standard checkpoints load without a
+                # report of unexpected keys.
+                model = BertModel.from_pretrained(self.directory, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise self._cannot_load(exc) from exc
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+            self._model = model.eval().to(dtype=dtype)
+        return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -172,11 +191,12 @@ class BertTextEncoder:
         out = np.empty((len(texts), self.dim), np.float32)
         # Batches of similar length waste less work on padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        model = self.model
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenize([texts[i] for i in rows])
-                hidden = self._model(input_ids=batch["input_ids"],
+                hidden = model(input_ids=batch["input_ids"],
                                      attention_mask=batch["attention_mask"],
                                      token_type_ids=batch.get("token_type_ids"))
                 out[rows] = self._pool(hidden.last_hidden_state.float(), batch["attention_mask"])
@@ -193,13 +213,13 @@ class BertTextEncoder:
     @property
     def module(self):
         """The torch ``BertModel``; train it only when created with ``trainable=True``."""
-        return self._model
+        return self.model
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             files = directory_digest(self.directory, WEIGHT_SUFFIXES, TOKENIZER_FILES)
             self._fingerprint = model_fingerprint(
-                self.name, self._model.config,
+                self.name, self._config,
                 {"encoder": "bert", "files": files, "pooling": self.pooling,
                  "normalize": self.normalize, "max_length": self.max_length,
                  "precision": self.precision})

@@ -75,11 +75,16 @@ class CrossAttentionNet(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(),
                                         nn.Dropout(dropout), nn.Linear(width, num_classes))
 
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
     def forward(self, x, items, item_labels, item_scores, valid) -> torch.Tensor:
-        query = self.query_proj((x - self.mean) / self.std)
+        """``items`` come standardised (:meth:`standardize`, once per knowledge base rather
+        than for every retrieved copy in every batch)."""
+        query = self.query_proj(self.standardize(x))
         labels = torch.where((item_labels >= 0) & (item_labels < self.num_classes),
                              item_labels, torch.full_like(item_labels, self.num_classes))
-        memory = self.memory_norm(self.item_proj((items - self.mean) / self.std)
+        memory = self.memory_norm(self.item_proj(items)
                                   + self.label_embedding(labels)
                                   + self.score_proj(item_scores.unsqueeze(-1)))
         batch = len(x)
@@ -125,9 +130,12 @@ class CrossAttentionHead(TrainedHead):
         kb = inputs.knowledge
         neighbours = np.asarray(inputs.neighbours, np.int64)[:, :self.k]
         device = self.device
+        kb_x = torch.from_numpy(query_matrix(kb, self.dim, self.name)).to(device)
+        with torch.no_grad():
+            kb_x = self.model.standardize(kb_x)
         return {
             "x": torch.from_numpy(query_matrix(inputs, self.dim, self.name)).to(device),
-            "kb_x": torch.from_numpy(query_matrix(kb, self.dim, self.name)).to(device),
+            "kb_x": kb_x,
             "kb_labels": torch.from_numpy(np.array(kb.labels, np.int64)).to(device),
             "neighbours": torch.from_numpy(np.ascontiguousarray(neighbours)).to(device),
             "scores": torch.from_numpy(np.ascontiguousarray(
