@@ -112,6 +112,23 @@ def test_bf16_agrees_with_fp32(registry):
     assert cosine(fp32.encode(images), bf16.encode(images)).min() >= 0.99
 
 
+def test_compiled_encoder_agrees_with_eager_and_has_its_own_fingerprint(registry,
+                                                                      tiny_resnet_dir):
+    directory, _ = tiny_resnet_dir
+    params = {"weights": str(directory), "image_size": 32, "precision": "bf16",
+              "batch_size": 4}
+    eager = registry.create("image-encoders", "resnet18", **params)
+    compiled = registry.create("image-encoders", "resnet18", compile=True, **params)
+    images = sample_images(6)  # a full batch and a short one, padded to the same shape
+    features = compiled.encode(images)
+    assert features.shape == (6, 16)
+    assert cosine(features, eager.encode(images)).min() >= 0.99
+    np.testing.assert_array_equal(compiled.encode(images[4:]), features[4:])
+    assert compiled.fingerprint() != eager.fingerprint()
+    with pytest.raises(RavlmError, match="compile=true is for inference"):
+        registry.create("image-encoders", "resnet18", compile=True, trainable=True)
+
+
 def test_preprocessing_resizes_shorter_side_and_centre_crops(registry):
     encoder = registry.create("image-encoders", "resnet18", image_size=32, precision="fp32")
     wide = Image.new("RGB", (300, 100), (255, 0, 0))

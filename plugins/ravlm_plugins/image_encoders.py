@@ -178,12 +178,18 @@ class ResNetImageEncoder:
     the model code or reads the weights (their digest is the fingerprint's). ``trainable=True``
     is for end-to-end fine-tuning (the ``concat-finetune`` head): batch norm stays a
     separate layer and the weights stay fp32, so :attr:`module` can be trained.
+
+    ``compile=True`` runs the network through ``torch.compile`` (inductor, weights frozen
+    and prepacked for oneDNN, one static batch shape): measured on a 2-core CPU with bf16,
+    ResNet-50 at 224 went from 34-38 to 61-64 images/s and ResNet-18 from 112 to 155, after
+    a one-off compile of 10-35 s. Worth it for a large dataset, not for a small one; the
+    features round differently, so it is part of the fingerprint.
     """
 
     def __init__(self, arch: str, *, weights: str | None = None, image_size: int = 224,
                  precision: str = "auto", batch_size: int = 32, seed: int = 0,
                  allow_download: bool = False, resize_ratio: float = 256 / 224,
-                 trainable: bool = False):
+                 trainable: bool = False, compile: bool = False):
         self.arch = arch
         self.image_size = int(image_size)
         self.resize_size = int(round(self.image_size * resize_ratio))
@@ -191,7 +197,11 @@ class ResNetImageEncoder:
         self.precision = trainable_precision(f"image encoder {arch}", precision, self.trainable)
         self.batch_size = int(batch_size)
         self.weights, self.seed = weights, int(seed)
-        self._model = None
+        self.compile = bool(compile)
+        if self.compile and self.trainable:
+            raise ConfigError(f"image encoder {arch}: compile=true is for inference; a "
+                              "trainable encoder cannot be compiled")
+        self._model = self._forward = None
         self._config, self._weights_id = self._find_weights(weights, allow_download)
         self.dim = int(self._config.hidden_sizes[-1])
         # A small picklable object, so DataLoader workers never receive the model.
@@ -271,6 +281,17 @@ class ResNetImageEncoder:
             self._model = self._prepare(self._load_model())
         return self._model
 
+    def _network(self):
+        """What :meth:`encode_batch` calls: the network, or its compiled form."""
+        if self._forward is None:
+            import torch
+
+            self._forward = self.model
+            if self.compile:
+                self._forward = torch.compile(self.model, dynamic=False,
+                                              options={"freezing": True})
+        return self._forward
+
     def preprocessing(self) -> dict[str, Any]:
         return self.preprocess.describe()
 
@@ -287,14 +308,19 @@ class ResNetImageEncoder:
         import torch
 
         out = np.empty((len(pixels), self.dim), np.float32)
-        model = self.model
-        dtype = next(model.parameters()).dtype
+        network = self._network()
+        dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
             for start in range(0, len(pixels), self.batch_size):
                 chunk = pixels[start:start + self.batch_size]
+                rows = len(chunk)
+                if self.compile and rows < self.batch_size:
+                    # one static shape: a short batch is padded rather than recompiled
+                    chunk = torch.cat([chunk, chunk.new_zeros(
+                        (self.batch_size - rows, *chunk.shape[1:]))])
                 chunk = chunk.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
-                pooled = model(pixel_values=chunk).pooler_output
-                out[start:start + len(chunk)] = pooled.flatten(1).float().numpy()
+                pooled = network(pixel_values=chunk).pooler_output[:rows]
+                out[start:start + rows] = pooled.flatten(1).float().numpy()
         return out
 
     def encode(self, images: list) -> np.ndarray:
@@ -310,6 +336,8 @@ class ResNetImageEncoder:
                 self.arch, self._config,
                 {"encoder": "resnet", "weights": self._weights_id,
                  "preprocessing": self.preprocessing(), "precision": self.precision,
-                 # unfolded batch norm rounds differently; the default keeps old fingerprints
-                 **({"batch_norm": "unfolded"} if self.trainable else {})})
+                 # unfolded batch norm and compiled kernels round differently; the
+                 # defaults keep old fingerprints
+                 **({"batch_norm": "unfolded"} if self.trainable else {}),
+                 **({"compiled": "inductor"} if self.compile else {})})
         return self._fingerprint
