@@ -83,6 +83,9 @@ def run_size(registry, n: int, args, rate: float) -> list[list]:
                  f"{exact_qps / gemm_qps:.2f} of a bare GEMM of its shapes "
                  f"({gemm_qps:,.0f} q/s)",
                  f"{exact.memory_bytes() / 2**20:.0f} MiB"])
+    peer = faiss_flat_row(exact, queries, k, exact_qps, truth)
+    if peer:
+        rows.append([f"{n:,}", *peer])
 
     for dtype in args.dtypes:
         hnsw = registry.create("retrievers", "usearch-hnsw", dim=dim, metric=metric,
@@ -107,6 +110,34 @@ def run_size(registry, n: int, args, rate: float) -> list[list]:
         rows.append([f"{n:,}", f"usearch-hnsw {dtype}", "wrapper overhead", "", "", "",
                      wrapper_overhead(hnsw, queries, k), ""])
     return rows
+
+
+def faiss_flat_row(exact, queries: np.ndarray, k: int, exact_qps: float,
+                   truth: np.ndarray) -> list | None:
+    """The peer the issue names: faiss's flat index on the same vectors and threads, timed
+    interleaved with `exact` (skipped when faiss-cpu is not installed)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    import torch
+
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    vectors = exact._vectors  # already normalised for cos
+    if exact.metric == "l2sq":
+        index = faiss.IndexFlatL2(vectors.shape[1])
+    else:
+        index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True) if exact.metric == "cos" \
+        else queries
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    _, found = index.search(q, k)
+    faiss_s, exact_s = best_of([lambda: index.search(q, k), lambda: exact.search(queries, k)])
+    qps = len(queries) / faiss_s
+    return [f"faiss {faiss.__version__} IndexFlat (peer)", "", f"{qps:,.0f}",
+            f"{recall_at(found, truth):.4f}", f"{qps / exact_qps:.2f}x",
+            f"exact / faiss flat, interleaved: {faiss_s / exact_s:.2f}", ""]
 
 
 def wrapper_overhead(hnsw, queries: np.ndarray, k: int, repeats: int = 7) -> str:
