@@ -21,7 +21,13 @@ from torch import nn
 from ravlm_bench.errors import ConfigError, DataError
 
 from .checkpoint import Checkpoint, TrainState
-from .training import make_optimizer, progress_bar, train_config, training_signature
+from .training import (
+    make_optimizer,
+    progress_bar,
+    train_config,
+    train_on_rank_zero,
+    training_signature,
+)
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -77,7 +83,7 @@ class InfoNCEEmbedding:
         self.model: JointProjection | None = None
 
     def fit_pairs(self, image: np.ndarray, text: np.ndarray, caption_image: np.ndarray, *,
-                  seed: int, checkpoint_dir: Path | str | None = None) -> dict:
+                  seed: int, checkpoint_dir: Path | str | None = None, dist=None) -> dict:
         """Train on (caption, its image) pairs; ``caption_image[j]`` is caption j's image row.
 
         With ``checkpoint_dir`` training is checkpointed (see ``TrainConfig``), a rerun
@@ -104,62 +110,70 @@ class InfoNCEEmbedding:
         generator = seed_everything(seed)
         device = self.config.torch_device()
         self.model = model = JointProjection(image, text, self.width, self.temperature).to(device)
-        optimizer = make_optimizer(self.config, model.parameters())
-        state, checkpoint = TrainState(), None
-        if checkpoint_dir is not None:
-            signature = training_signature(
-                self, self.config, seed=seed, data=_fingerprint(image, text, caption_image),
-                width=self.width, temperature=self.temperature)
-            checkpoint = Checkpoint(checkpoint_dir, signature, self.config.checkpoint_every_s)
-            saved = checkpoint.resume(model, optimizer, generator)
-            if saved is not None:
-                state = saved[0]
-        resumed_from = state.epoch
-        images_t = torch.from_numpy(image).to(device)
-        texts_t = torch.from_numpy(text).to(device)
-        start, steps = time.perf_counter(), 0
-        bar = progress_bar(self.config.epochs, min(state.epoch, self.config.epochs),
-                           self.config.progress, "fit infonce")
-        model.train()
-        try:
-            while state.epoch < self.config.epochs:
-                epoch_started = time.perf_counter()
-                perm = paired[torch.randperm(len(paired), generator=generator)].numpy()
-                pick = (torch.rand(len(perm), generator=generator).numpy() * counts[perm])
-                captions = order[starts[perm] + pick.astype(np.int64)]
-                total = 0.0
-                for begin in range(0, len(perm), self.config.batch_size):
-                    rows = torch.from_numpy(perm[begin:begin + self.config.batch_size])
-                    if len(rows) < 2:
-                        continue  # one pair has no negative
-                    cols = torch.from_numpy(captions[begin:begin + self.config.batch_size])
-                    loss = model(images_t[rows.to(device)], texts_t[cols.to(device)])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    with torch.no_grad():
-                        model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
-                    total += float(loss.detach()) * len(rows)
-                    steps += 1
-                    state.steps += 1
-                state.epoch += 1
-                state.history.append({"epoch": state.epoch, "loss": total / len(perm)})
-                state.seconds += time.perf_counter() - epoch_started
-                if checkpoint is not None and checkpoint.due(state.epoch >= self.config.epochs):
-                    checkpoint.save(model, optimizer, state, None, generator)
-                bar.update(1)
-                bar.set_postfix(loss=round(total / len(perm), 4),
-                                temperature=round(model.temperature(), 4))
-        finally:
-            bar.close()
-        model.eval()
-        seconds = time.perf_counter() - start
-        return {"head": self.name, "epochs": state.epoch, "steps": steps,
-                "seconds": state.seconds, "seconds_this_run": seconds,
-                "steps_per_second": state.steps / state.seconds if state.seconds else 0.0,
-                "reused": resumed_from > 0 and steps == 0,
-                "train_loss": state.history[-1]["loss"] if state.history else None,
-                "temperature": model.temperature(), "resumed_from_epoch": resumed_from}
+
+        def train() -> dict:
+            optimizer = make_optimizer(self.config, model.parameters())
+            state, checkpoint = TrainState(), None
+            if checkpoint_dir is not None:
+                signature = training_signature(
+                    self, self.config, seed=seed, data=_fingerprint(image, text, caption_image),
+                    width=self.width, temperature=self.temperature)
+                checkpoint = Checkpoint(checkpoint_dir, signature, self.config.checkpoint_every_s)
+                saved = checkpoint.resume(model, optimizer, generator)
+                if saved is not None:
+                    state = saved[0]
+            resumed_from = state.epoch
+            images_t = torch.from_numpy(image).to(device)
+            texts_t = torch.from_numpy(text).to(device)
+            start, steps = time.perf_counter(), 0
+            bar = progress_bar(self.config.epochs, min(state.epoch, self.config.epochs),
+                               self.config.progress, "fit infonce")
+            model.train()
+            try:
+                while state.epoch < self.config.epochs:
+                    epoch_started = time.perf_counter()
+                    perm = paired[torch.randperm(len(paired), generator=generator)].numpy()
+                    pick = (torch.rand(len(perm), generator=generator).numpy() * counts[perm])
+                    captions = order[starts[perm] + pick.astype(np.int64)]
+                    total = 0.0
+                    for begin in range(0, len(perm), self.config.batch_size):
+                        rows = torch.from_numpy(perm[begin:begin + self.config.batch_size])
+                        if len(rows) < 2:
+                            continue  # one pair has no negative
+                        cols = torch.from_numpy(captions[begin:begin + self.config.batch_size])
+                        loss = model(images_t[rows.to(device)], texts_t[cols.to(device)])
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        with torch.no_grad():
+                            model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
+                        total += float(loss.detach()) * len(rows)
+                        steps += 1
+                        state.steps += 1
+                    state.epoch += 1
+                    state.history.append({"epoch": state.epoch, "loss": total / len(perm)})
+                    state.seconds += time.perf_counter() - epoch_started
+                    if checkpoint is not None and checkpoint.due(state.epoch >= self.config.epochs):
+                        checkpoint.save(model, optimizer, state, None, generator)
+                    bar.update(1)
+                    bar.set_postfix(loss=round(total / len(perm), 4),
+                                    temperature=round(model.temperature(), 4))
+            finally:
+                bar.close()
+            model.eval()
+            seconds = time.perf_counter() - start
+            return {"head": self.name, "epochs": state.epoch, "steps": steps,
+                    "seconds": state.seconds, "seconds_this_run": seconds,
+                    "steps_per_second": state.steps / state.seconds if state.seconds else 0.0,
+                    "reused": resumed_from > 0 and steps == 0,
+                    "train_loss": state.history[-1]["loss"] if state.history else None,
+                    "temperature": model.temperature(), "resumed_from_epoch": resumed_from}
+
+        if dist is not None and dist.enabled:
+            # rank 0 trains with every core and broadcasts the weights: cheaper than every
+            # rank training the same small head on one thread each
+            return train_on_rank_zero(model, dist, train)
+        return train()
 
     def embed_images(self, image: np.ndarray) -> np.ndarray:
         return self._embed("image_proj", image, "embed_images")

@@ -172,7 +172,7 @@ def epoch_order(labels: np.ndarray, config: TrainConfig, generator: torch.Genera
 Batches = Callable[[str, torch.Tensor], tuple]  # (split, item indices) -> model inputs
 
 
-def _train_on_rank_zero(model: nn.Module, dist, train: Callable[[], dict]) -> dict:
+def train_on_rank_zero(model: nn.Module, dist, train: Callable[[], dict]) -> dict:
     """Rank 0 runs ``train`` with every core of its machine and broadcasts the weights;
     the other ranks wait for them. Identical on every rank, and no per-step all-reduce,
     which costs more than a step of a small head."""
@@ -236,7 +236,7 @@ def train_classifier(
     """
     if dist is not None and dist.enabled and len(train_labels) < config.ddp_min_items:
         # a small head: rank 0 trains it alone (dist=None below) and broadcasts the weights
-        return _train_on_rank_zero(model, dist, lambda: train_classifier(
+        return train_on_rank_zero(model, dist, lambda: train_classifier(
             model, batches, train_labels, val_labels, num_classes=num_classes, config=config,
             generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
             desc=desc, param_groups=param_groups))
