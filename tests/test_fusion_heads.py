@@ -231,13 +231,22 @@ def test_the_training_signature_covers_the_code(registry):
     assert "epochs" not in signature and "checkpoint_every_s" not in signature
 
 
-def test_early_stopping_keeps_the_best_validation_epoch(registry):
-    train, val, _ = small_task(registry)
-    model = head(registry, "concat", hidden=64, epochs=200, patience=3, lr=1e-2,
-                 progress=False)
-    stats = model.fit(train, val, seed=0)
+def test_early_stopping_keeps_the_best_validation_epoch(registry, tmp_path):
+    from safetensors import safe_open
+
+    train, val, test = small_task(registry)
+    params = {"hidden": 64, "epochs": 200, "patience": 3, "lr": 1e-2, "progress": False}
+    model = head(registry, "concat", **params)
+    stats = model.fit(train, val, seed=0, checkpoint_dir=tmp_path)
     assert stats["stopped_early"] and stats["epochs"] == stats["best_epoch"] + 3
     assert accuracy(model.predict_proba(val), val.labels) == stats["best_val_accuracy"]
+
+    # a stopped training keeps only its final weights, and reloads to the same head
+    with safe_open(str(tmp_path / "last.safetensors"), framework="pt") as handle:
+        assert {key.split(".")[0] for key in handle.keys()} == {"model", "rng"}
+    reloaded = head(registry, "concat", **params)
+    assert reloaded.fit(train, val, seed=0, checkpoint_dir=tmp_path)["reused"]
+    assert np.array_equal(reloaded.predict_proba(test), model.predict_proba(test))
 
 
 def test_class_weights_and_balanced_sampling_lift_the_rare_class(registry):

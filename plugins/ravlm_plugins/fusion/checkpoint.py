@@ -4,8 +4,9 @@ It is written at the end of an epoch once ``every_s`` seconds have passed since 
 write, and always when training ends. It holds the weights, the best weights so far, the
 optimizer's moments, the random states (the sampling generator and torch's global one, which
 dropout draws from) and the loop's counters, so a resumed run ends bit-identical to an
-uninterrupted one. A signature (head, hyperparameters, seed, data fingerprint, code) guards
-against resuming someone else's run; a finished training is reloaded, not repeated.
+uninterrupted one (an early-stopped training, which cannot continue, keeps only its final
+weights). A signature (head, hyperparameters, seed, data fingerprint, code) guards against
+resuming someone else's run; a finished training is reloaded, not repeated.
 """
 
 from __future__ import annotations
@@ -62,13 +63,17 @@ class Checkpoint:
              best: dict[str, torch.Tensor] | None, generator: torch.Generator) -> None:
         from safetensors.torch import save_file
 
+        # An early-stopped training can never continue: it keeps only the weights it ends
+        # with (its best), a quarter of a full checkpoint, for --force to reload.
+        final = state.done
+        weights = best if final and best is not None else model.state_dict()
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone()
-                   for k, v in model.state_dict().items()}
-        for k, v in (best or {}).items():
+                   for k, v in weights.items()}
+        for k, v in ({} if final else best or {}).items():
             tensors[f"best.{k}"] = v.detach().cpu().contiguous().clone()
         optim = optimizer.state_dict()
         scalars: dict[str, float] = {}
-        for pid, pstate in optim["state"].items():
+        for pid, pstate in ({} if final else optim["state"]).items():
             for key, value in pstate.items():
                 if torch.is_tensor(value):
                     tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous().clone()
