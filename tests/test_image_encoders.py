@@ -15,6 +15,7 @@ from ravlm_bench.errors import RavlmError
 from ravlm_bench.host import get_plugin_manager
 from ravlm_bench.registry import Registry
 from ravlm_bench.testing import check_image_encoder, sample_images
+from ravlm_plugins.image_encoders import cxx_compiler
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,7 @@ def test_bf16_agrees_with_fp32(registry):
     assert cosine(fp32.encode(images), bf16.encode(images)).min() >= 0.99
 
 
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_encoder_agrees_with_eager_and_has_its_own_fingerprint(registry,
                                                                       tiny_resnet_dir):
     directory, _ = tiny_resnet_dir
@@ -127,6 +129,15 @@ def test_compiled_encoder_agrees_with_eager_and_has_its_own_fingerprint(registry
     assert compiled.fingerprint() != eager.fingerprint()
     with pytest.raises(RavlmError, match="compile=true is for inference"):
         registry.create("image-encoders", "resnet18", compile=True, trainable=True)
+
+
+def test_compile_without_a_compiler_says_how_to_fix_it(registry, monkeypatch):
+    import ravlm_plugins.image_encoders as image_encoders
+
+    monkeypatch.setattr(image_encoders, "cxx_compiler", lambda: None)
+    encoder = registry.create("image-encoders", "resnet18", image_size=32, compile=True)
+    with pytest.raises(RavlmError, match="needs a C\\+\\+ compiler.*compile=false"):
+        encoder.encode(sample_images(1))
 
 
 def test_preprocessing_resizes_shorter_side_and_centre_crops(registry):

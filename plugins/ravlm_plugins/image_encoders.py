@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,14 @@ def fold_batch_norms(model):
             module.convolution = fuse_conv_bn_eval(conv, norm)
             module.normalization = torch.nn.Identity()
     return model
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would build with, if there is one."""
+    import shutil
+
+    candidates = (os.environ.get("CXX"), "g++", "clang++", "c++")
+    return next((path for name in candidates if name and (path := shutil.which(name))), None)
 
 
 def missing_weights_message(what: str, weights: str, fix: str) -> str:
@@ -288,6 +297,10 @@ class ResNetImageEncoder:
 
             self._forward = self.model
             if self.compile:
+                if self.model.device.type == "cpu" and not cxx_compiler():
+                    raise ConfigError(f"image encoder {self.arch}: compile=true needs a C++ "
+                                      "compiler for torch.compile on a CPU (g++ or clang++, "
+                                      "or $CXX); install one or set compile=false")
                 self._forward = torch.compile(self.model, dynamic=False,
                                               options={"freezing": True})
         return self._forward
