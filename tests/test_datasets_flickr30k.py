@@ -66,3 +66,31 @@ def test_malformed_token_lines_are_skipped_and_counted(registry, demo_copy):
     assert flickr.problems == ["results_20130124.token: 2 lines are not "
                                "'NAME.jpg#N<TAB>caption' (skipped), first at line 4"]
     assert sum(flickr.summary()["counts"]["captions"].values()) == len(lines) - 2
+
+
+def test_results_csv_is_read_with_its_missing_pipe_row(registry, demo_copy):
+    """The widely shared ``results.csv``: a header, ``NAME.jpg| N| caption`` rows, and in
+    the common copy one row without its second pipe."""
+    root = demo_copy("flickr30k")
+    (root / "dataset_flickr30k.json").unlink()
+    token = root / "results_20130124.token"
+    rows = []
+    for line in token.read_text().splitlines():
+        key, caption = line.split("\t")
+        name, number = key.split("#")
+        rows.append(f"{name}| {number}| {caption}")
+    name, number, caption = rows[4].split("| ")
+    rows[4] = f"{name}| {number}   {caption}"  # the row without its second pipe
+    rows.insert(9, "not a caption row")
+    (root / "results.csv").write_text("image_name| comment_number| comment\n"
+                                      + "\n".join(rows) + "\n")
+    token.unlink()
+    flickr = registry.create("datasets", "flickr30k", root=root)
+    assert flickr.splits() == ["all"]
+    assert flickr.problems == ["results.csv: 1 line is not 'NAME.jpg| N| caption' "
+                               "(skipped), first at line 11"]
+    captions = flickr.table("captions", "all")
+    assert len(captions) == len(rows) - 1
+    assert captions[4]["caption"] == caption.strip()
+    assert captions[4]["image_id"] == int(name.split(".")[0])
+    assert any("results.csv are in one split 'all'" in note for note in flickr.notes)

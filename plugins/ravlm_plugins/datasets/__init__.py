@@ -43,7 +43,8 @@ def register_datasets(register):
     register("coco", create_coco,
              description="COCO 2014/2017 captions and instances; official or Karpathy splits")
     register("flickr30k", create_flickr30k,
-             description="Flickr30k captions; Karpathy splits or results_20130124.token")
+             description="Flickr30k captions; Karpathy splits, results_20130124.token or "
+                         "results.csv")
     register("visual_genome", create_visual_genome,
              description="Visual Genome v1.2 images, questions, regions and objects; "
              "hashed train/val/test split")

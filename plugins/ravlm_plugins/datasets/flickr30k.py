@@ -1,5 +1,6 @@
 """Flickr30k: Karpathy ``dataset_flickr30k.json`` (train / val / test), or, without it, the
-original ``results_20130124.token`` (every image in one split, ``"all"``).
+original ``results_20130124.token`` or the widely shared ``results.csv`` (every image in one
+split, ``"all"``).
 
 Images live in ``flickr30k-images/``. ``image_id`` is the file name's number
 (``1000092795.jpg`` -> 1000092795, the Flickr photo id) when it is numeric, else the
@@ -9,6 +10,8 @@ Karpathy ``imgid``.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +38,7 @@ NAME = "flickr30k"
 LOADER_VERSION = "1"
 KARPATHY_FILE = "dataset_flickr30k.json"
 TOKEN_FILE = "results_20130124.token"
+CSV_FILE = "results.csv"
 IMAGE_DIR = "flickr30k-images"
 KARPATHY_IMAGE_KEYS = ("filename", "imgid", "split", "sentences")
 
@@ -49,10 +53,16 @@ def create(root: str | Path | None = None, *, check_images: bool = True,
     if (root / KARPATHY_FILE).is_file():
         source, parse = root / KARPATHY_FILE, partial(_parse_karpathy, root)
     elif (root / TOKEN_FILE).is_file():
-        source, parse = root / TOKEN_FILE, partial(_parse_token_file, root)
+        source = root / TOKEN_FILE
+        parse = partial(_parse_caption_lines, root, TOKEN_FILE, _token_line,
+                        "'NAME.jpg#N<TAB>caption'")
+    elif (root / CSV_FILE).is_file():
+        source = root / CSV_FILE
+        parse = partial(_parse_caption_lines, root, CSV_FILE, _csv_line,
+                        "'NAME.jpg| N| caption'")
     else:
-        raise DataError(f"flickr30k ({root}): neither {KARPATHY_FILE} nor {TOKEN_FILE} found; "
-                        "put one of them at the dataset root")
+        raise DataError(f"flickr30k ({root}): none of {KARPATHY_FILE}, {TOKEN_FILE} or "
+                        f"{CSV_FILE} found; put one of them at the dataset root")
     meta, directory, key = load(NAME, root, LOADER_VERSION, [source], {}, parse,
                                 check_images=check_images, on_bad_image=on_bad_image,
                                 image_dirs=[root / IMAGE_DIR])
@@ -95,31 +105,56 @@ def _parse_karpathy(root: Path) -> Parsed:
     return _tables(root, images, captions, display, problems, [])
 
 
-def _parse_token_file(root: Path) -> Parsed:
-    """``1000092795.jpg#0<TAB>Two young guys ... .``: five lines per image."""
-    display = TOKEN_FILE
+def _token_line(line: str) -> tuple[str, str] | None:
+    """``1000092795.jpg#0<TAB>Two young guys ... .`` -> (file name, caption)."""
+    key, tab, caption = line.partition("\t")
+    filename, hash_, _ = key.partition("#")
+    return (filename, caption) if tab and hash_ else None
+
+
+_CSV_NUMBER_THEN_CAPTION = re.compile(r"\s*\d+\s+(.*)")
+
+
+def _csv_line(line: str) -> tuple[str, str] | None:
+    """``1000092795.jpg| 0| Two young guys ...`` -> (file name, caption). The common copy
+    has one row without its second pipe (``2199200615.jpg| 4   A dog ...``): the number
+    and the caption are then told apart by the spaces between them."""
+    parts = line.split("|", 2)
+    if len(parts) == 3 and parts[1].strip().isdigit():
+        return parts[0].strip(), parts[2]
+    if len(parts) == 2 and (match := _CSV_NUMBER_THEN_CAPTION.fullmatch(parts[1])):
+        return parts[0].strip(), match.group(1)
+    return None
+
+
+def _parse_caption_lines(root: Path, display: str,
+                         split_line: Callable[[str], tuple[str, str] | None],
+                         shape: str) -> Parsed:
+    """A file of one caption per line (five lines per image): the token file or the CSV."""
     problems: list[str] = []
     names: dict[str, int] = {}
     cap_images, cap_texts, bad_lines = [], [], []
-    for number, line in enumerate(read_text(root / TOKEN_FILE, display).splitlines(), 1):
-        if not line.strip():
-            continue
-        key, tab, caption = line.partition("\t")
-        filename, hash_, _ = key.partition("#")
-        if not tab or not hash_ or not caption.strip() or unsafe_reason(filename):
+    lines = read_text(root / display, display).splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or (number == 1 and line.startswith("image_name")):
+            continue  # blank, or the CSV's header
+        parsed = split_line(line)
+        if parsed is None or not parsed[1].strip() or unsafe_reason(parsed[0]):
             bad_lines.append(number)
             continue
+        filename, caption = parsed
         image_id = names.setdefault(filename, _image_id(filename, len(names)))
         cap_images.append(image_id)
         cap_texts.append(caption.strip())
     if bad_lines:
-        problems.append(f"{display}: {len(bad_lines)} lines are not 'NAME.jpg#N<TAB>caption' "
-                        f"(skipped), first at line {bad_lines[0]}")
+        lines_are = "1 line is" if len(bad_lines) == 1 else f"{len(bad_lines)} lines are"
+        problems.append(f"{display}: {lines_are} not {shape} (skipped), first at line "
+                        f"{bad_lines[0]}")
     images = {"image_id": np.array(list(names.values()), dtype=np.int64),
               "name": list(names), "split": ["all"] * len(names)}
     captions = {"caption_id": np.arange(len(cap_texts), dtype=np.int64),
                 "image_id": np.array(cap_images, dtype=np.int64), "caption": cap_texts}
-    notes = [f"no {KARPATHY_FILE}: all {len(names)} images of {TOKEN_FILE} are in one split "
+    notes = [f"no {KARPATHY_FILE}: all {len(names)} images of {display} are in one split "
              "'all' (add the Karpathy file for train/val/test)"]
     return _tables(root, images, captions, display, problems, notes)
 
