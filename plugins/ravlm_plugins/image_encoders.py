@@ -190,7 +190,7 @@ class ResNetImageEncoder:
 
     ``compile=True`` runs the network through ``torch.compile`` (inductor, weights frozen
     and prepacked for oneDNN, one static batch shape): measured on a 2-core CPU with bf16,
-    ResNet-50 at 224 went from 34-38 to 61-64 images/s and ResNet-18 from 112 to 155, after
+    ResNet-50 at 224 went from 34-38 to 51-64 images/s and ResNet-18 from 104-112 to 155, after
     a one-off compile of 10-35 s. Worth it for a large dataset, not for a small one; the
     features round differently, so it is part of the fingerprint.
     """
