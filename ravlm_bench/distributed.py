@@ -216,6 +216,18 @@ class ShardedRetriever:
 
     def __getattr__(self, name: str):
         # the optional contract methods exist exactly when the local retriever has them
-        if name in ("fingerprint", "memory_bytes"):
+        if name == "fingerprint":
             return getattr(self.local, name)
+        if name == "memory_bytes":
+            local_bytes = getattr(self.local, name)
+            return lambda: self._total_bytes(local_bytes())
         raise AttributeError(name)
+
+    def _total_bytes(self, local: int | None) -> int | None:
+        """The whole index's memory: every rank's shard (a collective; None if any rank
+        cannot tell)."""
+        if not self.ctx.enabled:
+            return local
+        value = np.array([-1 if local is None else int(local)], dtype=np.int64)
+        shards = all_gather_same_shape(self.ctx, value).ravel()
+        return None if (shards < 0).any() else int(shards.sum())

@@ -34,8 +34,9 @@ WORKER = textwrap.dedent('''
                 registry.create("retrievers", "exact", dim=24, metric=metric), ctx)
             sharded.build(vectors, keys)
             found, scores = sharded.search(queries, 10)
+            memory = sharded.memory_bytes()  # the whole index: every rank's shard
             if ctx.is_main:
-                np.savez(f"{out}-{metric}.npz", keys=found, scores=scores)
+                np.savez(f"{out}-{metric}.npz", keys=found, scores=scores, memory=memory)
     else:
         error = None
         try:
@@ -113,6 +114,7 @@ def test_sharded_exact_search_equals_unsharded(tmp_path):
         sharded = np.load(tmp_path / f"out-{metric}.npz")
         assert np.array_equal(sharded["keys"], expected_keys), metric
         assert np.allclose(sharded["scores"], expected_scores, atol=1e-5), metric
+        assert int(sharded["memory"]) == whole.memory_bytes(), metric
 
 
 @pytest.mark.slow
