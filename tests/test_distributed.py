@@ -37,6 +37,26 @@ WORKER = textwrap.dedent('''
             memory = sharded.memory_bytes()  # the whole index: every rank's shard
             if ctx.is_main:
                 np.savez(f"{out}-{metric}.npz", keys=found, scores=scores, memory=memory)
+    elif mode == "resume":
+        import torch
+        from ravlm_bench.errors import ConfigError
+        from ravlm_plugins.fusion.training import TrainConfig, train_classifier
+
+        x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+        labels = (x[:, 0] > 0).long().numpy()
+        # rank 0 sees a checkpoint that rank 1 does not: unshared run directories
+        directory = sys.argv[3] if ctx.rank == 0 else sys.argv[4]
+        try:
+            train_classifier(torch.nn.Linear(4, 2), lambda split, idx: (x[idx],), labels,
+                             None, num_classes=2, signature="tiny",
+                             config=TrainConfig(epochs=2, ddp_min_items=0, progress=False),
+                             generator=torch.Generator().manual_seed(0),
+                             checkpoint_dir=directory, dist=ctx)
+            message = "trained"
+        except ConfigError as exc:
+            message = str(exc)
+        with open(f"{out}-rank{ctx.rank}.txt", "w") as handle:
+            handle.write(message)
     else:
         error = None
         try:
@@ -53,7 +73,7 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def run_two_ranks(tmp_path, mode: str) -> float:
+def run_two_ranks(tmp_path, mode: str, *args: str) -> float:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     port = free_port()
@@ -63,7 +83,8 @@ def run_two_ranks(tmp_path, mode: str) -> float:
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
                "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(script), mode, str(tmp_path / "out")],
+        procs.append(subprocess.Popen([sys.executable, str(script), mode, str(tmp_path / "out"),
+                                       *args],
                                       env=env, stderr=subprocess.PIPE, text=True))
     for proc in procs:
         _, err = proc.communicate(timeout=120)
@@ -125,3 +146,21 @@ def test_a_failing_rank_stops_every_rank_with_its_name(tmp_path):
         assert message == ("encoding failed on 1 of 2 ranks: rank 1: RuntimeError: encoder ran "
                            "out of memory")
     assert elapsed < 60  # well inside the collective timeout: nobody hung
+
+
+def test_data_parallel_ranks_that_see_different_checkpoints_fail_alike(tmp_path):
+    import torch
+
+    from ravlm_plugins.fusion.training import TrainConfig, train_classifier
+
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    seen, unseen = tmp_path / "node0", tmp_path / "node1"
+    train_classifier(torch.nn.Linear(4, 2), lambda split, idx: (x[idx],),
+                     (x[:, 0] > 0).long().numpy(), None, num_classes=2, signature="tiny",
+                     config=TrainConfig(epochs=1, progress=False),
+                     generator=torch.Generator().manual_seed(0), checkpoint_dir=seen)
+    run_two_ranks(tmp_path, "resume", str(seen), str(unseen))
+    for rank in range(2):  # every rank stops with the same finding, none hangs
+        message = (tmp_path / f"out-rank{rank}.txt").read_text()
+        assert "ranks see different training checkpoints" in message
+        assert "(rank 0: epoch 1, rank 1: none); put the run directory on a filesystem" in message

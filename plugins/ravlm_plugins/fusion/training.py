@@ -268,6 +268,8 @@ def train_classifier(
         state, best = saved
         resumed_from = state.epoch
         log.info("resuming %s from %s at epoch %d", desc, checkpoint.path, state.epoch)
+    if distributed:
+        _check_ranks_resume_alike(dist, resumed_from if saved is not None else -1, checkpoint)
 
     start, steps_now = time.perf_counter(), 0
     show = config.progress and main_rank
@@ -343,6 +345,21 @@ def train_classifier(
         "stopped_early": state.epoch < config.epochs,
         "resumed_from_epoch": resumed_from,
     }
+
+
+def _check_ranks_resume_alike(dist, epoch: int, checkpoint: Checkpoint | None) -> None:
+    """Data-parallel ranks must start from the same epoch, or their steps (and collectives)
+    fall out of step. They differ when the checkpoint directory is not on a filesystem that
+    every node shares; every rank then raises the same error."""
+    from ravlm_bench.distributed import all_gather_same_shape
+
+    epochs = all_gather_same_shape(dist, np.array([epoch], dtype=np.int64)).ravel().tolist()
+    if len(set(epochs)) > 1:
+        found = ", ".join(f"rank {rank}: {'none' if e < 0 else f'epoch {e}'}"
+                          for rank, e in enumerate(epochs))
+        where = checkpoint.path if checkpoint is not None else "the checkpoint directory"
+        raise ConfigError(f"ranks see different training checkpoints at {where} ({found}); "
+                          "put the run directory on a filesystem that every node shares")
 
 
 @torch.no_grad()
