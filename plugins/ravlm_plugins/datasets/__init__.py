@@ -3,7 +3,7 @@
 Registered through the ``ravlm_bench`` entry point ``datasets`` like any third-party plugin.
 Importing this module touches no disk; each factory imports its loader when called. (The
 factories are named ``create_*`` because importing submodule ``coco`` sets the package
-attribute ``coco``, which would replace a function of that name.)
+attribute ``coco``, which would replace an object of that name.)
 
 Every factory takes ``root`` (default: ``$RAVLM_DATA/<name>``), ``check_images`` (default
 True: each image file must exist and its header decode) and ``on_bad_image`` (``"fail"``,
@@ -18,24 +18,11 @@ the default, or ``"skip"``). Dataset-specific options:
 from __future__ import annotations
 
 from ravlm_bench.hookspecs import hookimpl
+from ravlm_plugins._lazy import lazy_factory
 
-
-def create_coco(**params):
-    from .coco import create
-
-    return create(**params)
-
-
-def create_flickr30k(**params):
-    from .flickr30k import create
-
-    return create(**params)
-
-
-def create_visual_genome(**params):
-    from .visual_genome import create
-
-    return create(**params)
+create_coco = lazy_factory("ravlm_plugins.datasets.coco", "create")
+create_flickr30k = lazy_factory("ravlm_plugins.datasets.flickr30k", "create")
+create_visual_genome = lazy_factory("ravlm_plugins.datasets.visual_genome", "create")
 
 
 @hookimpl

@@ -11,36 +11,13 @@ submodules: importing ``.concat`` sets the package attribute ``concat`` to the m
 from __future__ import annotations
 
 from ravlm_bench.hookspecs import hookimpl
+from ravlm_plugins._lazy import lazy_factory
 
-
-def concat_head(**params):
-    from .concat import ConcatHead
-
-    return ConcatHead(**params)
-
-
-def knn_head(**params):
-    from .knn import KnnHead
-
-    return KnnHead(**params)
-
-
-def xattn_head(**params):
-    from .xattn import CrossAttentionHead
-
-    return CrossAttentionHead(**params)
-
-
-def concat_finetune_head(**params):
-    from .finetune import ConcatFinetuneHead
-
-    return ConcatFinetuneHead(**params)
-
-
-def infonce_embedding(**params):
-    from .infonce import InfoNCEEmbedding
-
-    return InfoNCEEmbedding(**params)
+concat_head = lazy_factory("ravlm_plugins.fusion.concat", "ConcatHead")
+knn_head = lazy_factory("ravlm_plugins.fusion.knn", "KnnHead")
+xattn_head = lazy_factory("ravlm_plugins.fusion.xattn", "CrossAttentionHead")
+concat_finetune_head = lazy_factory("ravlm_plugins.fusion.finetune", "ConcatFinetuneHead")
+infonce_embedding = lazy_factory("ravlm_plugins.fusion.infonce", "InfoNCEEmbedding")
 
 
 @hookimpl
