@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from testhelpers import demo_tree
 
 from ravlm_bench.contracts import RECORD_SCHEMAS, Dataset
 from ravlm_bench.errors import ConfigError, DataError
@@ -26,14 +27,10 @@ def check_schema(dataset) -> None:
             assert str(schema.field(name).type) == ARROW_TYPES[description.split()[0]], name
 
 
-def written(world: Path, tree: str) -> dict:
-    return json.loads((world / "demo_world.json").read_text())["trees"][tree]
-
-
 def test_karpathy_splits_match_what_the_demo_wrote(registry, demo_world):
     coco = registry.create("datasets", "coco", root=demo_world / "coco")
     assert isinstance(coco, Dataset)
-    expected = written(demo_world, "coco")
+    expected = demo_tree(demo_world, "coco")
     assert coco.splits() == ["train", "restval", "val", "test"]
     assert coco.kinds == ("images", "captions", "instances")
     summary = coco.summary()
@@ -89,7 +86,7 @@ def test_official_splits(registry, demo_world):
     coco = registry.create("datasets", "coco", root=demo_world / "coco", split_scheme="official")
     assert coco.splits() == ["train", "val"]
     counts = coco.summary()["counts"]
-    expected = written(demo_world, "coco")
+    expected = demo_tree(demo_world, "coco")
     assert sum(counts["images"].values()) == expected["images"]
     assert sum(counts["captions"].values()) == expected["captions"]
     assert coco.table("images", "val")["width"][0] == 128
@@ -156,7 +153,7 @@ def test_2014_layout_official_and_karpathy(registry, demo_world, tmp_path):
     assert karpathy.splits() == ["train", "restval", "val", "test"]
     path = karpathy.table("images", "test")["image_path"][0]
     assert Path(path).parent.name == "val2014" and Path(path).name.startswith("COCO_val2014_")
-    expected = written(demo_world, "coco")
+    expected = demo_tree(demo_world, "coco")
     assert sum(karpathy.summary()["counts"]["instances"].values()) == expected["instances"]
     assert sum(official.summary()["counts"]["images"].values()) == expected["images"]
 

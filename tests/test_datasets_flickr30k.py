@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from testhelpers import demo_tree
+
 from ravlm_bench.contracts import Dataset
-
-
-def written(world: Path) -> dict:
-    return json.loads((world / "demo_world.json").read_text())["trees"]["flickr30k"]
 
 
 def test_karpathy_splits_match_what_the_demo_wrote(registry, demo_world):
     flickr = registry.create("datasets", "flickr30k", root=demo_world / "flickr30k")
     assert isinstance(flickr, Dataset)
-    expected = written(demo_world)
+    expected = demo_tree(demo_world, "flickr30k")
     assert flickr.splits() == ["train", "val", "test"]
     assert flickr.kinds == ("images", "captions")
     counts = flickr.summary()["counts"]

@@ -6,18 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+from testhelpers import demo_tree
 
 from ravlm_bench.contracts import Dataset
-
-
-def written(world: Path) -> dict:
-    return json.loads((world / "demo_world.json").read_text())["trees"]["visual_genome"]
 
 
 def test_counts_match_what_the_demo_wrote(registry, demo_world):
     vg = registry.create("datasets", "visual_genome", root=demo_world / "visual_genome")
     assert isinstance(vg, Dataset)
-    expected = written(demo_world)
+    expected = demo_tree(demo_world, "visual_genome")
     assert vg.kinds == ("images", "questions", "regions", "objects")
     assert vg.splits() == ["train", "val", "test"]
     counts = vg.summary()["counts"]

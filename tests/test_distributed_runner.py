@@ -16,19 +16,9 @@ import time
 import numpy as np
 import pytest
 from clitools import run_cli
+from testhelpers import TINY_SUITE_HEAD
 
-SUITE = """
-name = "dist"
-seeds = [0, 1]
-baseline = "concat"
-
-[data.coco]
-root = "{root}/coco"
-
-[defaults]
-image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
-text_encoder = {{ name = "minilm-l6", max_length = 32 }}
-
+SUITE = TINY_SUITE_HEAD + """
 [systems.concat]
 fusion_head = {{ name = "concat", epochs = 4, hidden = 64, dropout = 0.0, ddp_min_items = 0 }}
 
@@ -106,7 +96,8 @@ def run(args: list[str], cache, processes: int = 1, timeout: int = 600):
 
 def write_suite(tmp_path, demo_world, extra: str = "", systems: str = ""):
     path = tmp_path / "dist.toml"
-    path.write_text(textwrap.dedent(SUITE.format(root=demo_world, extra=systems)) + extra)
+    text = SUITE.format(name="dist", root=demo_world, extra=systems)
+    path.write_text(textwrap.dedent(text) + extra)
     return path
 
 

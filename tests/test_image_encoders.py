@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from testhelpers import count_loads
 
 from ravlm_bench.cli import main
 from ravlm_bench.errors import RavlmError
@@ -71,10 +72,7 @@ def test_weights_dir_gives_the_in_memory_models_features(registry, tiny_resnet_d
 def test_the_network_loads_on_first_use_only(registry, tiny_resnet_dir, monkeypatch):
     from transformers import ResNetModel
 
-    loads = []
-    load = ResNetModel.from_pretrained.__func__
-    monkeypatch.setattr(ResNetModel, "from_pretrained", classmethod(
-        lambda cls, *args, **kwargs: loads.append(args) or load(cls, *args, **kwargs)))
+    loads = count_loads(monkeypatch, ResNetModel)
     directory, _ = tiny_resnet_dir
     encoder = registry.create("image-encoders", "resnet18", weights=str(directory),
                               image_size=32, precision="fp32")

@@ -12,19 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from clitools import cli_command, cli_env, run_cli
+from testhelpers import TINY_SUITE_HEAD
 
-SUITE = """
-name = "tiny"
-seeds = [0, 1]
-baseline = "concat"
-
-[data.coco]
-root = "{root}/coco"
-
-[defaults]
-image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
-text_encoder = {{ name = "minilm-l6", max_length = 32 }}
-
+SUITE = TINY_SUITE_HEAD + """
 [systems.concat]
 fusion_head = {{ name = "concat", epochs = 3, hidden = 64 }}
 
@@ -101,7 +91,7 @@ fusion_head = { name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }
 
 def make_suite(tmp_path: Path, demo_world: Path, with_plugin: bool = False) -> Path:
     extra_systems = ', "xattn-thirdparty", "xattn-nan"' if with_plugin else ""
-    text = SUITE.format(root=demo_world, extra_systems=extra_systems,
+    text = SUITE.format(name="tiny", root=demo_world, extra_systems=extra_systems,
                         extra=EXTRA if with_plugin else "")
     path = tmp_path / "tiny.toml"
     path.write_text(textwrap.dedent(text))

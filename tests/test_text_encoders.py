@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from testhelpers import count_loads
 
 from ravlm_bench.cli import main
 from ravlm_bench.errors import RavlmError
@@ -67,10 +68,7 @@ def test_weights_dir_gives_the_in_memory_models_features(registry, tiny_bert_dir
 def test_the_network_loads_on_first_use_only(registry, tiny_bert_dir, monkeypatch):
     from transformers import BertModel
 
-    loads = []
-    load = BertModel.from_pretrained.__func__
-    monkeypatch.setattr(BertModel, "from_pretrained", classmethod(
-        lambda cls, *args, **kwargs: loads.append(args) or load(cls, *args, **kwargs)))
+    loads = count_loads(monkeypatch, BertModel)
     encoder = registry.create("text-encoders", "bert", weights=str(tiny_bert_dir[0]))
     # what a run with cached features needs: no weights read
     assert encoder.fingerprint() and encoder.dim == 32 and loads == []

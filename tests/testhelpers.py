@@ -1,0 +1,36 @@
+"""Helpers that more than one test module uses (the CLI ones are in clitools.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# The head of the small suites the runner tests run on the tiny demo world: two seeds over
+# its COCO tree, a random 32-pixel ResNet-18 and MiniLM. ``str.format`` it with ``name`` and
+# ``root`` (the demo world) after appending the systems and tasks.
+TINY_SUITE_HEAD = """
+name = "{name}"
+seeds = [0, 1]
+baseline = "concat"
+
+[data.coco]
+root = "{root}/coco"
+
+[defaults]
+image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
+text_encoder = {{ name = "minilm-l6", max_length = 32 }}
+"""
+
+
+def demo_tree(world: Path, tree: str) -> dict:
+    """What the demo generator says it wrote for one dataset tree (splits, counts)."""
+    return json.loads((world / "demo_world.json").read_text())["trees"][tree]
+
+
+def count_loads(monkeypatch, model_class) -> list:
+    """Record every ``model_class.from_pretrained`` call, which still loads the model."""
+    loads = []
+    load = model_class.from_pretrained.__func__
+    monkeypatch.setattr(model_class, "from_pretrained", classmethod(
+        lambda cls, *args, **kwargs: loads.append(args) or load(cls, *args, **kwargs)))
+    return loads
