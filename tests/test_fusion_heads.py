@@ -4,6 +4,7 @@ scikit-learn, seeds, checkpoints and resume."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -191,7 +192,8 @@ def test_same_seed_is_bit_identical_and_another_seed_is_not(registry, name):
     assert not np.array_equal(first, other)
 
 
-def test_training_resumes_from_its_last_checkpoint_bit_identically(registry, tmp_path):
+def test_training_resumes_from_its_last_checkpoint_bit_identically(registry, tmp_path,
+                                                                  caplog):
     train, val, test = small_task(registry)
     params = {"width": 32, "dropout": 0.2, "progress": False, "patience": 0}
     straight = head(registry, "xattn", epochs=4, **params)
@@ -215,6 +217,13 @@ def test_training_resumes_from_its_last_checkpoint_bit_identically(registry, tmp
     # another configuration (or seed, data, code) does not match: it trains afresh
     other = head(registry, "xattn", epochs=1, **{**params, "width": 64})
     assert other.fit(train, val, seed=3, checkpoint_dir=tmp_path)["resumed_from_epoch"] == 0
+    # so does a damaged checkpoint, said in one line
+    (tmp_path / "last.safetensors").write_bytes(b"not a safetensors file")
+    with caplog.at_level(logging.WARNING):
+        fresh = head(registry, "xattn", epochs=1, **params)
+        assert fresh.fit(train, val, seed=3, checkpoint_dir=tmp_path)["resumed_from_epoch"] == 0
+    assert any(f"checkpoint {tmp_path / 'last.safetensors'} is unreadable" in r.getMessage()
+               for r in caplog.records)
     with pytest.raises(ConfigError, match="different head configuration"):
         Checkpoint(tmp_path, "another signature").load(reloaded.model, None, None)
 

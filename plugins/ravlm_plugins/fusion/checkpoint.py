@@ -97,14 +97,19 @@ class Checkpoint:
 
     def resume(self, model: nn.Module, optimizer, generator: torch.Generator):
         """:meth:`load` when this training has a checkpoint, else None. A checkpoint of
-        another training (its data, parameters, seed or code changed since) is stale: it is
-        reported, and the new training overwrites it."""
+        another training (its data, parameters, seed or code changed since), or one that
+        cannot be read, is reported in one line, and the new training overwrites it."""
         from safetensors import safe_open
 
         if not self.exists():
             return None
-        with safe_open(str(self.path), framework="pt") as handle:
-            signature = (handle.metadata() or {}).get("signature")
+        try:
+            with safe_open(str(self.path), framework="pt") as handle:
+                signature = (handle.metadata() or {}).get("signature")
+        except Exception as exc:  # safetensors raises its own error type for a damaged file
+            log.warning("checkpoint %s is unreadable (%s: %s); training afresh", self.path,
+                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            return None
         if signature != self.signature:
             log.warning("checkpoint %s is of another training (its data, parameters, seed or "
                         "code have changed); training afresh", self.path)
