@@ -189,10 +189,10 @@ class ResNetImageEncoder:
     separate layer and the weights stay fp32, so :attr:`module` can be trained.
 
     ``compile=True`` runs the network through ``torch.compile`` (inductor, weights frozen
-    and prepacked for oneDNN, one static batch shape): measured on a 2-core CPU with bf16,
-    ResNet-50 at 224 went from 34-38 to 51-64 images/s and ResNet-18 from 104-112 to 155, after
-    a one-off compile of 10-35 s. Worth it for a large dataset, not for a small one; the
-    features round differently, so it is part of the fingerprint.
+    and prepacked for oneDNN, one static batch shape). Measured on a shared 2-core CPU in
+    bf16 at 224 px, after a one-off compile of 10-35 s: ResNet-50 at 1.3-1.8x the eager
+    images/s in five runs, ResNet-18 at 0.84-1.5x in four. Worth it for a large dataset, not
+    for a small one; the features round differently, so it is part of the fingerprint.
     """
 
     def __init__(self, arch: str, *, weights: str | None = None, image_size: int = 224,
