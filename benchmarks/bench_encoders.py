@@ -94,11 +94,11 @@ def bench_images(registry, args, rates) -> list[list]:
     paths = write_jpegs(Path(tmp.name), args.images)
     for name in ("resnet18", "resnet50"):
         params = {"weights": args.weights.get(name)} if args.weights.get(name) else {}
-        encoders = {p: registry.create("image-encoders", name, precision=p, batch_size=32,
-                                       **params) for p in ("auto", "fp32")}
+        encoders = {p: registry.create("image-encoders", name, precision=p, **params)
+                    for p in ("auto", "fp32")}
         # what the real-data suites run: torch.compile'd, timed after its one-off compile
-        encoders["auto, compiled"] = registry.create("image-encoders", name, batch_size=32,
-                                                     compile=True, **params)
+        encoders["auto, compiled"] = registry.create("image-encoders", name, compile=True,
+                                                     **params)
         default = encoders["auto"]
         pixels = torch.stack([default.preprocess(img) for img in _images(paths[:32])])
         flops = conv_linear_flops(encoders["fp32"].model, pixels[:1])
@@ -128,7 +128,7 @@ def bench_images(registry, args, rates) -> list[list]:
         for label in ("auto", "auto, compiled"):
             encoder = encoders[label]
             e2e_s, model_s = best_of([
-                lambda enc=encoder: encode_images(enc, paths, batch_size=32, progress=False),
+                lambda enc=encoder: encode_images(enc, paths, progress=False),
                 lambda enc=encoder, x=pixels: enc.encode_batch(x)], repeats=2)
             e2e, model_rate = len(paths) / e2e_s, len(pixels) / model_s
             rows.append([name, f"{label} ({encoder.precision})",

@@ -16,7 +16,12 @@ from ravlm_bench.errors import RavlmError
 from ravlm_bench.host import get_plugin_manager
 from ravlm_bench.registry import Registry
 from ravlm_bench.testing import check_image_encoder, sample_images
-from ravlm_plugins.image_encoders import cxx_compiler
+from ravlm_plugins.image_encoders import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    _cpu_has_bf16,
+    cxx_compiler,
+)
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +130,19 @@ def test_compiled_encoder_agrees_with_eager_and_has_its_own_fingerprint(registry
     assert cosine(features, eager.encode(images)).min() >= 0.99
     np.testing.assert_array_equal(compiled.encode(images[4:]), features[4:])
     assert compiled.fingerprint() != eager.fingerprint()
+    if _cpu_has_bf16():  # frozen: prepacked oneDNN convolutions, ReLU and add fused in
+        ops = operators_called(lambda: compiled.encode(images))
+        assert "mkldnn::_convolution_pointwise" in ops and "aten::convolution" not in ops
     with pytest.raises(RavlmError, match="compile=true is for inference"):
         registry.create("image-encoders", "resnet18", compile=True, trainable=True)
+
+
+def operators_called(fn) -> set[str]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {event.key for event in prof.key_averages()}
 
 
 def test_compile_without_a_compiler_says_how_to_fix_it(registry, monkeypatch):
@@ -151,6 +167,21 @@ def test_preprocessing_resizes_shorter_side_and_centre_crops(registry):
     assert encoder.encode([]).shape == (0, 512)
     # DataLoader workers get the preprocessing, never the model
     assert len(pickle.dumps(encoder.preprocess)) < 1000
+
+
+@pytest.mark.parametrize("size", [(640, 480), (333, 500), (97, 150)])
+def test_resampling_the_crop_box_matches_resizing_then_cropping(registry, size):
+    encoder = registry.create("image-encoders", "resnet18", precision="fp32")
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    scale = 256 / min(size)
+    resized = photo.resize((max(224, round(size[0] * scale)), max(224, round(size[1] * scale))),
+                           Image.Resampling.BILINEAR)
+    left, top = (resized.width - 224) // 2, (resized.height - 224) // 2
+    expected = np.asarray(resized.crop((left, top, left + 224, top + 224)), np.float32)
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    grey_levels = (encoder.preprocess(photo).permute(1, 2, 0).numpy() * std + mean) * 255
+    assert np.abs(grey_levels - expected).max() <= 1.0 + 1e-3
 
 
 def test_missing_weights_explain_how_to_provide_them(registry, tmp_path):
