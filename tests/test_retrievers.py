@@ -47,8 +47,16 @@ def test_conformance_kit(registry, name, params):
 
 @pytest.mark.parametrize("metric", ["cos", "ip", "l2sq"])
 @pytest.mark.parametrize("n", [300, 6001])  # 6001: the blockwise top-k and a ragged tail
-def test_exact_scores_are_the_true_similarities(registry, metric, n):
+# database blocks of all rows, or of 4000 / 1000 rows merged (the last one a single row)
+@pytest.mark.parametrize("rows_per_block", [None, 4000, 1000])
+def test_exact_scores_are_the_true_similarities(registry, metric, n, rows_per_block,
+                                                monkeypatch):
+    import ravlm_plugins.retrievers
+
     vectors, queries = clustered(n=n)
+    if rows_per_block:  # the scores buffer is sized per query chunk (here all 15 queries)
+        monkeypatch.setattr(ravlm_plugins.retrievers, "SCORE_CHUNK_BYTES",
+                            4 * len(queries) * rows_per_block)
     keys = np.arange(len(vectors), dtype=np.int64) + 1000
     retriever = registry.create("retrievers", "exact", dim=12, metric=metric)
     retriever.build(vectors, keys)
