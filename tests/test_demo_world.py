@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -136,3 +137,19 @@ def test_ensure_generates_once_and_atomically(monkeypatch):
     assert not [p for p in first.parent.iterdir() if p.name.startswith(".tmp-")]
     monkeypatch.undo()
     assert (ensure_demo_world(seed=4, size="tiny") / "coco" / "dataset_coco.json").is_file()
+
+
+def test_a_killed_writers_temporary_directory_is_swept_once_a_day_old(tmp_path):
+    from ravlm_bench.paths import STALE_TEMPORARY_S, temporary_beside
+
+    target = tmp_path / "entry"
+    old, recent = tmp_path / ".tmp-entry-old", tmp_path / ".tmp-other-recent"
+    for leftover in (old, recent):
+        (leftover / "coco").mkdir(parents=True)  # half-written, then the writer was killed
+    day_ago = os.path.getmtime(old) - STALE_TEMPORARY_S - 60
+    os.utime(old, (day_ago, day_ago))
+    fresh = temporary_beside(target)
+    assert fresh.parent == tmp_path and fresh.name.startswith(".tmp-entry-")
+    assert not old.exists()  # a day old: its writer is gone
+    assert recent.exists()  # may still be being written by another process
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, recent.name])

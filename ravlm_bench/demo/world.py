@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ravlm_bench.demo.writers import (
     write_visual_genome,
 )
 from ravlm_bench.errors import ConfigError
-from ravlm_bench.paths import cache_subdir
+from ravlm_bench.paths import cache_subdir, temporary_beside
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ def ensure_demo_world(seed: int = 0, size: str = "small") -> Path:
     target = base / f"{seed}-{size}-v{GENERATOR_VERSION}"
     if (target / SUMMARY_FILE).is_file():
         return target
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=base))
+    tmp = temporary_beside(target)
     try:
         log.info("generating the %s demo world (seed %d) into %s", size, seed, target)
         generate_demo_world(tmp, seed=seed, size=size)

@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ravlm_bench.paths import cache_subdir
+from ravlm_bench.paths import cache_subdir, temporary_beside
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,7 @@ def write_entry(directory: Path, tables: dict[tuple[str, str], Any], meta: dict)
     from datasets import Features
     from datasets.arrow_writer import ArrowWriter
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
+    tmp = temporary_beside(directory)
     try:
         for (kind, split), table in tables.items():
             if table.num_rows == 0:
