@@ -31,3 +31,19 @@ def matmul_rate(dtype=None, size: int = 2048, seconds: float = 2.0) -> float:
         torch.mm(a, b)
         count += 1
     return 2 * size**3 * count / (time.perf_counter() - start)
+
+
+def square_matmuls(flops: float, dtype=None, size: int = 2048):
+    """A baseline job of about ``flops`` FLOPs of square matrix products, to time interleaved
+    with the job it is the baseline for (same length, same spells of load): returns the
+    job and the FLOPs it does."""
+    import torch
+
+    count = max(1, round(flops / (2 * size**3)))
+    a = torch.ones(size, size, dtype=dtype or torch.float32)
+
+    def job() -> None:
+        for _ in range(count):
+            torch.mm(a, a)
+
+    return job, 2.0 * size**3 * count

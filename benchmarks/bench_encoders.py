@@ -23,22 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _timing import best_of, matmul_rate  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _timing import best_of, matmul_rate, square_matmuls  # noqa: E402 (benchmarks/ on sys.path)
 from tabulate import tabulate  # noqa: E402
 
 from ravlm_bench.encoding import encode_images  # noqa: E402
 from ravlm_bench.host import get_plugin_manager  # noqa: E402
 from ravlm_bench.registry import Registry  # noqa: E402
-
-MATMUL_WORK_SIZE, MATMUL_WORK_COUNT = 2048, 6
-MATMUL_WORK_FLOPS = 2 * MATMUL_WORK_SIZE**3 * MATMUL_WORK_COUNT
-
-
-def matmul_work(dtype: torch.dtype) -> None:
-    a = torch.ones(MATMUL_WORK_SIZE, MATMUL_WORK_SIZE, dtype=dtype)
-    for _ in range(MATMUL_WORK_COUNT):
-        torch.mm(a, a)
-
 
 
 def conv_linear_flops(model: torch.nn.Module, pixels: torch.Tensor) -> float:
@@ -88,7 +78,7 @@ def write_jpegs(folder: Path, n: int, seed: int = 0) -> list[str]:
     return paths
 
 
-def bench_images(registry, args, rates) -> list[list]:
+def bench_images(registry, args) -> list[list]:
     rows = []
     tmp = tempfile.TemporaryDirectory()
     paths = write_jpegs(Path(tmp.name), args.images)
@@ -110,12 +100,14 @@ def bench_images(registry, args, rates) -> list[list]:
                 rows.append([name, f"{precision} ({encoder.precision})", "compile", "", "",
                              f"{time.perf_counter() - warm_up:.1f} s, once per process"])
             dtype = torch.bfloat16 if encoder.precision == "bf16" else torch.float32
-            # Interleaved best-of-3, so load from other processes hits both alike.
+            baseline, baseline_flops = square_matmuls(flops * len(pixels), dtype)
+            # Interleaved best-of-3 against as much matmul work, so load from other
+            # processes hits both alike.
             model_s, matmul_s = best_of([lambda enc=encoder, x=pixels: enc.encode_batch(x),
-                                         lambda d=dtype: matmul_work(d)])
+                                         baseline])
             features[precision] = encoder.encode_batch(pixels)
             per_second = model_rates[precision] = len(pixels) / model_s
-            bound = MATMUL_WORK_FLOPS / matmul_s
+            bound = baseline_flops / matmul_s
             rows.append([name, f"{precision} ({encoder.precision})", "model only",
                          f"{per_second:.1f} img/s", f"{flops * per_second / 1e9:.0f}",
                          f"{flops * per_second / bound:.2f} of {encoder.precision} matmul "
@@ -199,7 +191,7 @@ def main(argv=None) -> int:
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul "
           f"fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s")
-    rows = bench_images(registry, args, rates) + bench_texts(registry, args)
+    rows = bench_images(registry, args) + bench_texts(registry, args)
     print(tabulate(rows, headers=["encoder", "precision", "measure", "rate", "GFLOP/s",
                                   "ratio"]))
     return 0
