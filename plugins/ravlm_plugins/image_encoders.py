@@ -213,9 +213,9 @@ class ResNetImageEncoder:
     ``compile=True`` runs the network through ``torch.compile`` (inductor, weights frozen
     and prepacked for oneDNN with ReLU and residual adds fused in, one static batch shape).
     Measured on a shared 2-core CPU in bf16 at 224 px, after a one-off compile of 5-35 s:
-    ResNet-50 at 1.3-1.8x the eager images/s and 0.76-0.78 of the bf16 matrix-product rate
-    in three runs, ResNet-18 at 1.2-1.8x. Worth it for a large dataset, not for a small one;
-    the features round differently, so it is part of the fingerprint.
+    ResNet-50 at 1.3-1.8x the eager images/s and a median 0.76 of the bf16 matrix-product
+    rate over eleven runs (0.69-0.95), ResNet-18 at 1.2-1.8x. Worth it for a large dataset,
+    not for a small one; the features round differently, so it is part of the fingerprint.
 
     ``batch_size`` defaults to 16: in bf16 on a 2-core CPU, batches of 16 ran at 1.1-1.6x
     the images/s of 32 in seven of eight paired runs (compiled and eager, both networks), as
