@@ -6,6 +6,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
@@ -28,12 +30,16 @@ def cache_subdir(name: str) -> Path:
     return path
 
 
-def temporary_beside(target: Path) -> Path:
-    """A fresh ``.tmp-*`` directory next to ``target``, for a writer to fill and then
-    rename onto ``target``, so that a killed write never leaves a half-written entry.
+@contextmanager
+def directory_written_atomically(target: Path, complete: Callable[[Path], bool]):
+    """Yield a fresh temporary directory beside ``target`` to fill; when the block ends
+    without an error it is renamed onto ``target``, so a killed writer never leaves a
+    half-written ``target`` for a later reader.
 
-    The ``.tmp-*`` directories that killed writers left there are removed first, once
-    they are a day old (a write in progress elsewhere is never that old).
+    If another process renamed its copy into place first, that copy is kept when
+    ``complete(target)`` says it is whole, else replaced. The temporary directory is removed
+    whatever happens; those a killed writer left (``.tmp-*``, a day old: no write in
+    progress is) are removed before a new one is made.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     now = time.time()
@@ -44,7 +50,18 @@ def temporary_beside(target: Path) -> Path:
             continue
         if stale:
             shutil.rmtree(leftover, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not complete(target):
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def data_root(dataset: str) -> Path | None:

@@ -140,7 +140,7 @@ def test_ensure_generates_once_and_atomically(monkeypatch):
 
 
 def test_a_killed_writers_temporary_directory_is_swept_once_a_day_old(tmp_path):
-    from ravlm_bench.paths import STALE_TEMPORARY_S, temporary_beside
+    from ravlm_bench.paths import STALE_TEMPORARY_S, directory_written_atomically
 
     target = tmp_path / "entry"
     old, recent = tmp_path / ".tmp-entry-old", tmp_path / ".tmp-other-recent"
@@ -148,8 +148,10 @@ def test_a_killed_writers_temporary_directory_is_swept_once_a_day_old(tmp_path):
         (leftover / "coco").mkdir(parents=True)  # half-written, then the writer was killed
     day_ago = os.path.getmtime(old) - STALE_TEMPORARY_S - 60
     os.utime(old, (day_ago, day_ago))
-    fresh = temporary_beside(target)
-    assert fresh.parent == tmp_path and fresh.name.startswith(".tmp-entry-")
-    assert not old.exists()  # a day old: its writer is gone
-    assert recent.exists()  # may still be being written by another process
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, recent.name])
+    with directory_written_atomically(target, lambda t: True) as fresh:
+        assert fresh.parent == tmp_path and fresh.name.startswith(".tmp-entry-")
+        assert not old.exists()  # a day old: its writer is gone
+        assert recent.exists()  # may still be being written by another process
+        (fresh / "done").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["entry", recent.name])
+    assert (target / "done").read_text() == "1"

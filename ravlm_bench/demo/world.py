@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from ravlm_bench.demo.writers import (
     write_visual_genome,
 )
 from ravlm_bench.errors import ConfigError
-from ravlm_bench.paths import cache_subdir, temporary_beside
+from ravlm_bench.paths import cache_subdir, directory_written_atomically
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +116,10 @@ def ensure_demo_world(seed: int = 0, size: str = "small") -> Path:
     target = base / f"{seed}-{size}-v{GENERATOR_VERSION}"
     if (target / SUMMARY_FILE).is_file():
         return target
-    tmp = temporary_beside(target)
-    try:
+    # a leftover target without a summary is replaced
+    with directory_written_atomically(target, lambda t: (t / SUMMARY_FILE).is_file()) as tmp:
         log.info("generating the %s demo world (seed %d) into %s", size, seed, target)
         generate_demo_world(tmp, seed=seed, size=size)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / SUMMARY_FILE).is_file():  # a leftover without a summary: replace
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

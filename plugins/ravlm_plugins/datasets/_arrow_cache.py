@@ -13,12 +13,11 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ravlm_bench.paths import cache_subdir, temporary_beside
+from ravlm_bench.paths import cache_subdir, directory_written_atomically
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +77,8 @@ def write_entry(directory: Path, tables: dict[tuple[str, str], Any], meta: dict)
     from datasets import Features
     from datasets.arrow_writer import ArrowWriter
 
-    tmp = temporary_beside(directory)
-    try:
+    # another process may finish the same entry first; its copy is as good as ours
+    with directory_written_atomically(directory, lambda d: load_meta(d) is not None) as tmp:
         for (kind, split), table in tables.items():
             if table.num_rows == 0:
                 continue
@@ -89,16 +88,6 @@ def write_entry(directory: Path, tables: dict[tuple[str, str], Any], meta: dict)
                 w.finalize()
         with open(tmp / META_FILE, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
-        try:
-            os.rename(tmp, directory)
-        except OSError:
-            # another process finished the same entry first; its copy is as good as ours
-            if load_meta(directory) is None:
-                shutil.rmtree(directory, ignore_errors=True)
-                os.rename(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def open_table(path: Path):
