@@ -27,6 +27,7 @@ from .training import (
     train_config,
     train_on_rank_zero,
     training_signature,
+    training_stats,
 )
 
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -161,13 +162,10 @@ class InfoNCEEmbedding:
             finally:
                 bar.close()
             model.eval()
-            seconds = time.perf_counter() - start
-            return {"head": self.name, "epochs": state.epoch, "steps": steps,
-                    "seconds": state.seconds, "seconds_this_run": seconds,
-                    "steps_per_second": state.steps / state.seconds if state.seconds else 0.0,
-                    "reused": resumed_from > 0 and steps == 0,
+            return {"head": self.name,
+                    **training_stats(state, steps, time.perf_counter() - start, resumed_from),
                     "train_loss": state.history[-1]["loss"] if state.history else None,
-                    "temperature": model.temperature(), "resumed_from_epoch": resumed_from}
+                    "temperature": model.temperature()}
 
         if dist is not None and dist.enabled:
             # rank 0 trains with every core and broadcasts the weights: cheaper than every

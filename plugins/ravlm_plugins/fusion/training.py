@@ -332,17 +332,26 @@ def train_classifier(
     seconds = time.perf_counter() - start
     last = state.history[-1] if state.history else {}
     return {
-        "epochs": state.epoch,
-        "steps": steps_now,
-        "seconds": state.seconds,  # what training this head took, over all runs
-        "seconds_this_run": seconds,
-        "steps_per_second": state.steps / state.seconds if state.seconds > 0 else 0.0,
-        # a finished training reloaded from its checkpoint: nothing was trained now
-        "reused": resumed_from > 0 and steps_now == 0,
+        **training_stats(state, steps_now, seconds, resumed_from),
         "train_loss": last.get("loss"),
         "best_epoch": state.best_epoch,
         "best_val_accuracy": state.best_accuracy if math.isfinite(state.best_accuracy) else None,
         "stopped_early": state.epoch < config.epochs,
+    }
+
+
+def training_stats(state: TrainState, steps_now: int, seconds_now: float,
+                   resumed_from: int) -> dict:
+    """What every training loop reports about its cost, in the keys the runner reads
+    (``seconds`` over all runs and ``seconds_this_run``: ``cells.training_cost``)."""
+    return {
+        "epochs": state.epoch,
+        "steps": steps_now,
+        "seconds": state.seconds,  # what training this head took, over all runs
+        "seconds_this_run": seconds_now,
+        "steps_per_second": state.steps / state.seconds if state.seconds > 0 else 0.0,
+        # a finished training reloaded from its checkpoint: nothing was trained now
+        "reused": resumed_from > 0 and steps_now == 0,
         "resumed_from_epoch": resumed_from,
     }
 
