@@ -30,3 +30,9 @@ class ComponentError(RavlmError):
     def __init__(self, kind: str, name: str, plugin: str, message: str):
         self.kind, self.name, self.plugin = kind, name, plugin
         super().__init__(f"{kind} {name!r} (plugin {plugin!r}): {message}")
+
+
+def cause(exc: BaseException) -> str:
+    """``TypeName: first line of its message``: how a one-line error quotes what caused it."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.errors import ConfigError
+from ravlm_bench.errors import ConfigError, cause
 from ravlm_bench.hookspecs import hookimpl
 
 log = logging.getLogger(__name__)
@@ -282,10 +282,8 @@ class ResNetImageEncoder:
             " or pass allow_download=true to fetch a hub id"))
 
     def _cannot_load(self, directory: Path, exc: Exception) -> ConfigError:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return ConfigError(f"image encoder {self.arch}: cannot load a ResNet from {directory} "
-                           f"({type(exc).__name__}: {first_line}); write one there with "
-                           "save_pretrained()")
+                           f"({cause(exc)}); write one there with save_pretrained()")
 
     def _load_model(self):
         import torch

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.errors import ConfigError
+from ravlm_bench.errors import ConfigError, cause
 from ravlm_bench.hookspecs import hookimpl
 from ravlm_plugins.image_encoders import (
     WEIGHT_SUFFIXES,
@@ -163,10 +163,9 @@ class BertTextEncoder:
         self._fingerprint: str | None = None
 
     def _cannot_load(self, exc: Exception) -> ConfigError:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return ConfigError(f"text encoder {self.name}: cannot load a BERT model and tokenizer "
-                           f"from {self.directory} ({type(exc).__name__}: {first_line}); "
-                           "write both there with save_pretrained()")
+                           f"from {self.directory} ({cause(exc)}); write both there with "
+                           "save_pretrained()")
 
     @property
     def model(self):
@@ -197,8 +196,8 @@ class BertTextEncoder:
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenize([texts[i] for i in rows])
                 hidden = model(input_ids=batch["input_ids"],
-                                     attention_mask=batch["attention_mask"],
-                                     token_type_ids=batch.get("token_type_ids"))
+                               attention_mask=batch["attention_mask"],
+                               token_type_ids=batch.get("token_type_ids"))
                 out[rows] = self._pool(hidden.last_hidden_state.float(), batch["attention_mask"])
         return out
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ravlm_bench.errors import ConfigError
+from ravlm_bench.errors import ConfigError, cause
 
 CHECKPOINT_NAME = "last.safetensors"
 
@@ -107,8 +107,8 @@ class Checkpoint:
             with safe_open(str(self.path), framework="pt") as handle:
                 signature = (handle.metadata() or {}).get("signature")
         except Exception as exc:  # safetensors raises its own error type for a damaged file
-            log.warning("checkpoint %s is unreadable (%s: %s); training afresh", self.path,
-                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            log.warning("checkpoint %s is unreadable (%s); training afresh", self.path,
+                        cause(exc))
             return None
         if signature != self.signature:
             log.warning("checkpoint %s is of another training (its data, parameters, seed or "
