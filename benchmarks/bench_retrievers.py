@@ -42,16 +42,22 @@ def clustered_vectors(n: int, dim: int, seed: int = 0, latent: int = 32,
 
 
 
-def gemm_only(vectors: np.ndarray, queries: np.ndarray, chunk: int = 512) -> None:
-    """The matrix products alone, no top-k: what `exact` would cost with free selection."""
+def gemm_only(vectors: np.ndarray, queries: np.ndarray) -> None:
+    """The matrix products `exact` does, in its chunks and blocks, with no top-k: what it
+    would cost with free selection."""
     import torch
 
+    from ravlm_plugins.retrievers import exact_blocking
+
     base = torch.from_numpy(vectors)
-    out = torch.empty((min(chunk, len(queries)), len(vectors)))
+    chunk, rows_per_block = exact_blocking(len(queries), len(vectors))
+    out = torch.empty(chunk * rows_per_block)
     with torch.inference_mode():
         for start in range(0, len(queries), chunk):
             q = torch.from_numpy(queries[start:start + chunk])
-            torch.mm(q, base.T, out=out[:len(q)])
+            for first in range(0, len(base), rows_per_block):
+                rows = base[first:first + rows_per_block]
+                torch.mm(q, rows.T, out=out[:len(q) * len(rows)].view(len(q), len(rows)))
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:

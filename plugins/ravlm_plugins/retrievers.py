@@ -102,6 +102,13 @@ def top_k_rows(scores, k: int, block: int = TOPK_BLOCK):
     return values, torch.gather(columns, 1, positions)
 
 
+def exact_blocking(queries: int, rows: int) -> tuple[int, int]:
+    """(queries per chunk, database rows per block) of the exact search: one chunk's
+    scores for one block fill at most ``SCORE_CHUNK_BYTES``."""
+    chunk = min(queries, QUERY_CHUNK)
+    return chunk, int(np.clip(SCORE_CHUNK_BYTES // (4 * chunk), 1, rows))
+
+
 class ExactRetriever:
     """Brute-force search: one matrix product per chunk of queries and block of database
     rows, a top-k per block, and the blocks' top-k merged.
@@ -146,8 +153,7 @@ class ExactRetriever:
         try:
             base = torch.from_numpy(self._vectors)
             bias = None if self._neg_sq_norms is None else torch.from_numpy(self._neg_sq_norms)
-            chunk = min(m, QUERY_CHUNK)
-            rows_per_block = int(np.clip(SCORE_CHUNK_BYTES // (4 * chunk), 1, n))
+            chunk, rows_per_block = exact_blocking(m, n)
             # One scores buffer for every block: a fresh 256 MiB per block costs page faults
             # (measured: 30% of the search time at 100k vectors).
             buffer = torch.empty(chunk * rows_per_block, dtype=torch.float32)
