@@ -86,6 +86,23 @@ def test_the_network_loads_on_first_use_only(registry, tiny_resnet_dir, monkeypa
     assert encoder.encode(sample_images(2)).shape == (2, 16) and len(loads) == 1
 
 
+def test_a_damaged_weights_file_fails_in_one_line_naming_the_directory(registry,
+                                                                      tiny_resnet_dir,
+                                                                      tmp_path):
+    import shutil
+
+    directory = tmp_path / "damaged"
+    shutil.copytree(tiny_resnet_dir[0], directory)
+    for weights in directory.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    encoder = registry.create("image-encoders", "resnet18", weights=str(directory),
+                              image_size=32)  # the network loads on first use
+    with pytest.raises(RavlmError, match=f"cannot load a ResNet from {directory} "
+                                         r"\(SafetensorError: .*save_pretrained") as caught:
+        encoder.encode(sample_images(1))
+    assert "\n" not in str(caught.value)
+
+
 def test_fingerprint_covers_weights_preprocessing_and_precision(registry, tiny_resnet_dir):
     directory, _ = tiny_resnet_dir
 

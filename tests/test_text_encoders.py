@@ -75,6 +75,22 @@ def test_the_network_loads_on_first_use_only(registry, tiny_bert_dir, monkeypatc
     assert encoder.encode(SAMPLE_TEXTS[:2]).shape == (2, 32) and len(loads) == 1
 
 
+def test_a_damaged_weights_file_fails_in_one_line_naming_the_directory(registry,
+                                                                      tiny_bert_dir,
+                                                                      tmp_path):
+    import shutil
+
+    directory = tmp_path / "damaged"
+    shutil.copytree(tiny_bert_dir[0], directory)
+    for weights in directory.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    encoder = registry.create("text-encoders", "bert", weights=str(directory))
+    with pytest.raises(RavlmError, match=f"cannot load a BERT model and tokenizer from "
+                                         f"{directory} " r"\(SafetensorError: ") as caught:
+        encoder.encode(SAMPLE_TEXTS[:1])
+    assert "\n" not in str(caught.value)
+
+
 def test_bert_base_uncased_takes_a_weights_dir(registry, tiny_bert_dir):
     encoder = registry.create("text-encoders", "bert-base-uncased",
                               weights=str(tiny_bert_dir[0]))

@@ -296,7 +296,7 @@ class ResNetImageEncoder:
         directory = Path(self.weights).expanduser()
         try:
             return ResNetModel.from_pretrained(directory, local_files_only=True)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a damaged weights file raises its reader's own error type
             raise self._cannot_load(directory, exc) from exc
 
     def _prepare(self, model):

@@ -178,7 +178,7 @@ class BertTextEncoder:
                 # The pooling layer is kept (unused) so standard checkpoints load without a
                 # report of unexpected keys.
                 model = BertModel.from_pretrained(self.directory, local_files_only=True)
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # a damaged weights file raises its reader's own type
                 raise self._cannot_load(exc) from exc
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
             self._model = model.eval().to(dtype=dtype)
