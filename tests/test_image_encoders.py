@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from testhelpers import count_loads
+from testhelpers import count_loads, damaged_copy
 
 from ravlm_bench.cli import main
 from ravlm_bench.errors import RavlmError
@@ -89,17 +89,12 @@ def test_the_network_loads_on_first_use_only(registry, tiny_resnet_dir, monkeypa
 def test_a_damaged_weights_file_fails_in_one_line_naming_the_directory(registry,
                                                                       tiny_resnet_dir,
                                                                       tmp_path):
-    import shutil
-
-    directory = tmp_path / "damaged"
-    shutil.copytree(tiny_resnet_dir[0], directory)
-    for weights in directory.glob("*.safetensors"):
-        weights.write_bytes(b"not a safetensors file")
+    directory = damaged_copy(tiny_resnet_dir[0], tmp_path)
     encoder = registry.create("image-encoders", "resnet18", weights=str(directory),
-                              image_size=32)  # the network loads on first use
+                              image_size=32)
     with pytest.raises(RavlmError, match=f"cannot load a ResNet from {directory} "
                                          r"\(SafetensorError: .*save_pretrained") as caught:
-        encoder.encode(sample_images(1))
+        encoder.encode(sample_images(1))  # the network loads on first use
     assert "\n" not in str(caught.value)
 
 

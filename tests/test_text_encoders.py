@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from testhelpers import count_loads
+from testhelpers import count_loads, damaged_copy
 
 from ravlm_bench.cli import main
 from ravlm_bench.errors import RavlmError
@@ -78,16 +78,11 @@ def test_the_network_loads_on_first_use_only(registry, tiny_bert_dir, monkeypatc
 def test_a_damaged_weights_file_fails_in_one_line_naming_the_directory(registry,
                                                                       tiny_bert_dir,
                                                                       tmp_path):
-    import shutil
-
-    directory = tmp_path / "damaged"
-    shutil.copytree(tiny_bert_dir[0], directory)
-    for weights in directory.glob("*.safetensors"):
-        weights.write_bytes(b"not a safetensors file")
+    directory = damaged_copy(tiny_bert_dir[0], tmp_path)
     encoder = registry.create("text-encoders", "bert", weights=str(directory))
     with pytest.raises(RavlmError, match=f"cannot load a BERT model and tokenizer from "
                                          f"{directory} " r"\(SafetensorError: ") as caught:
-        encoder.encode(SAMPLE_TEXTS[:1])
+        encoder.encode(SAMPLE_TEXTS[:1])  # the network loads on first use
     assert "\n" not in str(caught.value)
 
 

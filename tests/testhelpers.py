@@ -34,3 +34,14 @@ def count_loads(monkeypatch, model_class) -> list:
     monkeypatch.setattr(model_class, "from_pretrained", classmethod(
         lambda cls, *args, **kwargs: loads.append(args) or load(cls, *args, **kwargs)))
     return loads
+
+
+def damaged_copy(model_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a ``save_pretrained`` directory whose weights files are garbage."""
+    import shutil
+
+    directory = tmp_path / "damaged"
+    shutil.copytree(model_dir, directory)
+    for weights in directory.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    return directory
