@@ -7,9 +7,10 @@ and fusion heads exchange the plain data classes below. ``validate_*`` functions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -174,14 +175,15 @@ class Dataset(Protocol):
 class LabelledSplit:
     """Items of a classification task: one (image, text) query and its label each.
 
-    ``labels`` index ``ClassificationData.classes``; -1 marks a label outside the label
-    space (kept in test splits, where it always counts as wrong).
+    Single-label tasks: ``labels`` int64 ``(n,)`` index ``ClassificationData.classes``; -1
+    marks a label outside the label space (kept in test splits, where it always counts as
+    wrong). Multi-label tasks: ``labels`` is a multi-hot ``(n, num_classes)`` array.
     """
 
     image_ids: np.ndarray  # int64 (n,)
     image_paths: list[str]
     texts: list[str]
-    labels: np.ndarray  # int64 (n,)
+    labels: np.ndarray  # int64 (n,), or multi-hot (n, num_classes)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -217,13 +219,27 @@ class RetrievalData:
 
 @runtime_checkable
 class Task(Protocol):
-    """A leaderboard column: it reads one dataset and defines the label space and metrics."""
+    """A leaderboard column: it reads one dataset, builds its splits and scores outputs.
+
+    ``head``: the head interface its systems need (``"fusion-head"``: class scores per test
+    item; ``"joint-embedding"``: image-text rankings). ``targets``: for fusion-head tasks,
+    ``"single-label"`` (int labels) or ``"multi-label"`` (multi-hot label rows).
+    ``metrics()`` declares what ``evaluate`` reports (one is main);
+    ``evaluate(data, outputs, resampler)`` scores a cell
+    (:class:`ravlm_bench.evaluation.Evaluation`). Joint-embedding tasks also give
+    ``ranking_depth`` (how many results each query needs).
+    """
 
     name: str
     dataset: str  # the dataset plugin it reads
-    kind: Literal["classification", "retrieval"]
+    head: str
+    targets: str
+
+    def metrics(self) -> tuple: ...
 
     def build(self, dataset: Dataset, seed: int) -> ClassificationData | RetrievalData: ...
+
+    def evaluate(self, data, outputs, resampler): ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,35 +274,138 @@ class FusionInputs:
     neighbour_scores: np.ndarray  # float32 (n, k)
     knowledge: KnowledgeBase
     num_classes: int
-    labels: np.ndarray | None = None  # int64 (n,); None at prediction time
+    labels: np.ndarray | None = None  # as LabelledSplit.labels; None at prediction time
     image_ids: np.ndarray | None = None  # int64 (n,)
+    # the raw items, for heads that fine-tune the encoders end to end
+    image_paths: list[str] | None = None
+    texts: list[str] | None = None
+    # deprecated: the raw items used to travel here as "image_paths" and "texts"
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.image)
 
 
-@runtime_checkable
-class FusionHead(Protocol):
-    """Turns queries and their retrieved items into class probabilities.
+@dataclass
+class TrainingReport:
+    """What a training reports. The runner reads the cost fields; ``extra`` is kept in the
+    cell as it is (losses, best epoch, ...), so it must be JSON-able.
 
-    ``fit`` returns a dict of training statistics (epochs, seconds, best validation score,
-    ...). A head with ``uses_retrieval = False`` gets empty neighbour arrays.
+    ``seconds``: what training this model took over all runs (a resumed or reloaded training
+    included); ``seconds_this_run``: the part this run spent; ``reused``: a finished training
+    was reloaded from its checkpoint instead of repeated.
     """
 
-    def fit(self, train: FusionInputs, val: FusionInputs | None, *, seed: int,
-            checkpoint_dir: Path | None = None) -> dict: ...
+    epochs: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    seconds_this_run: float = 0.0
+    reused: bool = False
+    resumed_from_epoch: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def predict_proba(self, inputs: FusionInputs) -> np.ndarray: ...
+    _FIELDS = ("epochs", "steps", "seconds", "seconds_this_run", "reused", "resumed_from_epoch")
+
+    @classmethod
+    def coerce(cls, value: Any) -> TrainingReport:
+        """A report from what ``fit`` returned: a report, a dict (the format before 1.0:
+        its known keys become fields, the rest ``extra``) or None."""
+        if isinstance(value, TrainingReport):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            raise ContractViolation(f"fit returned {type(value).__name__}, expected a "
+                                    f"TrainingReport")
+        known = {k: value[k] for k in cls._FIELDS if k in value}
+        # an old-style dict that reports no timing of its own: the stage's time stands
+        if "seconds" not in known:
+            known["seconds"] = known["seconds_this_run"] = math.nan
+        return cls(**known, extra={k: v for k, v in value.items() if k not in cls._FIELDS})
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self._FIELDS}
+        return {**self.extra, **{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                 for k, v in out.items()}}
+
+
+# ---------------------------------------------------------------------------------------
+# Optional capabilities: each declared once, here, with its default. The base classes
+# below carry the same defaults; the harness reads them with capability(), so a plugin
+# object that does not inherit a base class gets the defaults too.
+# ---------------------------------------------------------------------------------------
+
+CAPABILITIES: dict[str, dict[str, Any]] = {
+    # build/search also receive labels= (the attribution bounds)
+    "retrievers": {"uses_labels": False},
+    "fusion-heads": {
+        "uses_retrieval": True,  # False: neighbour arrays arrive empty
+        "k": 10,  # neighbours retrieved per query
+        "targets": ("single-label",),  # label forms fit() accepts
+        "data_parallel": False,  # fit() takes dist= and trains with DistributedDataParallel
+        "checkpoints": False,  # fit() takes checkpoint_dir= and resumes from it
+    },
+    "joint-embeddings": {"data_parallel": False, "checkpoints": False},
+    "tasks": {"head": "fusion-head", "targets": "single-label", "ranking_depth": 10},
+}
+
+
+def capability(obj: Any, kind: str, name: str) -> Any:
+    """``obj``'s declared capability ``name``, or the default of :data:`CAPABILITIES`."""
+    return getattr(obj, name, CAPABILITIES[kind][name])
+
+
+class FusionHead:
+    """Base class of fusion heads: turns queries and their retrieved items into class
+    scores. Subclasses implement ``fit`` and ``predict_proba`` and override the capabilities
+    they have.
+
+    ``fit(train, val, *, seed, [checkpoint_dir], [dist]) -> TrainingReport`` (``val`` may be
+    None; ``checkpoint_dir`` when ``checkpoints``, ``dist`` when ``data_parallel``);
+    ``predict_proba(inputs) -> float32 (n, num_classes)``: class probabilities for
+    single-label targets, independent per-class probabilities for multi-label targets.
+    """
+
+    uses_retrieval: bool = CAPABILITIES["fusion-heads"]["uses_retrieval"]
+    k: int = CAPABILITIES["fusion-heads"]["k"]
+    targets: tuple[str, ...] = CAPABILITIES["fusion-heads"]["targets"]
+    data_parallel: bool = CAPABILITIES["fusion-heads"]["data_parallel"]
+    checkpoints: bool = CAPABILITIES["fusion-heads"]["checkpoints"]
+
+    def fit(self, train: FusionInputs, val: FusionInputs | None, *, seed: int,
+            **context: Any) -> TrainingReport:
+        raise NotImplementedError
+
+    def predict_proba(self, inputs: FusionInputs) -> np.ndarray:
+        raise NotImplementedError
+
+
+class JointEmbedding:
+    """Base class of joint embeddings: projects images and texts into one space, trained on
+    a task's (image, caption) pairs; retrieval tasks rank with it.
+
+    ``fit_pairs(image, text, caption_image, *, seed, [checkpoint_dir], [dist])
+    -> TrainingReport``; ``embed_images(image) / embed_texts(text) -> float32 (n, d)``.
+    """
+
+    data_parallel: bool = CAPABILITIES["joint-embeddings"]["data_parallel"]
+    checkpoints: bool = CAPABILITIES["joint-embeddings"]["checkpoints"]
+
+    def fit_pairs(self, image: np.ndarray, text: np.ndarray, caption_image: np.ndarray, *,
+                  seed: int, **context: Any) -> TrainingReport:
+        raise NotImplementedError
+
+    def embed_images(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_texts(self, text: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
 
 @runtime_checkable
-class JointEmbedding(Protocol):
-    """A fusion head usable on retrieval tasks: projects images and texts to one space."""
+class Publisher(Protocol):
+    """A leaderboard output format: ``publish(board, out_dir) -> list[Path]``."""
 
-    def fit_pairs(self, image: np.ndarray, text: np.ndarray, caption_image: np.ndarray, *,
-                  seed: int) -> dict: ...
+    suffix: str
 
-    def embed_images(self, image: np.ndarray) -> np.ndarray: ...
-
-    def embed_texts(self, text: np.ndarray) -> np.ndarray: ...
+    def publish(self, board: Any, out_dir: Path) -> list[Path]: ...

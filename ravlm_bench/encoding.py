@@ -20,7 +20,7 @@ from ravlm_bench.errors import DataError
 log = logging.getLogger(__name__)
 
 
-class _ImageFiles:
+class ImageFiles:
     """A map-style dataset of image files: each item is (index, image or tensor, error)."""
 
     def __init__(self, paths: list[str], preprocess=None):
@@ -47,6 +47,9 @@ class _ImageFiles:
         if self.preprocess is None:
             return index, image, None
         return index, self.preprocess(image), None
+
+
+_ImageFiles = ImageFiles  # the name before 1.0; plugins import ravlm_bench.api.ImageFiles
 
 
 def _collate(items):
@@ -79,7 +82,7 @@ def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = 64,
     tensors = callable(preprocess) and callable(encode_batch)
     workers = default_num_workers() if num_workers is None else int(num_workers)
     loader = DataLoader(
-        _ImageFiles(list(image_paths), preprocess if tensors else None),
+        ImageFiles(list(image_paths), preprocess if tensors else None),
         batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
         prefetch_factor=4 if workers else None, persistent_workers=False,
     )

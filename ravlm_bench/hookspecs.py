@@ -5,12 +5,18 @@ hooks below. It is found through the entry-point group ``ravlm_bench`` of an ins
 distribution, or loaded for one command with ``-p``. Every hook is called once, when the
 registry is built, with a ``register`` callback::
 
-    register(name: str, factory: Callable[..., Component], *, description: str = "")
+    register(name: str, factory: Callable[..., Component], *, description: str = "",
+             options: type | None = None)
 
-``register`` stores the factory and its metadata; it never calls the factory. Factories are
-called later, only for the components a run needs, with keyword arguments: the parameters a
-suite gives the component, plus the extras each hook lists. Importing a plugin module must
-load no weights and touch no disk: heavy imports belong inside factories.
+``register`` stores the factory and its metadata; it never calls the factory. ``options`` is
+a dataclass declaring the component's parameters (name, type, default, help: see
+:mod:`ravlm_bench.options`); the harness checks a suite's parameters against it before any
+work starts. Without it the parameters are inferred from the factory's signature. Factories
+are called later, only for the components a run needs, with keyword arguments: the
+parameters a suite gives the component, plus the extras each hook lists. Importing a plugin
+module must load no weights and touch no disk: heavy imports belong inside factories.
+
+Plugins import what they need from :mod:`ravlm_bench.api` alone.
 
 Hook arguments are public API: new arguments may be added, none are ever renamed.
 """
@@ -30,7 +36,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 class Register(Protocol):
     """The callback every registration hook receives."""
 
-    def __call__(self, name: str, factory: Any, *, description: str = "") -> None: ...
+    def __call__(self, name: str, factory: Any, *, description: str = "",
+                 options: type | None = None) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -78,7 +85,9 @@ def register_retrievers(register: Register) -> None:
     ``build(vectors: float32 (n, dim), keys: int64 (n,)) -> None`` and
     ``search(queries: float32 (m, dim), k: int) -> (keys int64 (m, k), scores float32 (m, k))``:
     best first, a higher score means more similar, ``-1`` keys pad rows with fewer than
-    ``k`` results.
+    ``k`` results. Equal scores are ordered by ascending key, so results never depend on
+    insertion order, batch size or sharding. Optional: ``memory_bytes() -> int``,
+    ``uses_labels = True`` (see :data:`ravlm_bench.api.CAPABILITIES`).
 
     :param register: the registration callback.
     """
@@ -90,9 +99,22 @@ def register_fusion_heads(register: Register) -> None:
 
     The factory receives the suite's parameters plus ``dim: int`` (the width of the query
     vector, image and text features concatenated). The returned object implements
-    :class:`ravlm_bench.contracts.FusionHead`: ``fit(train, val, seed)`` and
-    ``predict_proba(batch) -> float32 (n, num_classes)`` over
-    :class:`ravlm_bench.contracts.FusionInputs`.
+    :class:`ravlm_bench.api.FusionHead`: ``fit(train, val, seed=...) -> TrainingReport`` and
+    ``predict_proba(inputs) -> float32 (n, num_classes)`` over
+    :class:`ravlm_bench.api.FusionInputs`, with the optional capabilities declared there.
+
+    :param register: the registration callback.
+    """
+
+
+@hookspec
+def register_joint_embeddings(register: Register) -> None:
+    """Register joint embeddings: models trained on (image, caption) pairs that project both
+    into one space, used by retrieval tasks (a system's ``joint_embedding``).
+
+    The factory receives the suite's parameters plus ``dim: int`` (image + text feature
+    width). The returned object implements :class:`ravlm_bench.api.JointEmbedding`:
+    ``fit_pairs``, ``embed_images`` and ``embed_texts``.
 
     :param register: the registration callback.
     """
@@ -108,7 +130,7 @@ def register_datasets(register: Register) -> None:
     """Register dataset loaders.
 
     The factory receives the suite's parameters (at least ``root``, the dataset directory)
-    and returns an object implementing :class:`ravlm_bench.contracts.Dataset`.
+    and returns an object implementing :class:`ravlm_bench.api.Dataset`.
 
     :param register: the registration callback.
     """
@@ -119,7 +141,8 @@ def register_tasks(register: Register) -> None:
     """Register tasks (leaderboard columns).
 
     The factory receives the suite's parameters and returns an object implementing
-    :class:`ravlm_bench.contracts.Task`.
+    :class:`ravlm_bench.api.Task`: its dataset, the head interface it needs, its metrics,
+    ``build`` (the splits) and ``evaluate`` (scores, with the shared bootstrap resamples).
 
     :param register: the registration callback.
     """

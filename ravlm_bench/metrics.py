@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ravlm_bench.errors import ConfigError
+from ravlm_bench.evaluation import Resampler, percentile_interval
 
 CLASSIFICATION_METRICS = (
     "weighted_precision", "weighted_recall", "weighted_f1", "accuracy", "macro_f1",
@@ -131,25 +132,15 @@ def _scores_from_counts(tp, true, pred, correct, n_items: int, head: np.ndarray,
     }
 
 
-def _bootstrap_scores(y_true, y_pred, num_classes, head, tail, n_resamples, rng
+def _bootstrap_scores(y_true, y_pred, num_classes, head, tail, resampler
                       ) -> dict[str, np.ndarray]:
+    """Every metric on each of ``resampler``'s resamples of the test items (unit "item")."""
     n = len(y_true)
-    block = max(1, _BOOTSTRAP_BLOCK // max(n, 1))
     parts: list[dict[str, np.ndarray]] = []
-    for start in range(0, n_resamples, block):
-        rows = min(block, n_resamples - start)
-        index = rng.integers(0, n, size=(rows, n))
-        counts = _class_counts(y_true, y_pred, num_classes, index)
+    for block in resampler.blocks({"item": n}):
+        counts = _class_counts(y_true, y_pred, num_classes, block["item"])
         parts.append(_scores_from_counts(*counts, n, head, tail))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _percentile_interval(values: np.ndarray) -> list[float] | None:
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return None
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -166,6 +157,7 @@ def classification_metrics(
     head_fraction: float = 0.5,
     seed: int = 0,
     n_bootstrap: int = 1000,
+    resampler: Resampler | None = None,
 ) -> dict:
     """Weighted P/R/F1, accuracy, macro-F1, head/tail F1 and their 95% bootstrap intervals.
 
@@ -176,17 +168,21 @@ def classification_metrics(
     :param classes: class names; only used to name the head classes in the result.
     :returns: ``{"weighted_precision", "weighted_recall", "weighted_f1", "accuracy",
         "macro_f1", "head_f1", "tail_f1", "ci95": {metric: [lo, hi] | None},
-        "details": {"n_items", "n_outside_label_space", "head_classes"}}``.
+        "details": {"n_items", "n_outside_label_space", "head_classes"}}``, plus
+        ``"replicates": {metric: (n_resamples,) values}`` when ``resampler`` is given.
 
-    * weighted P/R/F1: scikit-learn, ``average="weighted"``, ``zero_division=0``,
-      ``labels=range(num_classes)``.
+    * weighted P/R/F1: scikit-learn, ``average="weighted"``, ``zero_division=0``, over the
+      labels ``[*range(num_classes), -1]``: the outside class ``-1`` is scored too (see the
+      module docstring), so its items weigh in with precision, recall and F1 of 0.
     * macro-F1: the unweighted mean of per-class F1 over the classes that occur as a true or
-      a predicted label (scikit-learn's default label set, restricted to the label space).
+      a predicted label (scikit-learn's default label set), the outside class included
+      when a test item has label ``-1``.
     * head_f1 / tail_f1: support-weighted mean F1 over the head / tail classes
       (``f1_score(labels=head, average="weighted")``); None when a group is empty or has no
       test items.
-    * ci95: percentile intervals (2.5, 97.5) over ``n_bootstrap`` resamples of the test
-      items, drawn with ``numpy.random.default_rng(seed)``.
+    * ci95: percentile intervals (2.5, 97.5) over resamples of the test items: those of
+      ``resampler`` (shared by every cell of a run, so cells can be paired), else
+      ``n_bootstrap`` resamples drawn from ``Resampler(n_bootstrap, seed)``.
     """
     if len(train_counts) != num_classes:
         raise ValueError(f"train_counts has {len(train_counts)} entries, expected {num_classes}")
@@ -205,11 +201,17 @@ def classification_metrics(
             result[name] = None
 
     ci95: dict[str, list[float] | None] = {}
-    if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        samples = _bootstrap_scores(y_true, y_pred, num_classes, head, tail, n_bootstrap, rng)
+    shared = resampler is not None
+    if resampler is None and n_bootstrap > 0:
+        resampler = Resampler(n_bootstrap, seed)
+    if resampler is not None:
+        samples = _bootstrap_scores(y_true, y_pred, num_classes, head, tail, resampler)
         for name in CLASSIFICATION_METRICS:
-            ci95[name] = _percentile_interval(samples[name]) if result[name] is not None else None
+            if result[name] is None:
+                samples[name] = np.full(resampler.n_resamples, np.nan)
+            ci95[name] = percentile_interval(samples[name]) if result[name] is not None else None
+        if shared:
+            result["replicates"] = samples
     result["ci95"] = ci95
     result["details"] = {
         "n_items": int(len(y_true)),
@@ -287,7 +289,7 @@ def paired_bootstrap(
     not_better = int((resampled <= 0).sum())
     return {
         "delta": delta,
-        "ci95": _percentile_interval(resampled),
+        "ci95": percentile_interval(resampled),
         "p_value": (1 + not_better) / (1 + len(resampled)),
         "n_items": int(n),
         "metric": metric,
@@ -317,6 +319,20 @@ def recall_from_rankings(
     R@K: the share of images with at least one of their captions in their top K. Keys:
     ``t2i_R@K``, ``i2t_R@K`` and ``mean_recall`` (the mean of all of them).
     """
+    t2i_hits, i2t_hits = ranking_hits(t2i_ranked_images, i2t_ranked_captions, caption_image,
+                                      ks)
+    return {name: float(value[0]) for name, value in
+            recall_from_hits(t2i_hits[None], i2t_hits[None], ks).items()}
+
+
+def ranking_hits(t2i_ranked_images, i2t_ranked_captions, caption_image,
+                 ks: Sequence[int] = RETRIEVAL_KS) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the rank of its first correct result, as hit flags per K.
+
+    Returns bool ``(n_captions, len(ks))`` (caption's image in its top K) and bool
+    ``(n_images, len(ks))`` (one of the image's captions in its top K); the arguments are as
+    for :func:`recall_from_rankings`, which averages these.
+    """
     caption_image = np.asarray(caption_image, dtype=np.int64)
     t2i = np.asarray(t2i_ranked_images, dtype=np.int64)
     i2t = np.asarray(i2t_ranked_captions, dtype=np.int64)
@@ -336,16 +352,25 @@ def recall_from_rankings(
         if ranked.shape[1] < needed:
             raise ValueError(f"{label} rankings have {ranked.shape[1]} columns; R@{needed} "
                              f"needs {needed}")
-
-    t2i_hits = t2i == caption_image[:, None]  # (n_captions, K)
+    t2i_hits = t2i == caption_image[:, None]  # (n_captions, depth)
     owner = np.where(i2t >= 0, caption_image[np.clip(i2t, 0, None)], -1)
-    i2t_hits = owner == np.arange(n_images)[:, None]  # (n_images, K)
-    result: dict[str, float] = {}
-    for k in ks:
-        result[f"i2t_R@{k}"] = float(i2t_hits[:, :k].any(axis=1).mean())
-    for k in ks:
-        result[f"t2i_R@{k}"] = float(t2i_hits[:, :k].any(axis=1).mean())
-    result["mean_recall"] = float(np.mean(list(result.values())))
+    i2t_hits = owner == np.arange(n_images)[:, None]  # (n_images, depth)
+    return (np.stack([t2i_hits[:, :k].any(axis=1) for k in ks], axis=1),
+            np.stack([i2t_hits[:, :k].any(axis=1) for k in ks], axis=1))
+
+
+def recall_from_hits(t2i_hits: np.ndarray, i2t_hits: np.ndarray,
+                     ks: Sequence[int] = RETRIEVAL_KS) -> dict[str, np.ndarray]:
+    """Recall@K per resample from hit flags gathered per resample: ``t2i_hits`` bool
+    ``(B, n_captions, len(ks))`` and ``i2t_hits`` bool ``(B, n_images, len(ks))``. Returns
+    ``i2t_R@K``, ``t2i_R@K`` and ``mean_recall``, each float64 ``(B,)``."""
+    result: dict[str, np.ndarray] = {}
+    i2t, t2i = i2t_hits.mean(axis=1), t2i_hits.mean(axis=1)  # (B, len(ks))
+    for j, k in enumerate(ks):
+        result[f"i2t_R@{k}"] = i2t[:, j].astype(np.float64)
+    for j, k in enumerate(ks):
+        result[f"t2i_R@{k}"] = t2i[:, j].astype(np.float64)
+    result["mean_recall"] = np.mean(np.stack(list(result.values())), axis=0)
     return result
 
 

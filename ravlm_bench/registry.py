@@ -2,7 +2,8 @@
 
 Building it calls each plugin's registration hooks one plugin at a time, so every entry
 knows which plugin registered it; factories are stored, never called, until
-:meth:`Registry.create`.
+:meth:`Registry.create`. Each entry carries its parameters (:mod:`ravlm_bench.options`),
+declared with ``register(..., options=Dataclass)`` or inferred from the factory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from typing import Any
 
 from ravlm_bench.errors import ComponentError, ConfigError, RavlmError
 from ravlm_bench.host import RavlmPluginManager
+from ravlm_bench.options import (
+    ParamError,
+    ParamSpec,
+    check_params,
+    params_digest,
+    spec_from_options,
+    spec_from_signature,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +33,7 @@ KINDS: dict[str, str] = {
     "text-encoders": "register_text_encoders",
     "retrievers": "register_retrievers",
     "fusion-heads": "register_fusion_heads",
+    "joint-embeddings": "register_joint_embeddings",
     "datasets": "register_datasets",
     "tasks": "register_tasks",
     "publishers": "register_publishers",
@@ -37,6 +47,23 @@ class Entry:
     factory: Callable[..., Any]
     plugin: str
     description: str = ""
+    params: ParamSpec = ParamSpec((), open=True, declared=False)
+
+    @property
+    def singular(self) -> str:
+        return self.kind[:-1].replace("-", " ")
+
+    def check(self, params: dict[str, Any], where: str) -> None:
+        """Raise a ConfigError, prefixed with ``where``, for a parameter this component does
+        not accept."""
+        try:
+            check_params(self.params, params)
+        except ParamError as exc:
+            raise ConfigError(f"{where}: {self.singular} {self.name!r}: {exc}") from None
+
+    def digest(self, params: dict[str, Any]) -> str:
+        """A digest of the resolved parameters (declared defaults filled in)."""
+        return params_digest(self.params, params)
 
 
 class Registry:
@@ -59,12 +86,14 @@ class Registry:
                 continue
 
             def register(name: str, factory: Callable[..., Any], *, description: str = "",
-                         _kind: str = kind) -> None:
+                         options: type | None = None, _kind: str = kind) -> None:
                 if not isinstance(name, str) or not name:
                     raise TypeError(f"component name must be a non-empty string, got {name!r}")
                 if not callable(factory):
                     raise TypeError(f"factory for {name!r} is not callable")
-                staged.append(Entry(_kind, name, factory, plugin_name, description))
+                spec = (spec_from_options(options) if options is not None
+                        else spec_from_signature(factory))
+                staged.append(Entry(_kind, name, factory, plugin_name, description, spec))
 
             try:
                 impl(register=register)
@@ -105,7 +134,7 @@ class Registry:
         entries = self._kind(kind)
         if name in entries:
             return entries[name]
-        message = f"unknown {kind[:-1]} {name!r}"
+        message = f"unknown {kind[:-1].replace('-', ' ')} {name!r}"
         close = difflib.get_close_matches(name, entries, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"

@@ -1,0 +1,99 @@
+"""The public plugin API of ravlm-bench: everything a plugin imports, from this one module.
+
+Names here are a contract: none is renamed or removed without a deprecation path. The
+rest of ``ravlm_bench`` is internal and may change in any release.
+
+* Hooks: :data:`hookimpl` marks a plugin's registration functions (the hooks are listed in
+  :mod:`ravlm_bench.hookspecs`); each gets ``register(name, factory, *, description="",
+  options=None)``.
+* Typed parameters: :func:`option` fields in an ``options`` dataclass (:mod:`ravlm_bench.options`).
+* Component kinds: the base classes :class:`FusionHead` and :class:`JointEmbedding`, the
+  protocols :class:`ImageEncoder`, :class:`TextEncoder`, :class:`Retriever`,
+  :class:`Dataset`, :class:`Task`, :class:`Publisher`, and every optional capability with
+  its default in :data:`CAPABILITIES`.
+* The data between stages: :class:`LabelledSplit`, :class:`ClassificationData`,
+  :class:`PairedSplit`, :class:`RetrievalData`, :class:`KnowledgeBase`,
+  :class:`FusionInputs`, :class:`TrainingReport`; and for tasks :class:`Metric`,
+  :class:`Evaluation`, :class:`Resampler`, :class:`ClassScores`, :class:`Rankings` with the
+  reference evaluations :class:`SingleLabelEvaluation` and :class:`RankingEvaluation`.
+* Helpers the reference plugins share: errors, paths and caches, seeding, image decoding,
+  the distributed collectives a data-parallel head needs, the leaderboard's renderings.
+* The conformance kit: ``check_*`` functions for every component kind.
+"""
+
+from __future__ import annotations
+
+from ravlm_bench import __version__
+from ravlm_bench.contracts import (
+    CAPABILITIES,
+    METRICS,
+    RECORD_SCHEMAS,
+    ClassificationData,
+    ContractViolation,
+    Dataset,
+    FusionHead,
+    FusionInputs,
+    ImageEncoder,
+    JointEmbedding,
+    KnowledgeBase,
+    LabelledSplit,
+    PairedSplit,
+    Publisher,
+    RetrievalData,
+    Retriever,
+    Task,
+    TextEncoder,
+    TrainingReport,
+    capability,
+)
+from ravlm_bench.distributed import DistContext, all_gather_same_shape, broadcast_object
+from ravlm_bench.encoding import ImageFiles
+from ravlm_bench.errors import ComponentError, ConfigError, DataError, RavlmError, cause
+from ravlm_bench.evaluation import (
+    ClassScores,
+    Evaluation,
+    Metric,
+    RankingEvaluation,
+    Rankings,
+    Resampler,
+    SingleLabelEvaluation,
+    percentile_interval,
+)
+from ravlm_bench.hookspecs import hookimpl
+from ravlm_bench.options import option
+from ravlm_bench.paths import DATA_ENV, cache_subdir, data_root, directory_written_atomically
+from ravlm_bench.seeding import seed_everything
+
+__all__ = [
+    "CAPABILITIES", "DATA_ENV", "METRICS", "RECORD_SCHEMAS",
+    "ClassScores", "ClassificationData", "ComponentError", "ConfigError", "ContractViolation",
+    "DataError", "Dataset", "DistContext", "Evaluation", "FusionHead", "FusionInputs",
+    "ImageEncoder", "ImageFiles", "JointEmbedding", "KnowledgeBase", "LabelledSplit", "Metric",
+    "PairedSplit", "Publisher", "RankingEvaluation", "Rankings", "RavlmError", "Resampler",
+    "RetrievalData", "Retriever", "SingleLabelEvaluation", "Task", "TextEncoder",
+    "TrainingReport", "__version__", "all_gather_same_shape", "broadcast_object",
+    "cache_subdir", "capability", "cause", "check_dataset", "check_fusion_head",
+    "check_image_encoder", "check_joint_embedding", "check_publisher", "check_retriever",
+    "check_task", "check_text_encoder", "data_root", "directory_written_atomically",
+    "hookimpl", "option", "percentile_interval", "seed_everything",
+]
+
+
+_CONFORMANCE = ("check_dataset", "check_fusion_head", "check_image_encoder",
+                "check_joint_embedding", "check_publisher", "check_retriever", "check_task",
+                "check_text_encoder")
+
+
+def __getattr__(name: str):
+    # The conformance kit and the leaderboard renderings are for tests and publishers: they
+    # load (PIL, pandas) only when asked for.
+    if name in _CONFORMANCE:
+        from ravlm_bench import testing
+
+        return getattr(testing, name)
+    if name in ("Leaderboard", "describe", "display_overview", "display_table",
+                "format_cost", "format_metric"):
+        from ravlm_bench import leaderboard
+
+        return getattr(leaderboard, name)
+    raise AttributeError(f"module 'ravlm_bench.api' has no attribute {name!r}")
