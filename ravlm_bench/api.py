@@ -72,9 +72,7 @@ __all__ = [
     "PairedSplit", "Publisher", "RankingEvaluation", "Rankings", "RavlmError", "Resampler",
     "RetrievalData", "Retriever", "SingleLabelEvaluation", "Task", "TextEncoder",
     "TrainingReport", "__version__", "all_gather_same_shape", "broadcast_object",
-    "cache_subdir", "capability", "cause", "check_dataset", "check_fusion_head",
-    "check_image_encoder", "check_joint_embedding", "check_publisher", "check_retriever",
-    "check_task", "check_text_encoder", "data_root", "directory_written_atomically",
+    "cache_subdir", "capability", "cause", "data_root", "directory_written_atomically",
     "hookimpl", "option", "percentile_interval", "seed_everything",
 ]
 
@@ -82,6 +80,7 @@ __all__ = [
 _CONFORMANCE = ("check_dataset", "check_fusion_head", "check_image_encoder",
                 "check_joint_embedding", "check_publisher", "check_retriever", "check_task",
                 "check_text_encoder")
+__all__ += _CONFORMANCE
 
 
 def __getattr__(name: str):

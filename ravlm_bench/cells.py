@@ -1,16 +1,18 @@
-"""One cell of a suite: a (task, system, seed) run from features to metrics.
+"""One cell of a suite: a (task, system, seed) run from features to an evaluation.
 
-Data flows one way: task data -> features (cached) -> retrieval -> fusion -> predictions ->
-metrics. The feature stage is shared by every cell of a task (see :class:`FeatureStore`).
+Data flows one way: task data -> features (cached) -> retrieval -> the head (trained) ->
+outputs -> the task's evaluation. Which pipeline a cell runs is the head interface its task
+declares (``task.head``): :func:`run_fusion_cell` gives a fusion head's class scores,
+:func:`run_joint_embedding_cell` a joint embedding's image-text rankings. How a step divides
+across processes is the :class:`~ravlm_bench.execution.Local` / ``Distributed`` wrapper's
+business, not the pipeline's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 import logging
-import sys
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,23 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ravlm_bench import knowledge, metrics
+from ravlm_bench import knowledge
 from ravlm_bench.components import Component, ComponentFactory, guard
 from ravlm_bench.contracts import (
     ClassificationData,
+    ContractViolation,
     KnowledgeBase,
     RetrievalData,
-    validate_proba,
+    TrainingReport,
+    capability,
     validate_search,
-    validate_vectors,
 )
-from ravlm_bench.distributed import (
-    SINGLE,
-    DistContext,
-    ShardedRetriever,
-    all_gather_rows,
-    broadcast_object,
-)
+from ravlm_bench.errors import ConfigError
+from ravlm_bench.evaluation import ClassScores, Evaluation, Rankings, Resampler
+from ravlm_bench.execution import Local
+from ravlm_bench.features import FeatureStore
 from ravlm_bench.suite import SystemSpec
 
 log = logging.getLogger(__name__)
@@ -45,106 +45,23 @@ LATENCY_QUERIES = 200  # single-query searches timed for the p50 / p99 latency
 
 @dataclass
 class CellResult:
-    metrics: dict
+    evaluation: Evaluation
     cost: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
-    predictions: dict | None = None
-    per_class: dict | None = None
     components: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
 
 
-class FeatureStore:
-    """Encoded features of one task's splits, computed once per encoder and kept for the run.
+@dataclass
+class CellContext:
+    """What every cell of a run shares: components, features, execution, resamples."""
 
-    Features go through the on-disk cache keyed by the encoder's fingerprint and a hash of
-    the dataset and the exact items, so a rerun (or another suite) never encodes twice.
-    """
-
-    def __init__(self, dataset_fingerprint: str, cache, progress: bool = True,
-                 dist: DistContext = SINGLE):
-        self.dataset_fingerprint = dataset_fingerprint
-        self.cache = cache
-        # bars only on a terminal: logs of batch jobs stay readable
-        self.progress = progress and dist.is_main and sys.stderr.isatty()
-        self.dist = dist
-        self._memo: dict[tuple, np.ndarray] = {}
-
-    def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
-        from ravlm_bench.encoding import encode_images
-
-        return self._encode(encoder, f"{split}/images", paths, encode_images)
-
-    def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
-        from ravlm_bench.encoding import encode_texts
-
-        return self._encode(encoder, f"{split}/texts", texts, encode_texts)
-
-    def _encode(self, encoder: Component, split: str, items: list[str], encode) -> np.ndarray:
-        def compute(part: list[str]):
-            with guard(encoder, "encode"):
-                return encode(encoder.obj, part, progress=self.progress)
-
-        # items repeat images and texts (several captions, questions or pairs per image):
-        # each distinct one is encoded once, then its row is repeated
-        unique, rows = _unique(items)
-        return self._get(encoder, split, unique, compute)[rows]
-
-    def _get(self, encoder: Component, split: str, items: list[str], compute) -> np.ndarray:
-        items_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
-        key = (encoder.name, encoder.fingerprint() or id(encoder.obj), split, items_hash)
-        if key not in self._memo:
-            fingerprint = encoder.fingerprint()
-            dataset_key = f"{self.dataset_fingerprint}-{items_hash}"
-            if self.dist.enabled:
-                array = self._get_sharded(fingerprint, dataset_key, split, items, compute,
-                                          encoder.obj.dim)
-            else:
-                array = self.cache.get_or_compute(fingerprint, dataset_key, split,
-                                                  lambda: compute(items))
-            with guard(encoder, "encode"):
-                validate_vectors(array, len(items), encoder.obj.dim)
-            self._memo[key] = array
-        return self._memo[key]
-
-    def _get_sharded(self, fingerprint, dataset_key, split, items, compute,
-                     dim: int) -> np.ndarray:
-        """Rank 0 reads the cache; on a miss every rank encodes its shard and rank 0 stores
-        the assembled features, so nothing is encoded twice and only rank 0 writes."""
-        ctx = self.dist
-        cached = None
-        if ctx.is_main and fingerprint is not None:
-            try:
-                cached = self.cache.get_or_compute(fingerprint, dataset_key, split, _miss)
-            except _CacheMiss:
-                cached = None
-        if broadcast_object(ctx, cached is not None):
-            # a hit: rank 0 holds every row, the other ranks contribute none
-            width = broadcast_object(ctx, cached.shape[1] if ctx.is_main else None)
-            local = cached if ctx.is_main else np.empty((0, width), np.float32)
-        else:
-            shard = items[ctx.shard(len(items))]
-            local = compute(shard) if shard else np.empty((0, dim), np.float32)
-        array = all_gather_rows(ctx, np.asarray(local, dtype=np.float32))
-        if ctx.is_main and cached is None and fingerprint is not None:
-            self.cache.get_or_compute(fingerprint, dataset_key, split, lambda: array)
-        return array
-
-
-def _unique(items: list[str]) -> tuple[list[str], np.ndarray]:
-    """Distinct items in first-seen order, and each item's row among them."""
-    first: dict[str, int] = {}
-    rows = np.fromiter((first.setdefault(item, len(first)) for item in items), np.int64,
-                       count=len(items))
-    return list(first), rows
-
-
-class _CacheMiss(Exception):
-    pass
-
-
-def _miss():
-    raise _CacheMiss
+    factory: ComponentFactory
+    features: FeatureStore
+    metric: str
+    execution: Local
+    resampler: Resampler
+    on_stage: Callable[[str], None] | None = None
 
 
 class StageClock:
@@ -169,33 +86,71 @@ class StageClock:
         return {**self.timings, "total_s": time.perf_counter() - self.started}
 
 
-def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: int, *,
-                            factory: ComponentFactory, features: FeatureStore, metric: str,
-                            checkpoint_dir=None, dist: DistContext = SINGLE,
-                            on_stage: Callable[[str], None] | None = None) -> CellResult:
-    clock = StageClock(on_stage)
-    image_encoder = factory.create("image-encoders", system.image_encoder)
-    text_encoder = factory.create("text-encoders", system.text_encoder)
+def run_cell(task: Component, data, system: SystemSpec, seed: int, ctx: CellContext,
+             checkpoint_dir: Path | None = None) -> CellResult:
+    """Run the pipeline of the head interface ``task`` declares, and evaluate its outputs."""
+    head_interface = capability(task.obj, "tasks", "head")
+    pipeline = PIPELINES.get(head_interface)
+    if pipeline is None:
+        raise ComponentErrorFor(task, f"head interface {head_interface!r} is unknown; "
+                                      f"use one of {', '.join(PIPELINES)}")
+    clock = StageClock(ctx.on_stage)
+    outputs, cost, training, components = pipeline(task, data, system, seed, ctx, clock,
+                                                   checkpoint_dir)
+    with clock("evaluate"), guard(task, "evaluate"):
+        evaluation = task.obj.evaluate(data, outputs, ctx.resampler)
+        if not isinstance(evaluation, Evaluation):
+            raise ContractViolation(f"evaluate returned {type(evaluation).__name__}, "
+                                    f"expected an Evaluation")
+    cost["train_s"] = training_cost(clock.timings.get("train_s", 0.0), training)
+    return CellResult(evaluation=evaluation, cost=cost, timings=clock.finish(),
+                      components=components, training=training.as_dict())
+
+
+def ComponentErrorFor(component: Component, message: str):  # noqa: N802 (an error factory)
+    from ravlm_bench.errors import ComponentError
+
+    return ComponentError(component.kind[:-1], component.name, component.plugin, message)
+
+
+def _encoders(system: SystemSpec, ctx: CellContext) -> tuple[Component, Component]:
+    return (ctx.factory.create("image-encoders", system.image_encoder),
+            ctx.factory.create("text-encoders", system.text_encoder))
+
+
+def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpec, seed: int,
+                    ctx: CellContext, clock: StageClock, checkpoint_dir: Path | None):
+    """Queries (image + text) -> retrieved neighbours -> a trained fusion head -> class
+    scores of the test items."""
+    if system.fusion_head is None:
+        raise ConfigError(f"system {system.name!r} has no fusion_head, which task "
+                          f"{task.name!r} needs")
+    image_encoder, text_encoder = _encoders(system, ctx)
     splits = {role: split for role, split in
               (("train", data.train), ("val", data.val), ("test", data.test)) if split is not None}
     with clock("encode"):
-        image = {r: features.images(image_encoder, r, s.image_paths) for r, s in splits.items()}
-        text = {r: features.texts(text_encoder, r, s.texts) for r, s in splits.items()}
+        image = {r: ctx.features.images(image_encoder, r, s.image_paths) for r, s in splits.items()}
+        text = {r: ctx.features.texts(text_encoder, r, s.texts) for r, s in splits.items()}
 
     dim = image_encoder.obj.dim + text_encoder.obj.dim
-    head = factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
-    uses_retrieval = bool(getattr(head.obj, "uses_retrieval", True))
-    k = int(getattr(head.obj, "k", 10))
+    head = ctx.factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
+    targets = capability(task.obj, "tasks", "targets")
+    if targets not in capability(head.obj, "fusion-heads", "targets"):
+        raise ConfigError(f"system {system.name!r}: fusion head {head.name!r} predicts "
+                          f"{' or '.join(capability(head.obj, 'fusion-heads', 'targets'))} "
+                          f"targets; task {task.name!r} needs {targets}")
+    uses_retrieval = bool(capability(head.obj, "fusion-heads", "uses_retrieval"))
+    k = int(capability(head.obj, "fusion-heads", "k"))
     kb = KnowledgeBase(image=image["train"], text=text["train"], labels=data.train.labels,
                        image_ids=data.train.image_ids)
     retriever, cost = None, {}
     with clock("index"):
         if uses_retrieval:
             if system.retriever is None:
-                raise_config(f"system {system.name!r}: fusion head {head.name!r} uses "
-                             f"retrieval; give the system a retriever")
-            retriever = sharded(factory.create("retrievers", system.retriever, fresh=True,
-                                               dim=dim, metric=metric), dist)
+                raise ConfigError(f"system {system.name!r}: fusion head {head.name!r} uses "
+                                  f"retrieval; give the system a retriever")
+            retriever = ctx.execution.retriever(ctx.factory.create(
+                "retrievers", system.retriever, fresh=True, dim=dim, metric=ctx.metric))
             build_started = time.perf_counter()
             with guard(retriever, "build"):
                 knowledge.build_index(retriever.obj, kb)
@@ -209,7 +164,8 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
                 image[role], text[role], retriever=retriever.obj if retriever else None, kb=kb,
                 k=k, labels=split.labels, image_ids=split.image_ids,
                 exclude_same_image=exclude_same_image, num_classes=len(data.classes))
-        # the raw items, for heads that fine-tune the encoders end to end
+        prepared.image_paths, prepared.texts = split.image_paths, split.texts
+        # the spelling before 1.0, for heads that still read it
         prepared.extras.update(image_paths=split.image_paths, texts=split.texts)
         return prepared
 
@@ -217,69 +173,51 @@ def run_classification_cell(data: ClassificationData, system: SystemSpec, seed: 
         train_inputs = inputs("train", exclude_same_image=True)
         val_inputs = inputs("val", exclude_same_image=False) if "val" in splits else None
         with guard(head, "fit"):
-            training = head.obj.fit(train_inputs, val_inputs, seed=seed,
-                                    **training_kwargs(head.obj.fit, dist, checkpoint_dir)) or {}
-    cost["train_s"] = training_cost(clock.timings["train_s"], training)
+            training = TrainingReport.coerce(head.obj.fit(
+                train_inputs, val_inputs, seed=seed,
+                **ctx.execution.training_kwargs(head.obj, "fusion-heads", checkpoint_dir)))
 
-    with clock("evaluate"):
+    with clock("predict"):
         test_inputs = inputs("test", exclude_same_image=False)
         test_inputs.labels = None  # a head never sees test labels
         with guard(head, "predict_proba"):
-            proba = predict_sharded(head.obj, test_inputs, len(data.classes), dist)
-        y_pred = proba.argmax(axis=1).astype(np.int64)
-        train_counts = np.bincount(data.train.labels, minlength=len(data.classes))
-        scores = metrics.classification_metrics(
-            data.test.labels, y_pred, num_classes=len(data.classes), train_counts=train_counts,
-            classes=data.classes, seed=seed)
-        per_class = metrics.per_class_report(data.test.labels, y_pred,
-                                             num_classes=len(data.classes), classes=data.classes)
+            scores = ctx.execution.predict(head.obj, test_inputs, len(data.classes))
         if retriever is not None:
             queries = knowledge.query_vectors(image["test"], text["test"])
             cost.update(measure_search(retriever, queries, k, labels=data.test.labels))
-    return CellResult(
-        metrics=scores, cost=cost, timings=clock.finish(), per_class=per_class,
-        training=training,
-        predictions={"y_true": data.test.labels, "y_pred": y_pred,
-                     "image_ids": data.test.image_ids, "train_counts": train_counts},
-        components=_describe(image_encoder, text_encoder, retriever, head),
-    )
+    return (ClassScores(scores), cost, training,
+            _describe(image_encoder, text_encoder, retriever, head))
 
 
-def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
-                       factory: ComponentFactory, features: FeatureStore, metric: str,
-                       ks=(1, 5, 10), checkpoint_dir=None, dist: DistContext = SINGLE,
-                       on_stage: Callable[[str], None] | None = None) -> CellResult:
-    clock = StageClock(on_stage)
-    image_encoder = factory.create("image-encoders", system.image_encoder)
-    text_encoder = factory.create("text-encoders", system.text_encoder)
+def run_joint_embedding_cell(task: Component, data: RetrievalData, system: SystemSpec,
+                             seed: int, ctx: CellContext, clock: StageClock,
+                             checkpoint_dir: Path | None):
+    """Images and captions -> a joint embedding trained on the training pairs -> both test
+    sides indexed -> rankings both ways."""
+    image_encoder, text_encoder = _encoders(system, ctx)
     with clock("encode"):
-        train_image = features.images(image_encoder, "train", data.train.image_paths)
-        train_text = features.texts(text_encoder, "train", data.train.texts)
-        test_image = features.images(image_encoder, "test", data.test.image_paths)
-        test_text = features.texts(text_encoder, "test", data.test.texts)
+        train_image = ctx.features.images(image_encoder, "train", data.train.image_paths)
+        train_text = ctx.features.texts(text_encoder, "train", data.train.texts)
+        test_image = ctx.features.images(image_encoder, "test", data.test.image_paths)
+        test_text = ctx.features.texts(text_encoder, "test", data.test.texts)
 
     dim = image_encoder.obj.dim + text_encoder.obj.dim
-    head = factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
-    if not hasattr(head.obj, "fit_pairs"):
-        raise_config(f"system {system.name!r}: fusion head {head.name!r} cannot embed images "
-                     f"and texts jointly (no fit_pairs); use a joint embedding such as "
-                     f"'infonce' for retrieval tasks")
+    embedding = _joint_embedding(system, task, ctx, dim)
     if system.retriever is None:
-        raise_config(f"system {system.name!r} needs a retriever for a retrieval task")
-    with clock("train"), guard(head, "fit_pairs"):
-        training = head.obj.fit_pairs(
+        raise ConfigError(f"system {system.name!r} needs a retriever for task {task.name!r}")
+    with clock("train"), guard(embedding, "fit_pairs"):
+        training = TrainingReport.coerce(embedding.obj.fit_pairs(
             train_image, train_text, data.train.caption_image, seed=seed,
-            **training_kwargs(head.obj.fit_pairs, dist, checkpoint_dir)) or {}
-        image_emb = np.ascontiguousarray(head.obj.embed_images(test_image), dtype=np.float32)
-        text_emb = np.ascontiguousarray(head.obj.embed_texts(test_text), dtype=np.float32)
-    cost = {"train_s": training_cost(clock.timings["train_s"], training)}
+            **ctx.execution.training_kwargs(embedding.obj, embedding.kind, checkpoint_dir)))
+        image_emb = np.ascontiguousarray(embedding.obj.embed_images(test_image), np.float32)
+        text_emb = np.ascontiguousarray(embedding.obj.embed_texts(test_text), np.float32)
 
+    cost = {}
     with clock("index"):
         emb_dim = image_emb.shape[1]
-        images_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
-                                              dim=emb_dim, metric=metric), dist)
-        captions_index = sharded(factory.create("retrievers", system.retriever, fresh=True,
-                                                dim=emb_dim, metric=metric), dist)
+        images_index, captions_index = (ctx.execution.retriever(ctx.factory.create(
+            "retrievers", system.retriever, fresh=True, dim=emb_dim, metric=ctx.metric))
+            for _ in range(2))
         build_started = time.perf_counter()
         with guard(images_index, "build"):
             images_index.obj.build(image_emb, np.arange(len(image_emb), dtype=np.int64))
@@ -288,57 +226,41 @@ def run_retrieval_cell(data: RetrievalData, system: SystemSpec, seed: int, *,
         with guard(captions_index, "build"):
             captions_index.obj.build(text_emb, np.arange(len(text_emb), dtype=np.int64))
 
-    with clock("evaluate"):
-        k = max(ks)
-        t2i = _search(images_index, text_emb, min(k, len(image_emb)), k)
-        i2t = _search(captions_index, image_emb, min(k, len(text_emb)), k)
-        scores = metrics.recall_from_rankings(t2i, i2t, data.test.caption_image, ks=ks)
-        cost.update(measure_search(images_index, text_emb, k=min(k, len(image_emb))))
-    return CellResult(metrics=scores, cost=cost, timings=clock.finish(), training=training,
-                      components=_describe(image_encoder, text_encoder, images_index, head))
+    with clock("predict"):
+        depth = int(capability(task.obj, "tasks", "ranking_depth"))
+        t2i = _search(images_index, text_emb, min(depth, len(image_emb)), depth)
+        i2t = _search(captions_index, image_emb, min(depth, len(text_emb)), depth)
+        cost.update(measure_search(images_index, text_emb, k=min(depth, len(image_emb))))
+    return (Rankings(t2i=t2i, i2t=i2t), cost, training,
+            _describe(image_encoder, text_encoder, images_index, embedding))
 
 
-def sharded(retriever: Component, dist: DistContext) -> Component:
-    """Under torchrun, each rank indexes a shard of the knowledge base (ShardedRetriever)."""
-    if not dist.enabled:
-        return retriever
-    return dataclasses.replace(retriever, obj=ShardedRetriever(retriever.obj, dist))
+def _joint_embedding(system: SystemSpec, task: Component, ctx: CellContext,
+                     dim: int) -> Component:
+    if system.joint_embedding is not None:
+        return ctx.factory.create("joint-embeddings", system.joint_embedding, fresh=True,
+                                  dim=dim)
+    # before 1.0 joint embeddings were registered as fusion heads with fit_pairs
+    head = ctx.factory.create("fusion-heads", system.fusion_head, fresh=True, dim=dim)
+    if not hasattr(head.obj, "fit_pairs"):
+        raise ConfigError(f"system {system.name!r} has no joint_embedding, which task "
+                          f"{task.name!r} needs (e.g. joint_embedding = {{ name = \"infonce\" }})")
+    log.warning("system %r: fusion head %r used as a joint embedding; register it with "
+                "register_joint_embeddings (deprecated since 1.0)", system.name, head.name)
+    return dataclasses.replace(head, kind="joint-embeddings")
 
 
-def training_kwargs(method, dist: DistContext, checkpoint_dir) -> dict:
-    """``dist=`` (data-parallel training) and ``checkpoint_dir=`` for training methods that
-    accept them; a third-party head without ``dist`` trains the same way on every rank."""
-    accepted = inspect.signature(method).parameters
-    kwargs = {}
-    if dist.enabled and "dist" in accepted:
-        kwargs["dist"] = dist
-    elif dist.enabled and checkpoint_dir is not None:
-        # every rank trains its own copy, so each keeps its own checkpoint
-        checkpoint_dir = Path(checkpoint_dir) / f"rank-{dist.rank}"
-    if checkpoint_dir is not None and "checkpoint_dir" in accepted:
-        kwargs["checkpoint_dir"] = checkpoint_dir
-    return kwargs
+PIPELINES = {"fusion-head": run_fusion_cell, "joint-embedding": run_joint_embedding_cell}
 
 
-def training_cost(stage_seconds: float, training: dict) -> float:
+def training_cost(stage_seconds: float, training: TrainingReport) -> float:
     """The train stage's cost: its wall time now, with the loop's share replaced by what
-    training took over all runs when the head reports both (``seconds``, cumulative, and
-    ``seconds_this_run``), so a resumed or reloaded training still shows its real cost."""
-    total, now = training.get("seconds"), training.get("seconds_this_run")
-    if not all(isinstance(v, (int, float)) for v in (total, now)):
+    training took over all runs, so a resumed or reloaded training still shows its real
+    cost. A report without timings (NaN) leaves the stage's wall time."""
+    total, now = training.seconds, training.seconds_this_run
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (total, now)):
         return stage_seconds
     return max(stage_seconds - now, 0.0) + total
-
-
-def predict_sharded(head, inputs, num_classes: int, dist: DistContext) -> np.ndarray:
-    """Each rank predicts its share of the test items; the rows are gathered in order."""
-    if not dist.enabled:
-        return validate_proba(head.predict_proba(inputs), len(inputs), num_classes)
-    part = dist.shard(len(inputs))
-    local = slice_inputs(inputs, part)
-    proba = validate_proba(head.predict_proba(local), len(local), num_classes) if len(local) \
-        else np.empty((0, num_classes), np.float32)
-    return all_gather_rows(dist, proba)
 
 
 def slice_inputs(inputs, part: slice):
@@ -352,7 +274,8 @@ def slice_inputs(inputs, part: slice):
     return dataclasses.replace(
         inputs, image=inputs.image[part], text=inputs.text[part],
         neighbours=inputs.neighbours[part], neighbour_scores=inputs.neighbour_scores[part],
-        labels=cut(inputs.labels), image_ids=cut(inputs.image_ids), extras=extras)
+        labels=cut(inputs.labels), image_ids=cut(inputs.image_ids),
+        image_paths=cut(inputs.image_paths), texts=cut(inputs.texts), extras=extras)
 
 
 def _search(index: Component, queries: np.ndarray, k: int, width: int) -> np.ndarray:
@@ -369,7 +292,7 @@ def measure_search(retriever: Component, queries: np.ndarray, k: int,
 
     ``labels`` go to retrievers that declare ``uses_labels`` (the oracle bound)."""
     def search(rows: slice):
-        if getattr(retriever.obj, "uses_labels", False):
+        if capability(retriever.obj, "retrievers", "uses_labels"):
             return retriever.obj.search(queries[rows], k, labels=labels[rows])
         return retriever.obj.search(queries[rows], k)
 
@@ -400,9 +323,3 @@ def _memory_bytes(component: Component) -> int | None:
 
 def _describe(*components: Component | None) -> dict:
     return {c.kind: c.describe() for c in components if c is not None}
-
-
-def raise_config(message: str) -> None:
-    from ravlm_bench.errors import ConfigError
-
-    raise ConfigError(message)

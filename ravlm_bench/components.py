@@ -27,8 +27,11 @@ class Component:
     plugin: str
     obj: Any
     params: dict
+    params_digest: str = ""  # of the resolved parameters, declared defaults filled in
 
     def fingerprint(self) -> str | None:
+        """The component's own fingerprint with its resolved parameters appended, so a
+        parameter the plugin forgot in its fingerprint still changes every cache key."""
         method = getattr(self.obj, "fingerprint", None)
         if method is None:
             return None
@@ -37,7 +40,7 @@ class Component:
         if not isinstance(value, str) or not value:
             raise ComponentError(self.kind[:-1], self.name, self.plugin,
                                  f"fingerprint() returned {value!r}, expected a non-empty str")
-        return value
+        return f"{value}|params={self.params_digest}" if self.params_digest else value
 
     def describe(self) -> dict:
         return {"name": self.name, "plugin": self.plugin, "params": self.params,
@@ -83,7 +86,8 @@ class ComponentFactory:
             return self._memo[key]
         entry = self.registry.get(kind, spec.name)
         obj = self.registry.create(kind, spec.name, **spec.params, **extras)
-        component = Component(kind, spec.name, entry.plugin, obj, dict(spec.params))
+        component = Component(kind, spec.name, entry.plugin, obj, dict(spec.params),
+                              entry.digest(spec.params))
         if not fresh:
             self._memo[key] = component
         return component

@@ -189,6 +189,7 @@ class RankingEvaluation:
     text-to-image and images for image-to-text. A task sets ``ks``."""
 
     head = "joint-embedding"
+    targets = "image-text pairs"
     ks: tuple[int, ...] = (1, 5, 10)
 
     @property
@@ -220,3 +221,53 @@ class RankingEvaluation:
             details={"n_captions": int(len(caption_image)), "n_images": int(len(outputs.i2t))},
             predictions={"t2i": np.asarray(outputs.t2i, np.int64),
                          "i2t": np.asarray(outputs.i2t, np.int64)})
+
+
+# ---------------------------------------------------------------------------------------
+# Tasks written before 1.0
+# ---------------------------------------------------------------------------------------
+
+
+def adapt_task(task):
+    """``task`` as a 1.0 task. A task without ``evaluate`` but with the old ``kind``
+    (``"classification"`` or ``"retrieval"``) gets the reference evaluation of that kind;
+    anything else is returned as it is (and must implement the contract itself)."""
+    if hasattr(task, "evaluate") or getattr(task, "kind", None) not in _LEGACY_KINDS:
+        return task
+    import warnings
+
+    warnings.warn(f"task {getattr(task, 'name', task)!r} declares kind = {task.kind!r}; since "
+                  f"1.0 a task declares its metrics and evaluate() (inherit "
+                  f"ravlm_bench.api.{_LEGACY_KINDS[task.kind].__name__})", DeprecationWarning,
+                  stacklevel=2)
+    return _LegacyTask(task, _LEGACY_KINDS[task.kind])
+
+
+_LEGACY_KINDS = {"classification": SingleLabelEvaluation, "retrieval": RankingEvaluation}
+
+
+class _LegacyTask:
+    def __init__(self, task, evaluation: type):
+        self._task, self._evaluation = task, evaluation()
+        self.name, self.dataset = task.name, task.dataset
+
+    def __getattr__(self, name: str):
+        if name in ("build", "fingerprint"):
+            return getattr(self._task, name)
+        return getattr(self._evaluation, name)
+
+
+def task_declaration(task) -> dict:
+    """What run.json records of a task, so the leaderboard reads its cells without it."""
+    from ravlm_bench.contracts import capability
+
+    metrics = tuple(task.metrics())
+    if not metrics or not all(isinstance(m, Metric) for m in metrics):
+        raise ValueError("metrics() must return Metric declarations")
+    names = [m.name for m in metrics]
+    if len(set(names)) != len(names):
+        raise ValueError(f"metrics() declares a name twice: {names}")
+    return {"head": capability(task, "tasks", "head"),
+            "targets": capability(task, "tasks", "targets"),
+            "metrics": [m.as_dict() for m in metrics],
+            "main_metric": main_metric(metrics).name}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ravlm_bench.contracts import FusionInputs, KnowledgeBase, validate_search
+from ravlm_bench.contracts import FusionInputs, KnowledgeBase, capability, validate_search
 from ravlm_bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def build_index(retriever, kb: KnowledgeBase) -> None:
     """
     vectors = query_vectors(kb.image, kb.text)
     keys = np.arange(len(kb), dtype=np.int64)
-    if getattr(retriever, "uses_labels", False):
-        retriever.build(vectors, keys, labels=np.asarray(kb.labels, dtype=np.int64))
+    if capability(retriever, "retrievers", "uses_labels"):
+        retriever.build(vectors, keys, labels=_labels(kb.labels))
     else:
         retriever.build(vectors, keys)
 
@@ -84,8 +84,7 @@ def retrieve(
     n = len(queries)
     if k <= 0 or n == 0:
         return np.full((n, max(k, 0)), -1, np.int64), np.zeros((n, max(k, 0)), np.float32)
-    if labels is not None:
-        labels = np.asarray(labels, dtype=np.int64)
+    labels = _labels(labels)
     if not exclude_same_image:
         rows, scores = _search(retriever, queries, k, labels)
         return rows, np.where(rows >= 0, scores, np.float32(0)).astype(np.float32)
@@ -127,8 +126,16 @@ def retrieve(
     return out_rows, out_scores
 
 
+def _labels(labels: np.ndarray | None) -> np.ndarray | None:
+    """Single labels as int64; multi-hot label rows as they are."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    return labels.astype(np.int64) if labels.ndim == 1 else labels
+
+
 def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None):
-    uses_labels = getattr(retriever, "uses_labels", False)
+    uses_labels = capability(retriever, "retrievers", "uses_labels")
     if uses_labels and labels is None:
         raise ConfigError(f"retriever {type(retriever).__name__} needs the queries' labels "
                           f"(uses_labels = True); pass labels= to retrieve / fusion_inputs")
@@ -166,8 +173,7 @@ def fusion_inputs(
     image = np.asarray(image, dtype=np.float32)
     text = np.asarray(text, dtype=np.float32)
     n = len(image)
-    if labels is not None:
-        labels = np.asarray(labels, dtype=np.int64)
+    labels = _labels(labels)
     if image_ids is not None:
         image_ids = np.asarray(image_ids, dtype=np.int64)
     if retriever is None or k <= 0:

@@ -1,12 +1,20 @@
 """Leaderboards: read a run directory into tables, and render them for the terminal.
 
-A run directory (written by the runner) holds ``run.json`` and one ``seed-<n>.json`` per
-finished cell under ``cells/<task>/<system>/``, with a ``seed-<n>.npz`` of predictions for
-classification cells. :func:`load_run` turns it into a :class:`Leaderboard`: per-task tables
-(systems as rows; each metric as mean and sample standard deviation over the seeds that
-finished, with the mean of the per-seed 95% CI bounds; the cost columns beside them), an
-overview of the main metric (systems x tasks), and a paired bootstrap of every system against
-the run's baseline. Publishers (plugins) write these tables to files.
+A run directory (written by the runner, :mod:`ravlm_bench.ledger`) holds ``run.json``, with
+each task's metric declarations, and one ``seed-<n>.json`` per finished cell under
+``cells/<task>/<system>/`` with a ``seed-<n>.npz`` of arrays: the task's predictions and each
+bootstrapped metric's value on the run's shared resamples. :func:`load_run` turns it into a
+:class:`Leaderboard` without any task plugin: per-task tables (systems as rows; each metric
+aggregated over the seeds that finished as its declaration says, mean ± sample std or
+median; the cost columns beside them), an overview of the main metric, and for every system
+a paired test against the run's baseline.
+
+Intervals are a cluster bootstrap: a resample draws test units (items, captions or images,
+as the metric declares) and each drawn unit carries its rows from every seed, so resample b
+of a system is the mean over its seeds of their values on resample b. The paired test takes
+the difference of two systems on the same resamples, over the seeds both finished; its
+one-sided p-value is that of "no better than the baseline", Holm-adjusted over the systems
+compared on a task. Publishers (plugins) write these tables to files.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ravlm_bench.errors import DataError
-from ravlm_bench.metrics import CLASSIFICATION_METRICS, paired_bootstrap
+from ravlm_bench.evaluation import Metric, percentile_interval
+from ravlm_bench.ledger import REPLICATE_PREFIX
+from ravlm_bench.metrics import CLASSIFICATION_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +41,20 @@ RETRIEVAL_METRICS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2
 COST_COLUMNS = ("retrieval_qps", "latency_p50_ms", "latency_p99_ms", "index_memory_bytes",
                 "index_build_s", "train_s")
 COMPARISON_COLUMNS = ("delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi", "p_value",
-                      "paired_seeds")
+                      "p_holm", "paired_seeds")
 # Only files named exactly so are cells; the runner's temporary files never match.
 _CELL_FILE = re.compile(r"^seed-(\d+)\.json$")
-PAIRED_RESAMPLES = 1000
+# run.json of runs made before tasks declared their metrics: the kinds they had
+LEGACY_DECLARATIONS = {
+    "classification": {"head": "fusion-head", "targets": "single-label",
+                       "metrics": [Metric(m, main=m == "weighted_f1").as_dict()
+                                   for m in CLASSIFICATION_METRICS],
+                       "main_metric": "weighted_f1"},
+    "retrieval": {"head": "joint-embedding", "targets": "single-label",
+                  "metrics": [Metric(m, main=m == "mean_recall").as_dict()
+                              for m in RETRIEVAL_METRICS],
+                  "main_metric": "mean_recall"},
+}
 
 
 @dataclass
@@ -42,9 +62,9 @@ class Leaderboard:
     """Everything a publisher needs, as plain data and pandas DataFrames.
 
     ``tables[task]``: index ``system``; per metric ``m``: columns ``m`` (mean), ``m_std``,
-    ``m_ci95_lo``, ``m_ci95_hi``; then :data:`COST_COLUMNS` (means), ``n_seeds`` (finished
-    seeds), ``n_failed``, ``status`` (``ok``, ``failed``, ``partial``, ``incomplete``,
-    ``not run``), ``error``, and for classification :data:`COMPARISON_COLUMNS`.
+    ``m_ci95_lo``, ``m_ci95_hi`` (the cluster bootstrap); then :data:`COST_COLUMNS` (means),
+    ``n_seeds`` (finished seeds), ``n_failed``, ``status`` (``ok``, ``failed``, ``partial``,
+    ``incomplete``, ``not run``), ``error``, and with a baseline :data:`COMPARISON_COLUMNS`.
     ``overview``: index ``system``, one column per task: the main metric's mean.
     """
 
@@ -60,18 +80,16 @@ class Leaderboard:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     overview: pd.DataFrame | None = None
 
+    def declarations(self, task: str) -> dict[str, Metric]:
+        return {m["name"]: Metric.from_dict(m) for m in self.tasks[task]["metrics"]}
+
     def metrics(self, task: str) -> list[str]:
         """The metric columns of ``task``'s table, main metric first."""
-        meta = self.tasks[task]
-        known = CLASSIFICATION_METRICS if meta["kind"] == "classification" else RETRIEVAL_METRICS
-        cells = self.cells[self.cells["task"] == task] if len(self.cells) else self.cells
-        found = {c[7:] for c in cells.columns
-                 if c.startswith("metric:") and cells[c].notna().any()}
-        main = meta["main_metric"]
-        names = list(known) + sorted(found - set(known))  # metrics a third-party task adds
-        return [main] + [m for m in names if m != main]
+        names = list(self.declarations(task))
+        main = self.main_metric(task)
+        return ([main] if main else []) + [m for m in names if m != main]
 
-    def main_metric(self, task: str) -> str:
+    def main_metric(self, task: str) -> str | None:
         return self.tasks[task]["main_metric"]
 
 
@@ -104,10 +122,22 @@ def _read_run_json(run_dir: Path) -> dict:
         if not isinstance(run.get(key), kind):
             raise DataError(f"{path}: key {key!r} missing or not a {kind.__name__}")
     for task, meta in run["tasks"].items():
-        if not isinstance(meta, dict) or meta.get("kind") not in ("classification", "retrieval"):
-            raise DataError(f"{path}: tasks.{task}.kind must be 'classification' or 'retrieval'")
-        if not isinstance(meta.get("main_metric"), str):
-            raise DataError(f"{path}: tasks.{task}.main_metric missing")
+        if not isinstance(meta, dict):
+            raise DataError(f"{path}: tasks.{task} must be an object")
+        if "metrics" not in meta and meta.get("kind") in LEGACY_DECLARATIONS:
+            meta.update(LEGACY_DECLARATIONS[meta["kind"]])
+        metrics = meta.get("metrics")
+        if not isinstance(metrics, list) or not all(
+                isinstance(m, dict) and isinstance(m.get("name"), str) for m in metrics):
+            raise DataError(f"{path}: tasks.{task}.metrics must be a list of metric "
+                            f"declarations")
+        main = meta.get("main_metric")
+        if metrics and main not in [m["name"] for m in metrics]:
+            raise DataError(f"{path}: tasks.{task}.main_metric {main!r} is not one of its "
+                            f"metrics")
+        # a label for the renderings: the head interface and the targets
+        meta["kind"] = " / ".join(str(v) for v in (meta.get("head"), meta.get("targets")) if v) \
+            or "unknown"
     return run
 
 
@@ -120,7 +150,8 @@ def _cell_row(path: Path, cell: dict) -> dict:
     error = cell.get("error") or {}
     row = {"task": cell["task"], "system": cell["system"], "seed": int(cell["seed"]),
            "status": cell["status"], "error_plugin": error.get("plugin"),
-           "error_message": error.get("message"), "path": str(path)}
+           "error_message": error.get("message"), "path": str(path),
+           "arrays_sha256": cell.get("arrays_sha256")}
     metrics = cell.get("metrics") or {}
     for name, value in metrics.items():
         if name != "ci95" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -155,17 +186,62 @@ def _read_cells(run_dir: Path, run: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else base)
 
 
-def _load_predictions(cell_json: str) -> tuple[np.ndarray, np.ndarray] | None:
-    path = Path(cell_json).with_suffix(".npz")
-    if not path.is_file():
-        log.warning("%s: no predictions file; the paired test skips this cell", path)
-        return None
+def _load_replicates(row) -> dict[str, np.ndarray] | None:
+    """The cell's metric values on the shared resamples, checked against the checksum the
+    cell recorded; None (with a warning) when missing or damaged."""
+    import hashlib
+
+    path = Path(row["path"]).with_suffix(".npz")
     try:
-        with np.load(path) as data:
-            return np.asarray(data["y_true"], np.int64), np.asarray(data["y_pred"], np.int64)
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable predictions ({exc}); rerun the cell "
-                        f"with ravlm-bench run --force") from None
+        data = path.read_bytes()
+    except OSError:
+        log.warning("%s: no arrays file; intervals and paired tests leave this cell out", path)
+        return None
+    expected = row.get("arrays_sha256")
+    if isinstance(expected, str) and hashlib.sha256(data).hexdigest() != expected:
+        log.warning("%s: damaged (checksum mismatch); left out of intervals and paired tests; "
+                    "ravlm-bench run recomputes it", path)
+        return None
+    import io
+
+    try:
+        with np.load(io.BytesIO(data)) as arrays:
+            return {name[len(REPLICATE_PREFIX):]: np.asarray(arrays[name], np.float64)
+                    for name in arrays.files if name.startswith(REPLICATE_PREFIX)}
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); left out of intervals and paired tests", path, exc)
+        return None
+
+
+class _Replicates:
+    """Each finished cell's resample values of a task, loaded once."""
+
+    def __init__(self, cells: pd.DataFrame):
+        self.cells = cells
+        self._loaded: dict[str, dict | None] = {}
+
+    def of(self, system: str, seeds: list[int], metric: str) -> dict[int, np.ndarray]:
+        out = {}
+        ok = self.cells[(self.cells["system"] == system) & (self.cells["status"] == "ok")] \
+            if len(self.cells) else self.cells
+        for row in ok.to_dict("records"):
+            if row["seed"] not in seeds:
+                continue
+            if row["path"] not in self._loaded:
+                self._loaded[row["path"]] = _load_replicates(row)
+            values = (self._loaded[row["path"]] or {}).get(metric)
+            if values is not None:
+                out[row["seed"]] = values
+        return out
+
+
+def cluster_replicates(per_seed: dict[int, np.ndarray]) -> np.ndarray | None:
+    """Resample b of the seed-averaged metric: the mean over seeds of each seed's value on
+    resample b (the seeds' cells share the resamples). None without seeds or when their
+    resample counts differ."""
+    if not per_seed or len({len(v) for v in per_seed.values()}) != 1:
+        return None
+    return np.mean(np.stack(list(per_seed.values())), axis=0)
 
 
 def _error_summary(failed: pd.DataFrame) -> str:
@@ -183,7 +259,8 @@ def _error_summary(failed: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def _system_row(sub: pd.DataFrame, metrics: list[str], n_seeds: int) -> dict:
+def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int,
+                replicates: _Replicates, system: str) -> dict:
     ok = sub[sub["status"] == "ok"] if len(sub) else sub
     failed = sub[sub["status"] == "failed"] if len(sub) else sub
     row: dict = {}
@@ -191,13 +268,19 @@ def _system_row(sub: pd.DataFrame, metrics: list[str], n_seeds: int) -> dict:
     def column(name: str) -> pd.Series:
         return ok[name].dropna() if name in ok.columns else pd.Series(dtype=float)
 
-    for metric in metrics:
+    seeds = [int(s) for s in ok["seed"]] if len(ok) else []
+    for metric, declared in declarations.items():
         values = column(f"metric:{metric}")
-        row[metric] = values.mean() if len(values) else math.nan
+        if declared.aggregate == "median":
+            row[metric] = values.median() if len(values) else math.nan
+        else:
+            row[metric] = values.mean() if len(values) else math.nan
         row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
-        lo, hi = column(f"ci95_lo:{metric}"), column(f"ci95_hi:{metric}")
-        row[f"{metric}_ci95_lo"] = lo.mean() if len(lo) else math.nan
-        row[f"{metric}_ci95_hi"] = hi.mean() if len(hi) else math.nan
+        interval = None
+        if declared.bootstrap:
+            pooled = cluster_replicates(replicates.of(system, seeds, metric))
+            interval = percentile_interval(pooled) if pooled is not None else None
+        row[f"{metric}_ci95_lo"], row[f"{metric}_ci95_hi"] = interval or (math.nan, math.nan)
     for cost in COST_COLUMNS:
         values = column(f"cost:{cost}")
         row[cost] = values.mean() if len(values) else math.nan
@@ -215,44 +298,50 @@ def _system_row(sub: pd.DataFrame, metrics: list[str], n_seeds: int) -> dict:
     return row
 
 
-def _compare_to_baseline(board: Leaderboard, task: str, system: str) -> dict:
-    """Paired bootstrap of ``system`` against the baseline, pooled over seeds.
-
-    For every seed where both cells finished and scored the same test items, the
-    predictions are concatenated (seed by seed, so items stay paired); one paired bootstrap
-    then runs over the pooled items.
-    """
+def _compare_to_baseline(board: Leaderboard, task: str, system: str,
+                         replicates: _Replicates) -> dict:
+    """The paired test of ``system`` against the baseline on the task's main metric, over
+    the seeds both finished: the difference of seed means, its interval and one-sided
+    p-value over the shared resamples."""
     empty = dict.fromkeys(COMPARISON_COLUMNS, math.nan)
     empty["paired_seeds"] = 0
-    cells = board.cells
-    if system == board.baseline or not len(cells):
+    main = board.main_metric(task)
+    if system == board.baseline or main is None or not len(board.cells):
         return empty
-    ok = cells[(cells["task"] == task) & (cells["status"] == "ok")].set_index(["system", "seed"])
-    truth, pred_a, pred_b = [], [], []
-    for seed in board.seeds:
-        if (system, seed) not in ok.index or (board.baseline, seed) not in ok.index:
-            continue
-        a = _load_predictions(ok.loc[(system, seed), "path"])
-        b = _load_predictions(ok.loc[(board.baseline, seed), "path"])
-        if a is None or b is None:
-            continue
-        if not np.array_equal(a[0], b[0]):
-            log.warning("task %s seed %s: %s and %s scored different test items; not paired",
-                        task, seed, system, board.baseline)
-            continue
-        truth.append(a[0])
-        pred_a.append(a[1])
-        pred_b.append(b[1])
-    if not truth:
+    declared = board.declarations(task)[main]
+    if not declared.bootstrap:
         return empty
-    classes = board.tasks[task].get("classes")
-    result = paired_bootstrap(
-        np.concatenate(truth), np.concatenate(pred_a), np.concatenate(pred_b),
-        metric=board.main_metric(task), n_resamples=PAIRED_RESAMPLES, seed=0,
-        num_classes=len(classes) if classes else None)
-    lo, hi = result["ci95"] or (math.nan, math.nan)
-    return {"delta_vs_baseline": result["delta"], "delta_ci95_lo": lo, "delta_ci95_hi": hi,
-            "p_value": result["p_value"], "paired_seeds": len(truth)}
+    ours = replicates.of(system, board.seeds, main)
+    theirs = replicates.of(board.baseline, board.seeds, main)
+    shared = sorted(set(ours) & set(theirs))
+    a = cluster_replicates({s: ours[s] for s in shared})
+    b = cluster_replicates({s: theirs[s] for s in shared})
+    if a is None or b is None or len(a) != len(b):
+        return empty
+    cells = board.cells[(board.cells["task"] == task) & (board.cells["status"] == "ok")]
+    point = {}
+    for name in (system, board.baseline):
+        mine = cells[(cells["system"] == name) & cells["seed"].isin(shared)]
+        point[name] = mine[f"metric:{main}"].mean()
+    delta = float(point[system] - point[board.baseline])
+    resampled = a - b
+    resampled = resampled[np.isfinite(resampled)]
+    # one-sided: the share of resamples where the system is no better than the baseline
+    not_better = (resampled <= 0) if declared.higher_is_better else (resampled >= 0)
+    lo, hi = percentile_interval(resampled) or (math.nan, math.nan)
+    return {"delta_vs_baseline": delta, "delta_ci95_lo": lo, "delta_ci95_hi": hi,
+            "p_value": (1 + int(not_better.sum())) / (1 + len(resampled)),
+            "p_holm": math.nan, "paired_seeds": len(shared)}
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of a family of p-values (NaNs are not in the family)."""
+    family = sorted((p, name) for name, p in p_values.items() if not math.isnan(p))
+    adjusted, running = {}, 0.0
+    for i, (p, name) in enumerate(family):
+        running = max(running, min(1.0, (len(family) - i) * p))
+        adjusted[name] = running
+    return {name: adjusted.get(name, math.nan) for name in p_values}
 
 
 def load_run(run_dir: str | Path) -> Leaderboard:
@@ -275,19 +364,26 @@ def load_run(run_dir: str | Path) -> Leaderboard:
                         f"the systems ({', '.join(board.systems)})")
     overview = {}
     for task, meta in board.tasks.items():
-        metrics = board.metrics(task)
+        declarations = board.declarations(task)
+        task_cells = board.cells[board.cells["task"] == task] if len(board.cells) \
+            else board.cells
+        replicates = _Replicates(task_cells)
         rows = {}
         for system in meta.get("systems", board.systems):  # the systems the suite ran on it
-            sub = board.cells[(board.cells["task"] == task) & (board.cells["system"] == system)] \
-                if len(board.cells) else board.cells
-            row = _system_row(sub, metrics, len(board.seeds))
-            if meta["kind"] == "classification" and board.baseline is not None:
-                row.update(_compare_to_baseline(board, task, system))
+            sub = task_cells[task_cells["system"] == system] if len(task_cells) else task_cells
+            row = _system_row(sub, declarations, len(board.seeds), replicates, system)
+            if board.baseline is not None:
+                row.update(_compare_to_baseline(board, task, system, replicates))
             rows[system] = row
+        if board.baseline is not None:
+            adjusted = holm({system: row["p_value"] for system, row in rows.items()})
+            for system, row in rows.items():
+                row["p_holm"] = adjusted[system]
         table = pd.DataFrame.from_dict(rows, orient="index")
         table.index.name = "system"
         board.tables[task] = table
-        overview[task] = table[board.main_metric(task)]
+        main = board.main_metric(task)
+        overview[task] = table[main] if main else pd.Series(math.nan, index=table.index)
     board.overview = pd.DataFrame(overview).reindex(list(board.systems))
     board.overview.index.name = "system"
     return board
@@ -318,7 +414,7 @@ def format_cost(name: str, value) -> str:
 
 def format_metric(row: pd.Series, metric: str, *, with_ci: bool) -> str:
     """``mean ± std [lo, hi]``: std over seeds, [lo, hi] the mean 95% bootstrap interval."""
-    mean = row.get(metric, math.nan)
+    mean = row.get(metric, math.nan) if metric else math.nan
     if math.isnan(mean):
         return "failed" if row["status"] == "failed" else "–"
     text = _fmt(mean)
@@ -367,7 +463,8 @@ def display_table(board: Leaderboard, task: str, *, compact: bool = False) -> pd
                 shown["vs baseline"] = (f"{row['delta_vs_baseline']:+.3f} "
                                         f"[{_fmt(row['delta_ci95_lo'], '+.3f')}, "
                                         f"{_fmt(row['delta_ci95_hi'], '+.3f')}] "
-                                        f"p={row['p_value']:.3f}")
+                                        f"p={row['p_value']:.3f} "
+                                        f"(Holm {_fmt(row['p_holm'])})")
         shown["seeds"] = f"{row['n_seeds']}/{len(board.seeds)}"
         shown["status"] = row["status"] + (f": {row['error']}"
                                            if row["error"] and not compact else "")
@@ -388,7 +485,8 @@ def error_lines(board: Leaderboard, task: str) -> list[str]:
 def display_overview(board: Leaderboard) -> pd.DataFrame:
     """Systems x tasks: the main metric as ``mean ± std``, or ``failed``."""
     out = {task: [format_metric(board.tables[task].loc[s], board.main_metric(task),
-                                with_ci=False) if s in board.tables[task].index else "–"
+                                with_ci=False)
+                  if s in board.tables[task].index and board.main_metric(task) else "–"
                   for s in board.systems]
            for task in board.tasks}
     frame = pd.DataFrame(out, index=list(board.systems))
@@ -398,10 +496,11 @@ def display_overview(board: Leaderboard) -> pd.DataFrame:
 
 def describe(board: Leaderboard) -> str:
     """One line on what the numbers are, for the header of every rendering."""
-    baseline = f"; Δ vs baseline {board.baseline!r}: paired bootstrap, seeds pooled" \
-        if board.baseline else ""
+    baseline = (f"; Δ vs baseline {board.baseline!r}: paired over the same resamples, "
+                f"one-sided p, Holm-adjusted across systems") if board.baseline else ""
     return (f"suite {board.suite!r}, seeds {', '.join(map(str, board.seeds))}: mean ± std "
-            f"over seeds [mean 95% bootstrap CI]{baseline}")
+            f"over seeds [95% CI: a cluster bootstrap resampling test units (items; captions "
+            f"and images for Recall@K), each carrying its rows from every seed]{baseline}")
 
 
 def render_terminal(board: Leaderboard) -> str:
@@ -415,7 +514,7 @@ def render_terminal(board: Leaderboard) -> str:
     parts = [f"Leaderboard: {describe(board)}", "", "Overview (main metric per task)",
              grid(display_overview(board))]
     for task, meta in board.tasks.items():
-        parts += ["", f"{task} ({meta['kind']}, main metric {meta['main_metric']})",
+        parts += ["", f"{task} ({meta['kind']}; main metric {meta['main_metric']})",
                   grid(display_table(board, task, compact=True))]
         parts += [f"  failed: {line}" for line in error_lines(board, task)]
     return "\n".join(parts)

@@ -26,6 +26,7 @@ Validation errors name the file, the key and the fix.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-ROLES = ("image_encoder", "text_encoder", "retriever", "fusion_head")
+ROLES = ("image_encoder", "text_encoder", "retriever", "fusion_head", "joint_embedding")
+# role -> registry kind
+ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
+              "retriever": "retrievers", "fusion_head": "fusion-heads",
+              "joint_embedding": "joint-embeddings"}
+# Suite, system and task names become directory names of a run: one safe path component.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]*$")
 TOP_LEVEL_KEYS = {"name", "description", "seeds", "baseline", "data", "defaults", "tasks",
                   "systems", "run", "metric", "k"}
 BUILTIN_SUITES = Path(__file__).parent / "suites"
@@ -57,11 +64,15 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class SystemSpec:
+    """A system: its encoders, and a fusion head (classification-style tasks) and/or a joint
+    embedding (retrieval tasks); a retriever where the head retrieves or the task ranks."""
+
     name: str
     image_encoder: ComponentSpec
     text_encoder: ComponentSpec
-    fusion_head: ComponentSpec
+    fusion_head: ComponentSpec | None = None
     retriever: ComponentSpec | None = None
+    joint_embedding: ComponentSpec | None = None
 
     def components(self) -> dict[str, dict | None]:
         return {role: (getattr(self, role).as_dict() if getattr(self, role) else None)
@@ -126,7 +137,8 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
         raise ConfigError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; "
                           f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
     seeds = raw.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+    if not (isinstance(seeds, list) and seeds
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ConfigError(f"{where}: 'seeds' must be a non-empty list of integers, e.g. [0, 1, 2]")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}: 'seeds' has duplicates: {seeds}")
@@ -144,6 +156,8 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
     systems_raw = _table(raw, "systems", where)
     if not systems_raw:
         raise ConfigError(f"{where}: no systems; add at least one [systems.NAME] table")
+    for name in systems_raw:
+        _check_name(name, "systems", where)
     systems = {name: _system(name, body, defaults, where) for name, body in systems_raw.items()}
 
     tasks_raw = _table(raw, "tasks", where)
@@ -153,8 +167,12 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
     for name, body in tasks_raw.items():
         if not isinstance(body, dict):
             raise ConfigError(f"{where}: [tasks.{name}] must be a table")
+        _check_name(name, "tasks", where)
         params = dict(body)
         task_systems = params.pop("systems", list(systems))
+        if not isinstance(task_systems, list) or not task_systems:
+            raise ConfigError(f"{where}: [tasks.{name}] systems must be a non-empty list of "
+                              f"system names")
         for system in task_systems:
             if system not in systems:
                 raise ConfigError(f"{where}: [tasks.{name}] systems names {system!r}, which "
@@ -168,8 +186,12 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
     metric = raw.get("metric", "cos")
     if metric not in ("cos", "ip", "l2sq"):
         raise ConfigError(f"{where}: metric must be 'cos', 'ip' or 'l2sq', got {metric!r}")
+    name = str(raw.get("name", path.stem))
+    if not SAFE_NAME.match(name) or ".." in name:
+        raise ConfigError(f"{where}: name {name!r} must be one path component: letters, "
+                          f"digits and _ . + = , @ [ ] -")
     return Suite(
-        name=str(raw.get("name", path.stem)), path=path, sha256=sha256, seeds=tuple(seeds),
+        name=name, path=path, sha256=sha256, seeds=tuple(seeds),
         baseline=baseline, data=data, tasks=tuple(tasks), systems=systems, metric=metric,
         description=str(raw.get("description", "")), run=_table(raw, "run", where, default={}),
     )
@@ -204,7 +226,17 @@ def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
     for role in ROLES:
         if role in merged:
             parts[role] = _component(merged[role], f"{where}: [systems.{name}] {role}")
-        elif role != "retriever":
+        elif role in ("image_encoder", "text_encoder"):
             raise ConfigError(f"{where}: [systems.{name}] has no {role}; set it there or "
                               f"in [defaults]")
+    if "fusion_head" not in parts and "joint_embedding" not in parts:
+        raise ConfigError(f"{where}: [systems.{name}] has neither a fusion_head nor a "
+                          f"joint_embedding; give it one")
     return SystemSpec(name=name, **parts)
+
+
+def _check_name(name: str, table: str, where: str) -> None:
+    if not SAFE_NAME.match(name) or ".." in name:
+        raise ConfigError(f"{where}: [{table}.{name!r}]: a name must be one path component "
+                          f"(letters, digits and _ . + = , @ [ ] -), since it names a "
+                          f"directory of the run")

@@ -7,16 +7,16 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ravlm_bench.api import SingleLabelEvaluation
 from ravlm_plugins.tasks import splits
 from ravlm_plugins.tasks.labelled import classification_data, label_space
 
 log = logging.getLogger(__name__)
 
 
-class CocoCategory:
+class CocoCategory(SingleLabelEvaluation):
     name = "coco-category"
     dataset = "coco"
-    kind = "classification"
 
     def __init__(self, captions_per_image: int = 1, min_count: int = 1):
         self.captions_per_image = int(captions_per_image)

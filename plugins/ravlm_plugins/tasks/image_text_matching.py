@@ -10,16 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ravlm_bench.api import SingleLabelEvaluation
 from ravlm_plugins.tasks import splits
 from ravlm_plugins.tasks.labelled import classification_data
 
 CLASSES = ["mismatch", "match"]
 
 
-class ImageTextMatching:
+class ImageTextMatching(SingleLabelEvaluation):
     name = "flickr30k-itm"
     dataset = "flickr30k"
-    kind = "classification"
 
     def __init__(self, negatives_per_positive: int = 1, pool: int = 10, hard: bool = True):
         self.negatives = int(negatives_per_positive)

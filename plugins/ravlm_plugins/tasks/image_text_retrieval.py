@@ -5,16 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ravlm_bench.contracts import PairedSplit, RetrievalData
+from ravlm_bench.api import ConfigError, PairedSplit, RankingEvaluation, RetrievalData
 from ravlm_plugins.tasks import splits
 
 
-class ImageTextRetrieval:
-    kind = "retrieval"
+class ImageTextRetrieval(RankingEvaluation):
 
     def __init__(self, name: str, dataset: str, test_images: int | None = None,
-                 train_images: int | None = None):
+                 train_images: int | None = None, ks: list[int] | None = None):
         self.name, self.dataset = name, dataset
+        if ks is not None:
+            if not ks or any(k < 1 for k in ks):
+                raise ConfigError(f"task {name}: ks must be a non-empty list of K >= 1, "
+                                  f"got {ks}")
+            self.ks = tuple(sorted(set(ks)))
         self.test_images = test_images
         self.train_images = train_images
 

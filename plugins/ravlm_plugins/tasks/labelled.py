@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ravlm_bench.contracts import ClassificationData, LabelledSplit
+from ravlm_bench.api import ClassificationData, LabelledSplit
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 
 import pandas as pd
 
-from ravlm_bench.errors import DataError
+from ravlm_bench.api import DataError
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from ravlm_bench.api import SingleLabelEvaluation
 from ravlm_plugins.tasks import splits
 from ravlm_plugins.tasks.labelled import classification_data, label_space
 
 
-class VisualGenomeQA:
+class VisualGenomeQA(SingleLabelEvaluation):
     name = "vg-qa"
     dataset = "visual_genome"
-    kind = "classification"
 
     def __init__(self, top_answers: int = 1000, min_count: int = 1):
         self.top_answers = int(top_answers)

@@ -1,0 +1,132 @@
+"""How the stages of a cell run: in one process, or across the ranks torchrun started.
+
+The stages (:mod:`ravlm_bench.cells`) are written for one process and call an
+:class:`Execution` where a step divides across ranks: the features, the knowledge-base
+index, a head's training and the test predictions. :class:`Local` runs each step as it is;
+:class:`Distributed` shards it and gathers the rows, so no stage threads a distributed
+context through its own code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ravlm_bench.components import Component
+from ravlm_bench.contracts import capability, validate_proba
+from ravlm_bench.distributed import (
+    SINGLE,
+    DistContext,
+    ShardedRetriever,
+    all_gather_rows,
+    broadcast_object,
+    gather_errors,
+    rank_failure,
+)
+from ravlm_bench.errors import RavlmError
+
+T = TypeVar("T")
+
+
+class Local:
+    """One process: every step runs as it is."""
+
+    dist: DistContext = SINGLE
+    is_main = True
+    world_size = 1
+
+    def main_first(self, make: Callable[[], T]) -> T:
+        """``make()``; under torchrun rank 0 first (it writes caches the others read)."""
+        return make()
+
+    def retriever(self, component: Component) -> Component:
+        """The retriever to index the knowledge base with."""
+        return component
+
+    def predict(self, head: Any, inputs, width: int) -> np.ndarray:
+        """The head's scores for every row of ``inputs``, checked: float32 (n, width)."""
+        return validate_proba(head.predict_proba(inputs), len(inputs), width)
+
+    def training_kwargs(self, obj: Any, kind: str, checkpoint_dir: Path | None) -> dict:
+        """The keywords a training method gets, as its declared capabilities allow."""
+        if checkpoint_dir is not None and capability(obj, kind, "checkpoints"):
+            return {"checkpoint_dir": checkpoint_dir}
+        return {}
+
+    def agree_on_outcome(self, label: str, error: BaseException | None) -> None:
+        """Every rank must see the same outcome of a cell (nothing to agree on alone)."""
+
+
+class Distributed(Local):
+    """The ranks of a torchrun job: shards, gathers, and rank 0 alone writes."""
+
+    def __init__(self, dist: DistContext):
+        self.dist = dist
+        self.is_main = dist.is_main
+        self.world_size = dist.world_size
+
+    def main_first(self, make: Callable[[], T]) -> T:
+        # rank 0 first: it generates the demo world and fills the parsed-dataset cache, which
+        # the other ranks then read instead of racing to write it
+        first_error, value = None, None
+        if self.is_main:
+            try:
+                value = make()
+            except Exception as exc:
+                first_error = exc
+        failed_on_main = broadcast_object(
+            self.dist, one_line(first_error) if first_error is not None else None)
+        if first_error is not None:
+            raise first_error
+        if failed_on_main is not None:
+            raise ReplayedError(failed_on_main)  # the same failure, so ranks agree on it
+        return value if self.is_main else make()
+
+    def retriever(self, component: Component) -> Component:
+        # each rank indexes a shard of the knowledge base; searches merge every shard's top-k
+        return dataclasses.replace(component, obj=ShardedRetriever(component.obj, self.dist))
+
+    def predict(self, head: Any, inputs, width: int) -> np.ndarray:
+        from ravlm_bench.cells import slice_inputs
+
+        part = self.dist.shard(len(inputs))
+        local = slice_inputs(inputs, part)
+        proba = (validate_proba(head.predict_proba(local), len(local), width) if len(local)
+                 else np.empty((0, width), np.float32))
+        return all_gather_rows(self.dist, proba)
+
+    def training_kwargs(self, obj: Any, kind: str, checkpoint_dir: Path | None) -> dict:
+        kwargs = {}
+        if capability(obj, kind, "data_parallel"):
+            kwargs["dist"] = self.dist
+        elif checkpoint_dir is not None:
+            # every rank trains its own copy, so each keeps its own checkpoint
+            checkpoint_dir = Path(checkpoint_dir) / f"rank-{self.dist.rank}"
+        if checkpoint_dir is not None and capability(obj, kind, "checkpoints"):
+            kwargs["checkpoint_dir"] = checkpoint_dir
+        return kwargs
+
+    def agree_on_outcome(self, label: str, error: BaseException | None) -> None:
+        """A cell that failed the same way on every rank (a broken plugin, bad data) is a
+        failed cell like any other; a failure on some ranks only stops the run, naming each
+        failed rank, on every rank."""
+        messages = gather_errors(self.dist, error)
+        if any(m is not None for m in messages) and len(set(messages)) > 1:
+            raise rank_failure(label, messages)
+
+
+def execution_for(dist: DistContext) -> Local:
+    return Distributed(dist) if dist.enabled else Local()
+
+
+class ReplayedError(RavlmError):
+    """Rank 0's failure, raised again on the other ranks with the very same message."""
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, RavlmError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())

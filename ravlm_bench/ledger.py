@@ -1,0 +1,137 @@
+"""The run ledger: ``run.json`` (what the run is) and its finished cells, read back checked.
+
+``run.json`` holds the suite, its hash, the systems, the seeds and, per task, what the
+leaderboard needs to read its cells without any plugin: the task's metric declarations
+(:class:`~ravlm_bench.evaluation.Metric`), its main metric, its head interface and sizes.
+Each finished cell is ``cells/<task>/<system>/seed-<n>.json`` plus a ``.npz`` of arrays
+(the task's predictions and ``replicate.<metric>``: the metric on each shared bootstrap
+resample); the JSON records the arrays' sha256. A cell whose arrays are missing or do not
+match is reported and recomputed, never used; an unreadable ``run.json`` is rebuilt from the
+cells, so no rerun forgets finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ravlm_bench.evaluation import Evaluation
+from ravlm_bench.results import RunDir, atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+REPLICATE_PREFIX = "replicate."
+
+
+class RunLedger:
+    """Reads and writes one run directory; only the main process writes."""
+
+    def __init__(self, root: Path, *, writes: bool = True):
+        self.dir = RunDir(root)
+        self.writes = writes
+        self.run: dict = {}
+
+    @property
+    def root(self) -> Path:
+        return self.dir.root
+
+    # -- run.json ---------------------------------------------------------------------------
+
+    def start(self, suite, versions: dict[str, str]) -> None:
+        """Write run.json for ``suite``, keeping the tasks a previous run recorded."""
+        previous = self._previous_run()
+        if previous and previous.get("suite_sha256") != suite.sha256:
+            log.warning("%s was made by another version of the suite; finished cells are "
+                        "reused (use --force to recompute)", self.dir.run_json)
+        self.run = {
+            "suite": suite.name, "suite_path": str(suite.path), "suite_sha256": suite.sha256,
+            "baseline": suite.baseline, "seeds": list(suite.seeds),
+            "systems": {n: s.components() for n, s in suite.systems.items()},
+            "tasks": previous.get("tasks", {}),
+            "created": previous.get("created")
+            or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions,
+        }
+        self._save()
+
+    def record_task(self, name: str, entry: dict) -> None:
+        self.run["tasks"][name] = entry
+        self._save()
+
+    def _previous_run(self) -> dict:
+        path = self.dir.run_json
+        if not path.exists():
+            return {}
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(run, dict) or not isinstance(run.get("tasks", {}), dict):
+                raise ValueError("not a run.json object")
+            return run
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            tasks = self._tasks_from_cells()
+            log.warning("%s is damaged (%s); rebuilt its %d task(s) from the cells", path,
+                        " ".join(str(exc).split()), len(tasks))
+            return {"tasks": tasks}
+
+    def _tasks_from_cells(self) -> dict:
+        """Each task's declaration as its newest readable cell recorded it."""
+        tasks: dict = {}
+        for path in sorted((self.root / "cells").glob("*/*/seed-*.json")):
+            try:
+                cell = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(cell, dict) and isinstance(cell.get("task_declaration"), dict):
+                tasks[cell["task"]] = cell["task_declaration"]
+        return tasks
+
+    def _save(self) -> None:
+        if self.writes:
+            atomic_write_json(self.dir.run_json, self.run)
+
+    # -- cells ------------------------------------------------------------------------------
+
+    def finished(self, task: str, system: str, seed: int) -> dict | None:
+        """The cell's record if it finished and its arrays are intact, else None."""
+        record = self.dir.finished(task, system, seed)
+        if record is None:
+            return None
+        expected = record.get("arrays_sha256")
+        if expected is None:
+            return record  # written before arrays were checksummed
+        path = self.dir.cell_path(task, system, seed, ".npz")
+        actual = _sha256(path)
+        if actual != expected:
+            problem = "missing" if actual is None else "damaged (checksum mismatch)"
+            log.warning("%s is %s; the cell %s / %s / seed %d is recomputed", path, problem,
+                        task, system, seed)
+            return None
+        return record
+
+    def write_cell(self, record: dict, evaluation: Evaluation | None) -> None:
+        if not self.writes:
+            return
+        task, system, seed = record["task"], record["system"], record["seed"]
+        if evaluation is not None:
+            arrays = dict(evaluation.predictions)
+            arrays.update({REPLICATE_PREFIX + name: np.asarray(values, np.float64)
+                           for name, values in evaluation.replicates.items()})
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            data = buffer.getvalue()
+            atomic_write_bytes(self.dir.cell_path(task, system, seed, ".npz"), data)
+            record["arrays_sha256"] = hashlib.sha256(data).hexdigest()
+        atomic_write_json(self.dir.cell_path(task, system, seed), record)
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -1,0 +1,110 @@
+"""Validate a suite against the registry before any work: every error here is exit 2.
+
+Checked: the ``[run]`` table; every component a system names exists and accepts the
+parameters given (declared types, did-you-mean for misspellings); every task exists,
+accepts its parameters and gets systems that have the head interface it needs; every
+``[data.*]`` table names a registered dataset and its parameters. Messages name the suite
+file, the table and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from ravlm_bench.contracts import capability
+from ravlm_bench.errors import ConfigError
+from ravlm_bench.evaluation import adapt_task
+from ravlm_bench.options import ParamError, check_params, option, spec_from_options
+from ravlm_bench.registry import Registry
+from ravlm_bench.suite import ROLE_KINDS, ROLES, Suite, SystemSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """The suite's ``[run]`` table."""
+
+    data_seed: int = option(0, "seed of the tasks' data choices (captions picked, splits)")
+    demo: bool = option(False, "datasets without a root use the embedded demo world")
+    demo_size: Literal["tiny", "small", "medium"] = option("small", "size of the demo world")
+
+
+def check_suite(suite: Suite, registry: Registry) -> Suite:
+    """Raise :class:`ConfigError` for the first problem; return the suite with spellings
+    from before 1.0 mapped to today's (a joint embedding named as a fusion head)."""
+    where = str(suite.path)
+    try:
+        check_params(spec_from_options(RunOptions), suite.run)
+    except ParamError as exc:
+        raise ConfigError(f"{where}: [run]: {exc}") from None
+    systems = {name: _check_system(system, registry, where)
+               for name, system in suite.systems.items()}
+    for dataset, params in suite.data.items():
+        entry = _entry(registry, "datasets", dataset, f"{where}: [data.{dataset}]")
+        entry.check({k: v for k, v in params.items() if k != "root"} if
+                    entry.params.get("root") is None else params, f"{where}: [data.{dataset}]")
+    for task_spec in suite.tasks:
+        table = f"{where}: [tasks.{task_spec.name}]"
+        entry = _entry(registry, "tasks", task_spec.name, table)
+        entry.check(task_spec.params, table)
+        _check_task_systems(task_spec, systems, registry, table)
+    return dataclasses.replace(suite, systems=systems)
+
+
+def _entry(registry: Registry, kind: str, name: str, where: str):
+    try:
+        return registry.get(kind, name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_system(system: SystemSpec, registry: Registry, where: str) -> SystemSpec:
+    table = f"{where}: [systems.{system.name}]"
+    system = _legacy_joint_embedding(system, registry, table)
+    for role in ROLES:
+        spec = getattr(system, role)
+        if spec is None:
+            continue
+        entry = _entry(registry, ROLE_KINDS[role], spec.name, f"{table} {role}")
+        entry.check(spec.params, f"{table} {role}")
+    return system
+
+
+def _legacy_joint_embedding(system: SystemSpec, registry: Registry, table: str) -> SystemSpec:
+    head = system.fusion_head
+    if head is None or system.joint_embedding is not None \
+            or head.name in registry.names("fusion-heads") \
+            or head.name not in registry.names("joint-embeddings"):
+        return system
+    log.warning("%s: fusion_head = %r is a joint embedding; write joint_embedding = "
+                "{ name = %r } (fusion_head for joint embeddings is deprecated since 1.0)",
+                table, head.name, head.name)
+    return dataclasses.replace(system, fusion_head=None, joint_embedding=head)
+
+
+def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Registry,
+                        table: str) -> None:
+    """Systems must have what the task's head interface needs. A task whose factory fails
+    is left to fail its own cells, with the plugin named."""
+    try:
+        task = adapt_task(registry.create("tasks", task_spec.name, **task_spec.params))
+        head = capability(task, "tasks", "head")
+    except Exception:
+        return
+    for name in task_spec.systems:
+        system = systems[name]
+        if head == "fusion-head" and system.fusion_head is None:
+            raise ConfigError(f"{table}: system {name!r} has no fusion_head, which this "
+                              f"task needs")
+        if head == "joint-embedding":
+            if system.joint_embedding is None and system.fusion_head is None:
+                raise ConfigError(f"{table}: system {name!r} has no joint_embedding, which "
+                                  f"this task needs")
+            if system.retriever is None:
+                raise ConfigError(f"{table}: system {name!r} has no retriever, which this "
+                                  f"task needs to rank")
+
