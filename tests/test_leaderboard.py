@@ -12,14 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ravlm_bench.contracts import ClassificationData, LabelledSplit, PairedSplit, RetrievalData
 from ravlm_bench.errors import DataError
-from ravlm_bench.leaderboard import COST_COLUMNS, load_run, render_terminal
-from ravlm_bench.metrics import (
-    classification_metrics,
-    paired_bootstrap,
-    per_class_report,
-    retrieval_recall,
+from ravlm_bench.evaluation import (
+    ClassScores,
+    RankingEvaluation,
+    Rankings,
+    Resampler,
+    SingleLabelEvaluation,
+    task_declaration,
 )
+from ravlm_bench.leaderboard import COST_COLUMNS, load_run, render_terminal
+from ravlm_bench.ledger import RunLedger
+from ravlm_bench.metrics import _top_k
 
 CLASSES = ["circle", "square", "triangle", "star"]
 SYSTEMS = {"concat": 0.55, "knn": 0.45, "xattn": 0.8}  # system -> accuracy it is built with
@@ -31,12 +36,29 @@ def _cell_path(run_dir: Path, task: str, system: str, seed: int, suffix=".json")
     return run_dir / "cells" / task / system / f"seed-{seed}{suffix}"
 
 
-def _write_cell(run_dir: Path, cell: dict, predictions: dict | None = None) -> None:
-    path = _cell_path(run_dir, cell["task"], cell["system"], cell["seed"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if predictions is not None:
-        np.savez(path.with_suffix(".npz"), **predictions)
-    path.write_text(json.dumps(cell, indent=2))
+def _write_cell(run_dir: Path, cell: dict, evaluation=None) -> None:
+    """Written as the runner writes it (the ledger), with its evaluation's arrays."""
+    if evaluation is not None:
+        cell["metrics"] = {**evaluation.metrics, "ci95": {}}
+    RunLedger(run_dir).write_cell(cell, evaluation)
+
+
+RESAMPLER = Resampler(n_resamples=300)
+
+
+def _category_data(y_true: np.ndarray, train_counts: np.ndarray) -> ClassificationData:
+    train_labels = np.repeat(np.arange(len(train_counts)), train_counts)
+    def split(labels):
+        return LabelledSplit(np.arange(len(labels)), [""] * len(labels), [""] * len(labels),
+                             labels)
+    return ClassificationData(CLASSES, split(train_labels), None, split(y_true))
+
+
+def _retrieval_data(caption_image: np.ndarray) -> RetrievalData:
+    n_images = int(caption_image.max()) + 1
+    split = PairedSplit(np.arange(n_images), [""] * n_images, [""] * len(caption_image),
+                        caption_image)
+    return RetrievalData(split, None, split)
 
 
 def _cost(rng, retrieval: bool) -> dict:
@@ -59,9 +81,9 @@ def build_run(root: Path, *, failed: dict | None = None, skip: tuple = ()) -> Pa
     run_dir.mkdir(parents=True)
     run = {
         "suite": "demo", "suite_sha256": "ab" * 32, "baseline": "concat",
-        "tasks": {"shape-category": {"kind": "classification", "main_metric": "weighted_f1",
+        "tasks": {"shape-category": {**task_declaration(SingleLabelEvaluation()),
                                      "classes": CLASSES},
-                  "shape-retrieval": {"kind": "retrieval", "main_metric": "mean_recall"}},
+                  "shape-retrieval": task_declaration(RankingEvaluation())},
         "systems": {name: {"image_encoder": {"name": "tiny-cnn"},
                            "text_encoder": {"name": "hash-bow"},
                            "retriever": {"name": "exact"}, "fusion_head": {"name": name}}
@@ -70,10 +92,13 @@ def build_run(root: Path, *, failed: dict | None = None, skip: tuple = ()) -> Pa
     }
     (run_dir / "run.json").write_text(json.dumps(run, indent=2))
     train_counts = np.array([60, 30, 20, 10])
+    # every seed scores the same test items, as in a run; -1: outside the label space
+    y_true = np.random.default_rng(99).choice([-1, 0, 1, 2, 3], size=N_TEST,
+                                              p=[0.04, 0.4, 0.3, 0.16, 0.1])
+    category = _category_data(y_true, train_counts)
+    caption_image = np.repeat(np.arange(20), 5)
+    retrieval = _retrieval_data(caption_image)
     for seed in SEEDS:
-        rng = np.random.default_rng(seed)
-        # the test items differ per seed (like seeded hard negatives); -1: outside the labels
-        y_true = rng.choice([-1, 0, 1, 2, 3], size=N_TEST, p=[0.04, 0.4, 0.3, 0.16, 0.1])
         for index, (system, accuracy) in enumerate(SYSTEMS.items()):
             sys_rng = np.random.default_rng(100 * seed + index)
             for task in run["tasks"]:
@@ -95,21 +120,17 @@ def build_run(root: Path, *, failed: dict | None = None, skip: tuple = ()) -> Pa
                     keep = sys_rng.random(N_TEST) < accuracy
                     y_pred = np.where(keep, np.clip(y_true, 0, None),
                                       sys_rng.integers(0, len(CLASSES), N_TEST))
-                    cell["metrics"] = classification_metrics(
-                        y_true, y_pred, num_classes=len(CLASSES), train_counts=train_counts,
-                        classes=CLASSES, seed=seed, n_bootstrap=200)
-                    cell["per_class"] = per_class_report(y_true, y_pred,
-                                                         num_classes=len(CLASSES),
-                                                         classes=CLASSES)
-                    _write_cell(run_dir, cell, {"y_true": y_true, "y_pred": y_pred,
-                                                "train_counts": train_counts})
+                    scores = np.eye(len(CLASSES), dtype=np.float32)[y_pred]
+                    _write_cell(run_dir, cell, SingleLabelEvaluation().evaluate(
+                        category, ClassScores(scores), RESAMPLER))
                 else:
                     images = sys_rng.normal(size=(20, 8)).astype(np.float32)
-                    caption_image = np.repeat(np.arange(20), 5)
                     texts = images[caption_image] + (2.5 - 2 * accuracy) * sys_rng.normal(
                         size=(100, 8)).astype(np.float32)
-                    cell["metrics"] = retrieval_recall(images, texts, caption_image)
-                    _write_cell(run_dir, cell)
+                    rankings = Rankings(t2i=_top_k(texts, images, 10),
+                                        i2t=_top_k(images, texts, 10))
+                    _write_cell(run_dir, cell, RankingEvaluation().evaluate(
+                        retrieval, rankings, RESAMPLER))
     return run_dir
 
 
@@ -133,7 +154,12 @@ def run_dir(tmp_path) -> Path:
     })
 
 
-def test_tables_hold_mean_std_and_mean_ci_of_the_stored_cells(run_dir):
+def replicates(run_dir: Path, task: str, system: str, seed: int, metric: str) -> np.ndarray:
+    with np.load(_cell_path(run_dir, task, system, seed, ".npz")) as data:
+        return data[f"replicate.{metric}"]
+
+
+def test_tables_hold_mean_std_and_cluster_bootstrap_ci_of_the_stored_cells(run_dir):
     board = load_run(run_dir)
     table = board.tables["shape-category"]
     assert list(table.index) == list(SYSTEMS)
@@ -142,12 +168,12 @@ def test_tables_hold_mean_std_and_mean_ci_of_the_stored_cells(run_dir):
             values = stored(run_dir, "shape-category", system, metric)
             assert table.loc[system, metric] == pytest.approx(np.mean(values))
             assert table.loc[system, f"{metric}_std"] == pytest.approx(np.std(values, ddof=1))
-        bounds = [json.loads(p.read_text())["metrics"]["ci95"]["weighted_f1"]
-                  for p in (run_dir / "cells/shape-category" / system).glob("seed-*.json")]
-        assert table.loc[system, "weighted_f1_ci95_lo"] == pytest.approx(
-            np.mean([b[0] for b in bounds]))
-        assert table.loc[system, "weighted_f1_ci95_hi"] == pytest.approx(
-            np.mean([b[1] for b in bounds]))
+        # the cluster bootstrap: resample b is the seeds' mean on resample b
+        pooled = np.mean([replicates(run_dir, "shape-category", system, s, "weighted_f1")
+                          for s in SEEDS], axis=0)
+        lo, hi = np.percentile(pooled, [2.5, 97.5])
+        assert table.loc[system, "weighted_f1_ci95_lo"] == pytest.approx(lo)
+        assert table.loc[system, "weighted_f1_ci95_hi"] == pytest.approx(hi)
         assert table.loc[system, "n_seeds"] == 3 and table.loc[system, "status"] == "ok"
     assert list(board.metrics("shape-retrieval"))[0] == "mean_recall"
     retrieval = board.tables["shape-retrieval"]
@@ -176,7 +202,7 @@ def test_failed_cells_show_as_failed_with_the_error(run_dir):
     assert knn_rows[1][-1] == "partial" and knn_rows[2][1] == "failed"
 
 
-def test_paired_bootstrap_pools_the_seeds_both_systems_finished(run_dir):
+def test_the_paired_test_uses_the_seeds_both_systems_finished(run_dir):
     board = load_run(run_dir)
     table = board.tables["shape-category"]
     assert math.isnan(table.loc["concat", "delta_vs_baseline"])  # the baseline itself
@@ -184,21 +210,63 @@ def test_paired_bootstrap_pools_the_seeds_both_systems_finished(run_dir):
     assert xattn["paired_seeds"] == 3 and xattn["delta_vs_baseline"] > 0
     assert xattn["delta_ci95_lo"] > 0 and xattn["p_value"] < 0.01
 
-    def predictions(system, seed):
-        with np.load(_cell_path(run_dir, "shape-category", system, seed, ".npz")) as data:
-            return data["y_true"], data["y_pred"]
-
     seeds = [0, 2]  # knn's seed 1 failed, so only seeds 0 and 2 pair
-    expected = paired_bootstrap(
-        np.concatenate([predictions("knn", s)[0] for s in seeds]),
-        np.concatenate([predictions("knn", s)[1] for s in seeds]),
-        np.concatenate([predictions("concat", s)[1] for s in seeds]),
-        num_classes=len(CLASSES))
+    def seed_mean(system, what):
+        return np.mean([what(system, s) for s in seeds], axis=0)
+    delta = seed_mean("knn", lambda sy, s: stored_one(run_dir, sy, s)) - seed_mean(
+        "concat", lambda sy, s: stored_one(run_dir, sy, s))
+    resampled = seed_mean("knn", lambda sy, s: replicates(
+        run_dir, "shape-category", sy, s, "weighted_f1")) - seed_mean(
+        "concat", lambda sy, s: replicates(run_dir, "shape-category", sy, s, "weighted_f1"))
     knn = table.loc["knn"]
     assert knn["paired_seeds"] == 2
-    assert knn["delta_vs_baseline"] == pytest.approx(expected["delta"])
-    assert knn["p_value"] == pytest.approx(expected["p_value"])
-    assert "delta_vs_baseline" not in board.tables["shape-retrieval"].columns
+    assert knn["delta_vs_baseline"] == pytest.approx(delta)
+    assert knn["p_value"] == pytest.approx((1 + (resampled <= 0).sum()) / (1 + len(resampled)))
+    # Holm over the two systems compared with the baseline
+    smaller, larger = sorted([knn["p_value"], xattn["p_value"]])
+    holm = {smaller: min(1, 2 * smaller)}
+    holm[larger] = max(holm[smaller], min(1, larger))
+    assert knn["p_holm"] == pytest.approx(holm[knn["p_value"]])
+    assert xattn["p_holm"] == pytest.approx(holm[xattn["p_value"]])
+    # retrieval rows carry intervals and the paired test too
+    retrieval = board.tables["shape-retrieval"].loc["xattn"]
+    assert retrieval["mean_recall_ci95_lo"] <= retrieval["mean_recall"] \
+        <= retrieval["mean_recall_ci95_hi"]
+    assert retrieval["paired_seeds"] == 3 and not math.isnan(retrieval["p_value"])
+
+
+def stored_one(run_dir: Path, system: str, seed: int) -> float:
+    cell = json.loads(_cell_path(run_dir, "shape-category", system, seed).read_text())
+    return cell["metrics"]["weighted_f1"]
+
+
+def test_repeating_a_seed_does_not_narrow_the_intervals(tmp_path):
+    """Seeds are not more test items: three copies of one seed give one seed's interval."""
+    widths = []
+    for copies in (1, 3):
+        root = tmp_path / str(copies)
+        run_dir = build_run(root)
+        for system in SYSTEMS:
+            for task in ("shape-category", "shape-retrieval"):
+                for seed in SEEDS[1:copies] if copies > 1 else []:
+                    for suffix in (".json", ".npz"):
+                        source = _cell_path(run_dir, task, system, 0, suffix)
+                        target = _cell_path(run_dir, task, system, seed, suffix)
+                        data = source.read_bytes()
+                        if suffix == ".json":
+                            cell = json.loads(data)
+                            cell["seed"] = seed
+                            data = json.dumps(cell).encode()
+                        target.write_bytes(data)
+        if copies == 1:
+            run = json.loads((run_dir / "run.json").read_text())
+            run["seeds"] = [0]
+            (run_dir / "run.json").write_text(json.dumps(run))
+        table = load_run(run_dir).tables["shape-category"]
+        xattn = table.loc["xattn"]
+        widths.append((xattn["delta_ci95_hi"] - xattn["delta_ci95_lo"],
+                       xattn["weighted_f1_ci95_hi"] - xattn["weighted_f1_ci95_lo"]))
+    assert widths[0] == pytest.approx(widths[1])
 
 
 def test_unfinished_runs_and_temporary_files(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
+from ravlm_bench.evaluation import Resampler
 from ravlm_bench.metrics import (
     classification_metrics,
     head_tail_classes,
@@ -71,7 +72,10 @@ def test_bootstrap_intervals_equal_a_brute_force_bootstrap(labelled):
     n_boot, seed = 200, 3
     result = classification_metrics(y_true, y_pred, num_classes=num_classes,
                                     train_counts=train_counts, seed=seed, n_bootstrap=n_boot)
-    index = np.random.default_rng(seed).integers(0, len(y_true), size=(n_boot, len(y_true)))
+    # the resamples are the Resampler's: items drawn with replacement from its seeded stream
+    index = np.concatenate([block["item"] for block in
+                            Resampler(n_boot, seed).blocks({"item": len(y_true)})])
+    assert index.shape == (n_boot, len(y_true)) and len(np.unique(index)) > len(y_true) // 2
     labels = [*range(num_classes), -1]
     f1s = [f1_score(y_true[i], y_pred[i], labels=labels, average="weighted", zero_division=0)
            for i in index]

@@ -91,3 +91,60 @@ def test_suite_names_resolve_to_builtin_files(tmp_path):
         resolve_suite_path("cocoa")
     with pytest.raises(ConfigError, match="no such suite file"):
         resolve_suite_path(str(tmp_path / "missing.toml"))
+
+
+# -- validation against the registry, before any work ----------------------------------------
+
+BAD_PARAMETERS = [
+    ('fusion_head = { name = "knn", kk = 10 }',
+     "[systems.broken] fusion_head: fusion head 'knn': unknown parameter 'kk'; "
+     "did you mean 'k'?"),
+    ('fusion_head = { name = "knn", k = "ten" }',
+     "[systems.broken] fusion_head: fusion head 'knn': parameter 'k' = \"ten\": "
+     "expected an integer"),
+    ('fusion_head = { name = "knn", k = 0 }',
+     "[systems.broken] fusion_head: fusion head 'knn': parameter 'k' = 0: must be >= 1"),
+    ('fusion_head = { name = "knn" }\nretriever = { name = "exact", metric = "l2sq" }',
+     "[systems.broken] retriever: retriever 'exact': parameter 'metric' is set by the harness"),
+    ('fusion_head = { name = "knnn" }',
+     "[systems.broken] fusion_head: unknown fusion head 'knnn'; did you mean 'knn'?"),
+]
+
+
+@pytest.mark.parametrize("line, message", BAD_PARAMETERS)
+def test_a_bad_parameter_fails_before_any_work_with_exit_2(tmp_path, line, message):
+    """One line naming the suite file, the system and the parameter; nothing encoded."""
+    import subprocess
+    import sys
+
+    suite = tmp_path / "bad.toml"
+    suite.write_text(f"""
+name = "bad"
+[data.coco]
+root = "{tmp_path / 'nowhere'}"
+[defaults]
+image_encoder = {{ name = "resnet18" }}
+text_encoder = {{ name = "minilm-l6" }}
+[systems.broken]
+{line}
+[tasks.coco-category]
+""")
+    result = subprocess.run([sys.executable, "-m", "ravlm_bench", "run", str(suite), "--out",
+                             str(tmp_path / "run")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {suite}: {message}"), lines
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_every_built_in_suite_validates_against_the_reference_plugins():
+    from ravlm_bench.host import get_plugin_manager
+    from ravlm_bench.preflight import check_suite
+    from ravlm_bench.registry import Registry
+
+    registry = Registry(get_plugin_manager())
+    for path in sorted(BUILTIN_SUITES.glob("*.toml")):
+        checked = check_suite(load_suite(path), registry)
+        for system in checked.systems.values():
+            assert system.fusion_head is not None or system.joint_embedding is not None

@@ -39,8 +39,12 @@ def test_tutorial_package_installs_and_is_listed(tmp_path):
                             capture_output=True, text=True, env=env, timeout=300)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
-    assert rows["numpy-flat"] == {"name": "numpy-flat", "plugin": "numpy_flat",
-                                  "description": "brute force in numpy"}
+    row = rows["numpy-flat"]
+    assert (row["name"], row["plugin"], row["description"]) == (
+        "numpy-flat", "numpy_flat", "brute force in numpy")
+    assert row["params_declared"] is True
+    assert [(p["name"], p["type"], p["default"]) for p in row["params"]] == [
+        ("chunk", "int", 1024)]
 
     conformance = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
