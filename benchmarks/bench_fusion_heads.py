@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         best_rate, best_items, steps = 0.0, 0.0, 0
         for _ in range(args.repeats):
             head = registry.create("fusion-heads", name, dim=dim, **params)
-            stats = head.fit(inputs, None, seed=0)
-            steps = stats["steps"]
-            best_rate = max(best_rate, steps / stats["seconds"])
+            report = head.fit(inputs, None, seed=0)
+            steps = report.steps
+            best_rate = max(best_rate, steps / report.seconds)
             best_items = max(best_items,
                              len(inputs) / timed(lambda h=head, i=inputs: h.predict_proba(i)))
         rows.append([label, steps, best_rate, best_items])
@@ -107,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     first_caption = np.flatnonzero(np.r_[True, np.diff(kb.image_ids) != 0])
     best_rate, best_items = 0.0, 0.0
     for _ in range(args.repeats):
-        infonce = registry.create("fusion-heads", "infonce", dim=dim, **common)
-        stats = infonce.fit_pairs(kb.image[first_caption], kb.text, kb.image_ids, seed=0)
-        best_rate = max(best_rate, stats["steps"] / stats["seconds"])
+        infonce = registry.create("joint-embeddings", "infonce", dim=dim, **common)
+        report = infonce.fit_pairs(kb.image[first_caption], kb.text, kb.image_ids, seed=0)
+        best_rate = max(best_rate, report.steps / report.seconds)
         embed_s = timed(lambda m=infonce: (m.embed_images(kb.image), m.embed_texts(kb.text)))
         best_items = max(best_items, len(kb) / embed_s)
-    rows.append(["infonce (pairs = images)", stats["steps"], best_rate, best_items])
+    rows.append(["infonce (pairs = images)", report.steps, best_rate, best_items])
 
     base_steps, base_items = rows[0][2], rows[0][3]
     table = [[label, steps, f"{rate:,.1f}", f"{rate / base_steps:.2f}x", f"{items:,.0f}",

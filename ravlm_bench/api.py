@@ -6,7 +6,8 @@ rest of ``ravlm_bench`` is internal and may change in any release.
 * Hooks: :data:`hookimpl` marks a plugin's registration functions (the hooks are listed in
   :mod:`ravlm_bench.hookspecs`); each gets ``register(name, factory, *, description="",
   options=None)``.
-* Typed parameters: :func:`option` fields in an ``options`` dataclass (:mod:`ravlm_bench.options`).
+* Typed parameters: :func:`option` fields in an ``options`` dataclass
+  (:mod:`ravlm_bench.options`); :func:`parse_options` builds one from a suite's parameters.
 * Component kinds: the base classes :class:`FusionHead` and :class:`JointEmbedding`, the
   protocols :class:`ImageEncoder`, :class:`TextEncoder`, :class:`Retriever`,
   :class:`Dataset`, :class:`Task`, :class:`Publisher`, and every optional capability with
@@ -60,7 +61,7 @@ from ravlm_bench.evaluation import (
     percentile_interval,
 )
 from ravlm_bench.hookspecs import hookimpl
-from ravlm_bench.options import option
+from ravlm_bench.options import option, parse_options
 from ravlm_bench.paths import DATA_ENV, cache_subdir, data_root, directory_written_atomically
 from ravlm_bench.seeding import seed_everything
 
@@ -73,7 +74,7 @@ __all__ = [
     "RetrievalData", "Retriever", "SingleLabelEvaluation", "Task", "TextEncoder",
     "TrainingReport", "__version__", "all_gather_same_shape", "broadcast_object",
     "cache_subdir", "capability", "cause", "data_root", "directory_written_atomically",
-    "hookimpl", "option", "percentile_interval", "seed_everything",
+    "hookimpl", "option", "parse_options", "percentile_interval", "seed_everything",
 ]
 
 

@@ -175,10 +175,12 @@ def check_ranks(ctx: DistContext, error: BaseException | None, stage: str) -> No
 def merge_topk(keys: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-shard top-k lists laid side by side ((m, shards*k)) into one top-k.
 
-    Padding (-1 keys) sorts last; ties keep shard order, so the merge is deterministic.
+    Equal scores come by ascending key, so when each shard keeps the lowest keys of a tie
+    at its k-th place, the merge returns what one retriever over every shard returns.
+    Padding (-1 keys, and any score of -inf) sorts last and comes back as -1.
     """
     ranked = np.where(keys >= 0, scores, -np.inf)
-    order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
+    order = np.lexsort((keys, -ranked), axis=1)[:, :k]
     merged_keys = np.take_along_axis(keys, order, axis=1)
     merged_scores = np.take_along_axis(scores, order, axis=1)
     merged_keys[np.take_along_axis(ranked, order, axis=1) == -np.inf] = -1

@@ -249,3 +249,20 @@ def _type_name(kind: Any) -> str:
 def _show(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (str, bool, int, float, list)) \
         or value is None else repr(value)
+
+
+def parse_options(options: type, params: dict[str, Any], component: str = ""):
+    """``options(**params)`` after :func:`check_params` (names, types, bounds, required):
+    what a component calls to turn its suite parameters into its options object. Errors are
+    :class:`~ravlm_bench.errors.ConfigError`, prefixed with ``component``."""
+    from ravlm_bench.errors import ConfigError
+
+    prefix = f"{component}: " if component else ""
+    try:
+        check_params(spec_from_options(options), params)
+    except ParamError as exc:
+        raise ConfigError(f"{prefix}{exc}") from None
+    try:
+        return options(**params)
+    except ConfigError as exc:  # the dataclass's own checks (__post_init__)
+        raise ConfigError(f"{prefix}{exc}") from None

@@ -7,6 +7,7 @@ import pytest
 
 from ravlm_bench import ConfigError, Registry, get_plugin_manager
 from ravlm_bench.contracts import LabelledRetriever, validate_search
+from ravlm_bench.testing import check_retriever
 
 DIM = 16
 
@@ -105,3 +106,62 @@ def test_random_is_seeded_and_uninformative(registry):
 def test_unknown_metric_fails_naming_the_plugin(registry):
     with pytest.raises(ConfigError, match="oracle.*metric"):
         registry.create("retrievers", "oracle", dim=DIM, metric="hamming")
+
+
+@pytest.mark.parametrize("name,params,min_recall", [
+    ("oracle", {}, 1.0),  # with one label for everything, oracle is an exact search
+    ("random", {"seed": 4}, 0.0),  # knows nothing, finds nothing on purpose
+])
+def test_conformance_kit(registry, name, params, min_recall):
+    check_retriever(lambda **kw: registry.create("retrievers", name, **params, **kw),
+                    min_recall=min_recall)
+
+
+def with_copies(seed=0):
+    """``data()`` where one vector is stored 12 times, all under label 1, in shuffled order
+    under shuffled keys."""
+    vectors, keys, labels = data(n=120, seed=seed)
+    rng = np.random.default_rng(seed)
+    copies = rng.choice(120, 12, replace=False)
+    vectors[copies], labels[copies] = vectors[copies[0]], 1
+    return vectors, rng.permutation(keys), labels, copies
+
+
+@pytest.mark.parametrize("metric", ["cos", "ip", "l2sq"])
+def test_oracle_keeps_the_lowest_keys_of_a_tie(registry, metric):
+    vectors, keys, labels, copies = with_copies()
+    oracle = make(registry, "oracle", metric)
+    oracle.build(vectors, keys, labels=labels)
+    found, scores = oracle.search(vectors[copies[:1]], 8, labels=np.array([1]))
+    lowest = np.sort(keys[copies])[:8]
+    if metric != "ip":  # by inner product a longer vector of label 1 may come first
+        assert found[0].tolist() == lowest.tolist() and len(set(scores[0].tolist())) == 1
+    shuffled = np.random.default_rng(1).permutation(len(keys))
+    again = make(registry, "oracle", metric)
+    again.build(vectors[shuffled], keys[shuffled], labels=labels[shuffled])
+    assert np.array_equal(again.search(vectors[copies[:1]], 8, labels=np.array([1]))[0], found)
+
+
+def test_random_draws_the_same_items_whatever_the_insertion_order(registry):
+    vectors, keys, labels, copies = with_copies()
+    first = make(registry, "random", seed=2)
+    first.build(vectors, keys)
+    shuffled = np.random.default_rng(1).permutation(len(keys))
+    second = make(registry, "random", seed=2)
+    second.build(vectors[shuffled], keys[shuffled])
+    queries = vectors[:30]
+    found, scores = first.search(queries, 20)
+    assert np.array_equal(found, second.search(queries, 20)[0])
+    # copies drawn together tie, by ascending key
+    tied = (scores[:, 1:] == scores[:, :-1])
+    assert tied.any() and (found[:, 1:] > found[:, :-1])[tied].all()
+
+
+@pytest.mark.parametrize("name,declared", [("oracle", {}), ("random", {"seed": 0})])
+def test_options_declare_what_the_factory_takes(registry, name, declared):
+    entry = registry.get("retrievers", name)
+    assert entry.params.declared
+    assert {p.name: p.default for p in entry.params.params} == declared
+    assert all(p.help for p in entry.params.params)
+    with pytest.raises(ConfigError, match="unknown parameter 'k'"):
+        entry.check({"k": 3}, "suite")

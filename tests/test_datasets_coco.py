@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -173,3 +174,18 @@ def test_unknown_split_names_the_dataset_and_the_splits(registry, demo_world):
         coco.table("captions", "dev")
     with pytest.raises(DataError, match="has no 'questions' records"):
         coco.table("questions", "train")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"year": 2015}, "parameter 'year' = 2015: expected 2014 | 2017 | none"),
+    ({"year": "2017"}, "parameter 'year' = \"2017\": expected 2014 | 2017 | none"),
+    ({"split_scheme": "karpaty"},
+     "parameter 'split_scheme' = \"karpaty\": expected \"official\" | \"karpathy\" | none"),
+    ({"on_bad_image": "ignore"}, "expected one of \"fail\", \"skip\""),
+    ({"roots": "/data/coco"}, "unknown parameter 'roots'; did you mean 'root'?"),
+])
+def test_suite_parameters_are_checked_against_the_declared_options(registry, params, message):
+    entry = registry.get("datasets", "coco")
+    entry.check({"root": "demo", "year": 2014, "split_scheme": "official"}, "suite.toml")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        entry.check(params, "suite.toml [data.coco]")

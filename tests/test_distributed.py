@@ -24,10 +24,8 @@ WORKER = textwrap.dedent('''
     mode, out = sys.argv[1], sys.argv[2]
     ctx = init_distributed(timeout_s=60)
     if mode == "search":
-        rng = np.random.default_rng(0)
-        vectors = rng.normal(size=(1001, 24)).astype(np.float32)
-        keys = np.arange(1001, dtype=np.int64) * 3 + 11
-        queries = rng.normal(size=(50, 24)).astype(np.float32)
+        data = np.load(sys.argv[3])
+        vectors, keys, queries = data["vectors"], data["keys"], data["queries"]
         registry = Registry(get_plugin_manager())
         for metric in ("cos", "ip", "l2sq"):
             sharded = ShardedRetriever(
@@ -118,15 +116,63 @@ def test_merge_topk_equals_a_global_sort():
         assert np.allclose(merged_scores[row], flat_scores[best])
 
 
+def search_data():
+    """1001 vectors, one of them stored 40 times across the shards, under shuffled keys; the
+    first queries are that vector (a tie cut by the k-th place) and a zero vector."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(1001, 24)).astype(np.float32)
+    vectors[rng.choice(1001, 40, replace=False)] = vectors[0]
+    keys = rng.permutation(1001).astype(np.int64) * 3 + 11
+    queries = rng.normal(size=(50, 24)).astype(np.float32)
+    queries[0], queries[1] = vectors[0], 0.0
+    return vectors, keys, queries
+
+
+def test_merge_topk_breaks_ties_by_ascending_key():
+    # two shards' lists side by side, each best first with its own ties by key
+    keys = np.array([[8, 30, 4, -1], [2, 9, 5, 7]], dtype=np.int64)
+    scores = np.array([[0.5, 0.5, 0.5, -np.inf], [0.9, 0.1, 0.9, 0.9]], dtype=np.float32)
+    merged_keys, merged_scores = merge_topk(keys, scores, 3)
+    assert merged_keys.tolist() == [[4, 8, 30], [2, 5, 7]]
+    np.testing.assert_array_equal(merged_scores, np.float32([[0.5] * 3, [0.9] * 3]))
+    swapped = merge_topk(keys[:, [2, 3, 0, 1]], scores[:, [2, 3, 0, 1]], 4)[0]
+    assert swapped.tolist() == [[4, 8, 30, -1], [2, 5, 7, 9]]  # shard order does not matter
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_merged_shards_with_ties_equal_the_unsharded_exact_search(world):
+    from ravlm_bench import Registry, get_plugin_manager
+
+    vectors, keys, queries = search_data()
+    registry = Registry(get_plugin_manager())
+    for metric in ("cos", "ip", "l2sq"):
+        whole = registry.create("retrievers", "exact", dim=24, metric=metric)
+        whole.build(vectors, keys)
+        expected_keys, expected_scores = whole.search(queries, 10)
+        shard_keys, shard_scores = [], []
+        for rank in range(world):  # as ShardedRetriever splits and searches them
+            start, stop = shard_bounds(len(keys), rank, world)
+            shard = registry.create("retrievers", "exact", dim=24, metric=metric)
+            shard.build(vectors[start:stop], keys[start:stop])
+            found, scores = shard.search(queries, 10)
+            shard_keys.append(found)
+            shard_scores.append(scores)
+        merged_keys, merged_scores = merge_topk(np.concatenate(shard_keys, axis=1),
+                                                np.concatenate(shard_scores, axis=1), 10)
+        assert np.array_equal(merged_keys, expected_keys), metric
+        assert np.array_equal(merged_scores, expected_scores), metric
+        if metric != "ip":  # the query equal to the stored copies gets their lowest keys
+            copies = np.sort(keys[(vectors == queries[0]).all(axis=1)])
+            assert merged_keys[0].tolist() == copies[:10].tolist()
+
+
 @pytest.mark.slow
 def test_sharded_exact_search_equals_unsharded(tmp_path):
     from ravlm_bench import Registry, get_plugin_manager
 
-    run_two_ranks(tmp_path, "search")
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(1001, 24)).astype(np.float32)
-    keys = np.arange(1001, dtype=np.int64) * 3 + 11
-    queries = rng.normal(size=(50, 24)).astype(np.float32)
+    vectors, keys, queries = search_data()
+    np.savez(tmp_path / "data.npz", vectors=vectors, keys=keys, queries=queries)
+    run_two_ranks(tmp_path, "search", str(tmp_path / "data.npz"))
     registry = Registry(get_plugin_manager())
     for metric in ("cos", "ip", "l2sq"):
         whole = registry.create("retrievers", "exact", dim=24, metric=metric)

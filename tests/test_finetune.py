@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ravlm_bench.api import check_fusion_head
 from ravlm_bench.contracts import FusionInputs, KnowledgeBase
 from ravlm_bench.errors import ConfigError, DataError
 
@@ -39,8 +40,10 @@ def tiny_models(tmp_path_factory):
     return root / "resnet", bert_dir
 
 
-def colour_split(directory, n: int, seed: int, *, extras: bool = True) -> FusionInputs:
-    """Noisy images whose label is their tint; captions are random words (no label)."""
+def colour_split(directory, n: int, seed: int, *, raw: str | None = "fields") -> FusionInputs:
+    """Noisy images whose label is their tint; captions are random words (no label). The raw
+    items travel in ``FusionInputs.image_paths`` / ``texts`` (``raw="fields"``), in the
+    ``extras`` of callers written before those fields existed (``"extras"``), or not at all."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     paths, texts, labels = [], [], []
@@ -55,11 +58,15 @@ def colour_split(directory, n: int, seed: int, *, extras: bool = True) -> Fusion
         labels.append(label)
     kb = KnowledgeBase(image=np.zeros((1, 1), np.float32), text=np.zeros((1, 1), np.float32),
                        labels=np.zeros(1, np.int64), image_ids=np.zeros(1, np.int64))
-    return FusionInputs(
+    split = FusionInputs(
         image=np.zeros((n, 1), np.float32), text=np.zeros((n, 1), np.float32),
         neighbours=np.empty((n, 0), np.int64), neighbour_scores=np.empty((n, 0), np.float32),
-        knowledge=kb, num_classes=len(COLOURS), labels=np.array(labels, np.int64),
-        extras={"image_paths": paths, "texts": texts} if extras else {})
+        knowledge=kb, num_classes=len(COLOURS), labels=np.array(labels, np.int64))
+    if raw == "fields":
+        split.image_paths, split.texts = paths, texts
+    elif raw == "extras":
+        split.extras = {"image_paths": paths, "texts": texts}
+    return split
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +119,7 @@ def test_fine_tuning_the_image_encoder_fits_what_frozen_features_do_not(make_hea
     # batch-norm running statistics stay the pretrained ones (the ResNet trains in eval mode)
     assert all(torch.equal(after_tuned[k], initial[k]) for k in initial if "running" in k)
 
-    assert tuned_stats["train_loss"] < 0.5 * frozen_stats["train_loss"]
+    assert tuned_stats.extra["train_loss"] < 0.5 * frozen_stats.extra["train_loss"]
     assert accuracy(tuned, train) >= accuracy(frozen, train) + 0.1
     assert accuracy(tuned, val) >= accuracy(frozen, val)
 
@@ -135,8 +142,8 @@ def test_resumes_from_its_checkpoint_bit_identically(make_head, splits, tmp_path
     train, val = splits
     make_head(epochs=2).fit(train, val, seed=0, checkpoint_dir=tmp_path)
     resumed = make_head(epochs=3)
-    stats = resumed.fit(train, val, seed=0, checkpoint_dir=tmp_path)
-    assert stats["resumed_from_epoch"] == 2
+    report = resumed.fit(train, val, seed=0, checkpoint_dir=tmp_path)
+    assert report.resumed_from_epoch == 2
     straight = make_head(epochs=3)
     straight.fit(train, val, seed=0)
     np.testing.assert_array_equal(resumed.predict_proba(val), straight.predict_proba(val))
@@ -160,7 +167,7 @@ def test_encoders_train_at_encoder_lr(make_head, splits, tiny_models):
 
 def test_missing_raw_items_say_to_use_the_runner(make_head, splits, tmp_path):
     train, val = splits
-    bare = colour_split(tmp_path / "bare", 8, seed=2, extras=False)
+    bare = colour_split(tmp_path / "bare", 8, seed=2, raw=None)
     with pytest.raises(ConfigError, match="needs the raw images and texts.*ravlm-bench runner"):
         make_head().fit(bare, None, seed=0)
     head = make_head(epochs=1)
@@ -169,9 +176,22 @@ def test_missing_raw_items_say_to_use_the_runner(make_head, splits, tmp_path):
         head.predict_proba(bare)
 
 
+def test_raw_items_in_the_extras_of_older_callers_still_work(make_head, splits, tmp_path):
+    train, _ = splits
+    old_style = colour_split(tmp_path / "old", 12, seed=1, raw="extras")
+    head = make_head(epochs=1)
+    head.fit(train, None, seed=0)
+    new_style = colour_split(tmp_path / "old", 12, seed=1)  # the same files and texts
+    np.testing.assert_array_equal(head.predict_proba(old_style), head.predict_proba(new_style))
+
+
+def test_passes_the_conformance_kit(make_head):
+    check_fusion_head(lambda dim: make_head(epochs=1, freeze_text=False))
+
+
 def test_unreadable_image_names_the_file(make_head, tmp_path):
     split = colour_split(tmp_path / "broken", 8, seed=5)
-    broken = split.extras["image_paths"][3]
+    broken = split.image_paths[3]
     with open(broken, "wb") as handle:
         handle.write(b"not a png")
     with pytest.raises(DataError, match=f"image {broken}: cannot decode"):

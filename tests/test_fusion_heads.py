@@ -1,15 +1,19 @@
 """The fusion heads through the public registry: what retrieval adds, kNN against
-scikit-learn, seeds, checkpoints and resume."""
+scikit-learn, seeds, checkpoints and resume, declared options and capabilities, and the
+conformance kit (which the reference heads pass and broken heads fail)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from ravlm_bench import ConfigError
+from ravlm_bench.api import FusionHead, TrainingReport, check_fusion_head
 from ravlm_bench.contracts import KnowledgeBase, validate_proba
 from ravlm_bench.knowledge import build_index, fusion_inputs, query_vectors
 from ravlm_plugins.fusion.checkpoint import Checkpoint
@@ -154,8 +158,8 @@ def test_knn_interpolates_with_a_trained_head(registry):
     plain = head(registry, "knn", k=5)
     plain.fit(train, None, seed=0)
     mixed = head(registry, "knn", k=5, interpolate=0.5, hidden=64, epochs=5, progress=False)
-    stats = mixed.fit(train, None, seed=0)
-    assert stats["epochs"] == 5 and stats["interpolated_head"] == "concat"
+    report = mixed.fit(train, None, seed=0)
+    assert report.epochs == 5 and report.extra["interpolated_head"] == "concat"
     expected = 0.5 * plain.predict_proba(test) + 0.5 * mixed.head.predict_proba(test)
     np.testing.assert_allclose(mixed.predict_proba(test), expected, atol=1e-6)
     with pytest.raises(ConfigError, match="interpolate"):
@@ -182,8 +186,8 @@ def test_same_seed_is_bit_identical_and_another_seed_is_not(registry, name):
 
     def run(seed):
         model = head(registry, name, progress=False, **params)
-        stats = model.fit(train, val, seed=seed)
-        return model.predict_proba(test), stats["best_val_accuracy"]
+        report = model.fit(train, val, seed=seed)
+        return model.predict_proba(test), report.extra["best_val_accuracy"]
 
     first, first_val = run(7)
     again, again_val = run(7)
@@ -203,25 +207,25 @@ def test_training_resumes_from_its_last_checkpoint_bit_identically(registry, tmp
     head(registry, "xattn", epochs=2, **params).fit(train, val, seed=3, checkpoint_dir=tmp_path)
     assert (tmp_path / "last.safetensors").is_file()
     resumed = head(registry, "xattn", epochs=4, **params)
-    stats = resumed.fit(train, val, seed=3, checkpoint_dir=tmp_path)
-    assert stats["resumed_from_epoch"] == 2 and stats["epochs"] == 4
-    assert not stats["reused"] and stats["seconds"] > stats["seconds_this_run"]
+    report = resumed.fit(train, val, seed=3, checkpoint_dir=tmp_path)
+    assert report.resumed_from_epoch == 2 and report.epochs == 4
+    assert not report.reused and report.seconds > report.seconds_this_run
     assert np.array_equal(straight.predict_proba(test), resumed.predict_proba(test))
 
     # the finished training is reloaded, not repeated, and still reports what it cost
     reloaded = head(registry, "xattn", epochs=4, **params)
     again = reloaded.fit(train, val, seed=3, checkpoint_dir=tmp_path)
-    assert again["reused"] and again["steps"] == 0 and again["seconds"] == stats["seconds"]
+    assert again.reused and again.steps == 0 and again.seconds == report.seconds
     assert np.array_equal(straight.predict_proba(test), reloaded.predict_proba(test))
 
     # another configuration (or seed, data, code) does not match: it trains afresh
     other = head(registry, "xattn", epochs=1, **{**params, "width": 64})
-    assert other.fit(train, val, seed=3, checkpoint_dir=tmp_path)["resumed_from_epoch"] == 0
+    assert other.fit(train, val, seed=3, checkpoint_dir=tmp_path).resumed_from_epoch == 0
     # so does a damaged checkpoint, said in one line
     (tmp_path / "last.safetensors").write_bytes(b"not a safetensors file")
     with caplog.at_level(logging.WARNING):
         fresh = head(registry, "xattn", epochs=1, **params)
-        assert fresh.fit(train, val, seed=3, checkpoint_dir=tmp_path)["resumed_from_epoch"] == 0
+        assert fresh.fit(train, val, seed=3, checkpoint_dir=tmp_path).resumed_from_epoch == 0
     assert any(f"checkpoint {tmp_path / 'last.safetensors'} is unreadable" in r.getMessage()
                for r in caplog.records)
     with pytest.raises(ConfigError, match="different head configuration"):
@@ -246,15 +250,15 @@ def test_early_stopping_keeps_the_best_validation_epoch(registry, tmp_path):
     train, val, test = small_task(registry)
     params = {"hidden": 64, "epochs": 200, "patience": 3, "lr": 1e-2, "progress": False}
     model = head(registry, "concat", **params)
-    stats = model.fit(train, val, seed=0, checkpoint_dir=tmp_path)
-    assert stats["stopped_early"] and stats["epochs"] == stats["best_epoch"] + 3
-    assert accuracy(model.predict_proba(val), val.labels) == stats["best_val_accuracy"]
+    report = model.fit(train, val, seed=0, checkpoint_dir=tmp_path)
+    assert report.extra["stopped_early"] and report.epochs == report.extra["best_epoch"] + 3
+    assert accuracy(model.predict_proba(val), val.labels) == report.extra["best_val_accuracy"]
 
     # a stopped training keeps only its final weights, and reloads to the same head
     with safe_open(str(tmp_path / "last.safetensors"), framework="pt") as handle:
         assert {key.split(".")[0] for key in handle.keys()} == {"model", "rng"}
     reloaded = head(registry, "concat", **params)
-    assert reloaded.fit(train, val, seed=0, checkpoint_dir=tmp_path)["reused"]
+    assert reloaded.fit(train, val, seed=0, checkpoint_dir=tmp_path).reused
     assert np.array_equal(reloaded.predict_proba(test), model.predict_proba(test))
 
 
@@ -281,7 +285,8 @@ def test_class_weights_and_balanced_sampling_lift_the_rare_class(registry):
 def test_heads_reject_bad_parameters_and_inputs(registry):
     with pytest.raises(ConfigError, match="concat: unknown parameter.*hiden"):
         head(registry, "concat", hiden=12)
-    with pytest.raises(ConfigError, match="concat: optimizer 'lbfgs'"):
+    with pytest.raises(ConfigError, match="concat: parameter 'optimizer' = \"lbfgs\": "
+                                          "expected one of \"adam\""):
         head(registry, "concat", optimizer="lbfgs")
     with pytest.raises(ConfigError, match="xattn: unknown parameter.*kk"):
         head(registry, "xattn", kk=3)
@@ -298,14 +303,214 @@ def test_heads_reject_bad_parameters_and_inputs(registry):
 def test_heads_honour_the_contracts_and_show_progress_only_on_a_terminal(registry, monkeypatch):
     import sys
 
-    from ravlm_bench.contracts import FusionHead
     from ravlm_plugins.fusion.training import show_progress
 
     for name in ("concat", "knn", "xattn"):
         assert isinstance(head(registry, name), FusionHead)
+        assert head(registry, name).targets == ("single-label",)
     assert head(registry, "xattn", k=7).k == 7 and head(registry, "knn", k=3).k == 3
     assert not head(registry, "concat").uses_retrieval and head(registry, "xattn").uses_retrieval
+    # trained heads take dist= and checkpoint_dir=; knn only checkpoints its interpolated head
+    assert head(registry, "concat").data_parallel and head(registry, "xattn").checkpoints
+    assert not head(registry, "knn").data_parallel and head(registry, "knn").checkpoints
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert not show_progress(True)  # CI logs and redirected output stay clean
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert show_progress(True) and not show_progress(False)  # --quiet passes progress=False
+
+
+# ---------------------------------------------------------------------------------------
+# The conformance kit
+# ---------------------------------------------------------------------------------------
+
+KIT_FAST = {"epochs": 2, "progress": False}
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("concat", {"hidden": 16, **KIT_FAST}),
+    ("xattn", {"k": 4, "width": 16, **KIT_FAST}),
+    ("knn", {"k": 5}),
+    ("knn", {"k": 5, "weights": "softmax", "temperature": 0.5}),
+    ("knn", {"k": 60, "weights": "distance"}),  # more neighbours than the knowledge base has
+    ("knn", {"k": 5, "interpolate": 0.5, "hidden": 8, **KIT_FAST}),
+])
+def test_reference_heads_pass_the_conformance_kit(registry, name, params):
+    check_fusion_head(lambda **kw: registry.create("fusion-heads", name, **params, **kw))
+
+
+class CentroidHead(FusionHead):
+    """A correct minimal head: softmax over negative mean squared distances to the class
+    centroids (mean, not sum: probabilities that do not saturate to 0 and 1)."""
+
+    uses_retrieval = False
+
+    def __init__(self, *, dim: int):
+        self.centroids = None
+
+    def fit(self, train, val, *, seed):
+        x = np.concatenate([train.image, train.text], axis=1)
+        self.centroids = np.stack([x[train.labels == c].mean(axis=0)
+                                   for c in range(train.num_classes)])
+        return TrainingReport(epochs=1)
+
+    def logits(self, inputs) -> np.ndarray:
+        x = np.concatenate([inputs.image, inputs.text], axis=1)
+        return -((x[:, None, :] - self.centroids[None]) ** 2).mean(-1)
+
+    def predict_proba(self, inputs) -> np.ndarray:
+        logits = self.logits(inputs)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Float64Head(CentroidHead):
+    def predict_proba(self, inputs):
+        return super().predict_proba(inputs).astype(np.float64)
+
+
+class SigmoidHead(CentroidHead):  # independent probabilities where the task needs a softmax
+    def predict_proba(self, inputs):
+        return (1 / (1 + np.exp(-self.logits(inputs) / 100))).astype(np.float32)
+
+
+class BatchNormalisingHead(CentroidHead):  # standardises with the prediction batch's statistics
+    def logits(self, inputs):
+        logits = super().logits(inputs)
+        return logits - logits.mean(axis=0)
+
+
+class UnseededHead(CentroidHead):
+    def fit(self, train, val, *, seed):
+        report = super().fit(train, val, seed=seed)
+        self.centroids += np.random.default_rng().normal(size=self.centroids.shape)
+        return report
+
+
+class WrongWidthHead(CentroidHead):
+    def predict_proba(self, inputs):
+        return super().predict_proba(inputs)[:, :-1]
+
+
+class NaNHead(CentroidHead):
+    def predict_proba(self, inputs):
+        proba = super().predict_proba(inputs)
+        proba[0] = np.nan
+        return proba
+
+
+class LossReportingHead(CentroidHead):
+    def fit(self, train, val, *, seed):
+        super().fit(train, val, seed=seed)
+        return 0.25
+
+
+class UndeclaredCheckpointsHead(CentroidHead):
+    checkpoints = True  # but fit takes no checkpoint_dir
+
+
+class KlessRetrievalHead(CentroidHead):
+    uses_retrieval = True
+    k = 0
+
+
+@pytest.mark.parametrize(("broken", "message"), [
+    (Float64Head, "dtype float64, expected float32"),
+    (SigmoidHead, "single-label rows must sum to 1"),
+    (BatchNormalisingHead, "depends on how its inputs are batched"),
+    (UnseededHead, "differs between two fits with seed 0"),
+    (WrongWidthHead, r"shape \(12, 2\), expected \(12, 3\)"),
+    (NaNHead, "NaN or inf in 1 of 12 rows"),
+    (LossReportingHead, "fit returned float, expected a TrainingReport"),
+    (UndeclaredCheckpointsHead, "checkpoints = True is declared but fit.. takes no "
+                                "checkpoint_dir="),
+    (KlessRetrievalHead, "must declare k, a positive int, got 0"),
+])
+def test_the_conformance_kit_says_what_a_broken_head_gets_wrong(broken, message):
+    check_fusion_head(CentroidHead)  # the kit passes the correct head they all break
+    with pytest.raises(AssertionError, match=message):
+        check_fusion_head(broken)
+
+
+# ---------------------------------------------------------------------------------------
+# Declared options
+# ---------------------------------------------------------------------------------------
+
+FINETUNE_ENCODERS = {"image_encoder": {"name": "resnet18"}, "text_encoder": {"name": "bert"}}
+SUITES = Path(__file__).parent.parent / "ravlm_bench" / "suites"
+
+
+def plugin_entries(registry):
+    return [entry for kind in ("fusion-heads", "joint-embeddings")
+            for entry in registry.entries(kind) if entry.plugin == "fusion_heads"]
+
+
+def test_every_reference_head_and_embedding_declares_its_options(registry):
+    names = {entry.name for entry in plugin_entries(registry)}
+    assert names == {"concat", "concat-finetune", "knn", "xattn", "multilabel-linear",
+                     "multilabel-knn", "infonce"}
+    for entry in plugin_entries(registry):
+        assert entry.params.declared and not entry.params.open, entry.name
+        assert "dim" not in entry.params.names(), entry.name  # the harness's, not a suite's
+        for param in entry.params.params:
+            assert param.help, (entry.name, param.name)
+
+
+def test_declared_options_are_what_the_factories_accept(registry, monkeypatch):
+    """Every declared parameter, at its default, is accepted; and the defaults are the
+    components' own (a head built with them equals one built with none)."""
+    from ravlm_plugins.fusion import finetune
+
+    monkeypatch.setattr(finetune, "image_encoder_names", lambda: ("resnet18",))
+    monkeypatch.setattr(finetune, "text_encoder_names", lambda: ("bert",))
+    for entry in plugin_entries(registry):
+        required = FINETUNE_ENCODERS if entry.name == "concat-finetune" else {}
+        defaults = {p.name: p.default for p in entry.params.params if not p.required}
+        explicit = registry.create(entry.kind, entry.name, dim=DIM, **defaults, **required)
+        implicit = registry.create(entry.kind, entry.name, dim=DIM, **required)
+        assert vars(explicit).keys() == vars(implicit).keys(), entry.name
+        for key, value in vars(implicit).items():
+            if key != "head":  # knn's interpolated head exists only with interpolate=
+                assert repr(vars(explicit)[key]) == repr(value), (entry.name, key)
+
+
+@pytest.mark.parametrize(("name", "params", "message"), [
+    ("knn", {"k": 0}, "k' = 0: must be >= 1"),
+    ("knn", {"weights": "cosine"}, "weights' = \"cosine\": expected one of"),
+    ("xattn", {"neighbour_dropout": 1.5}, "must be <= 1"),
+    ("concat", {"lr": -1.0}, "lr' = -1.0: must be >= 0"),
+    ("concat", {"epochs": 2.5}, "expected an integer"),
+    ("concat", {"sampling": "stratified"}, "expected one of \"shuffle\", \"balanced\""),
+    ("multilabel-linear", {"sampling": "balanced"}, "expected one of \"shuffle\"$"),
+    ("multilabel-linear", {"val_metric": "accuracy"}, "expected one of \"map\""),
+    ("infonce", {"batch_size": 1}, "must be >= 2"),
+])
+def test_declared_options_reject_bad_suite_values(registry, name, params, message):
+    kind = "joint-embeddings" if name == "infonce" else "fusion-heads"
+    with pytest.raises(ConfigError, match=message):
+        registry.get(kind, name).check(params, "suite s")
+
+
+def test_strict_bounds_the_declarations_cannot_say_are_checked_by_the_components(registry):
+    for name, params in (("concat", {"lr": 0.0}), ("knn", {"temperature": 0.0}),
+                         ("xattn", {"neighbour_dropout": 1.0})):
+        registry.get("fusion-heads", name).check(params, "suite s")  # inclusive bounds pass
+        with pytest.raises(ConfigError, match=f"fusion head {name}: "):
+            head(registry, name, **params)
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES.glob("*.toml")), ids=lambda p: p.stem)
+def test_the_built_in_suites_parameters_validate(registry, suite):
+    systems = tomllib.loads(suite.read_text())["systems"]
+    checked = 0
+    for system_name, system in systems.items():
+        for role in ("fusion_head", "joint_embedding"):
+            if role not in system:
+                continue
+            params = dict(system[role])
+            name = params.pop("name")
+            # a joint embedding may still sit in a fusion_head table (suites before 1.0)
+            kind = "joint-embeddings" if name in registry.names("joint-embeddings") \
+                else "fusion-heads"
+            registry.get(kind, name).check(params, f"suite {suite.stem}, system {system_name}")
+            checked += 1
+    assert checked

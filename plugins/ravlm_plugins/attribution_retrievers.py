@@ -5,32 +5,45 @@ the most any retriever could hand the fusion head. ``random`` returns seeded ran
 what a retriever that knows nothing hands it. Both declare ``uses_labels = True`` (the
 optional retriever extension in :mod:`ravlm_bench.contracts`): ``build`` and ``search`` take
 ``labels=``, and :func:`ravlm_bench.knowledge.retrieve` passes them. Scores are the real
-similarities under ``metric`` (higher = more similar), best first, ``-1`` padding.
+similarities under ``metric`` (higher = more similar), best first, equal scores by ascending
+key, ``-1`` padding.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
-from ravlm_bench.contracts import METRICS
-from ravlm_bench.errors import ConfigError, DataError
-from ravlm_bench.hookspecs import hookimpl
+from ravlm_bench.api import METRICS, ConfigError, DataError, hookimpl, option
+from ravlm_plugins.retrievers import ExactRetriever, check_build_inputs, pair_scores, sort_results
 
-QUERY_CHUNK = 1024  # queries scored at once against one label's items
+
+@dataclass
+class OracleOptions:
+    """``oracle`` has no parameters of its own (``dim`` and ``metric`` come from the harness)."""
+
+
+@dataclass
+class RandomOptions:
+    """What a suite may set on ``random``."""
+
+    seed: int = option(0, "seed of the draws (each query's draw also depends on its bytes)")
 
 
 @hookimpl
 def register_retrievers(register) -> None:
     register("oracle", OracleRetriever,
-             description="upper bound: knowledge-base items with the query's label (needs labels)")
+             description="upper bound: knowledge-base items with the query's label (needs labels)",
+             options=OracleOptions)
     register("random", RandomRetriever,
-             description="lower bound: seeded random knowledge-base items (param seed)")
+             description="lower bound: seeded random knowledge-base items (param seed)",
+             options=RandomOptions)
 
 
 class _LabelledIndex:
-    """Shared storage and scoring of the attribution retrievers."""
+    """Shared checks of the attribution retrievers."""
 
     uses_labels = True
     name = "?"
@@ -40,34 +53,15 @@ class _LabelledIndex:
             raise ConfigError(f"retriever {self.name}: unknown metric {metric!r}; use one of "
                               f"{METRICS}")
         self.dim, self.metric = int(dim), metric
-        self.vectors = np.empty((0, self.dim), np.float32)
-        self.keys = np.empty(0, np.int64)
-        self.labels: np.ndarray | None = None
 
-    def build(self, vectors: np.ndarray, keys: np.ndarray, labels: np.ndarray | None = None):
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        keys = np.asarray(keys, dtype=np.int64)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim or keys.shape != (len(vectors),):
-            raise DataError(f"retriever {self.name}: build got vectors {vectors.shape} and keys "
-                            f"{keys.shape}, expected (n, {self.dim}) and (n,)")
+    def _check_build(self, vectors: np.ndarray, keys: np.ndarray, labels: np.ndarray | None):
+        vectors, keys = check_build_inputs(vectors, keys, self.dim, self.name)
         if labels is not None:
             labels = np.asarray(labels, dtype=np.int64)
             if labels.shape != keys.shape:
                 raise DataError(f"retriever {self.name}: labels have shape {labels.shape}, "
                                 f"expected {keys.shape}")
-        if self.metric == "cos":
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        self.vectors, self.keys, self.labels = vectors, keys, labels
-
-    def _scores(self, queries: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
-        """Similarity of each query to the items ``rows`` (higher = more similar)."""
-        items = self.vectors[rows]
-        if self.metric == "cos":
-            queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-        if self.metric == "l2sq":
-            return -(np.sum(queries**2, axis=1, keepdims=True) - 2 * queries @ items.T
-                     + np.sum(items**2, axis=1)[None, :])
-        return queries @ items.T
+        return vectors, keys, labels
 
     def _check_queries(self, queries: np.ndarray) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -77,26 +71,31 @@ class _LabelledIndex:
         return queries
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the k best scores per row, best first (ties: lower index first)."""
-    k = min(k, scores.shape[1])
-    if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
 class OracleRetriever(_LabelledIndex):
-    """The nearest knowledge-base items that share the query's label."""
+    """The nearest knowledge-base items that share the query's label: an ``exact`` index per
+    label, so ties and scores are exactly as ``exact`` gives them."""
 
     name = "oracle"
 
+    def __init__(self, *, dim: int, metric: str = "cos"):
+        super().__init__(dim=dim, metric=metric)
+        self._by_label: dict[int, ExactRetriever] | None = None
+
+    def build(self, vectors: np.ndarray, keys: np.ndarray, labels: np.ndarray | None = None):
+        vectors, keys, labels = self._check_build(vectors, keys, labels)
+        if labels is None:
+            self._by_label = None
+            return
+        self._by_label = {}
+        for label in np.unique(labels):
+            items = labels == label
+            index = ExactRetriever(dim=self.dim, metric=self.metric)
+            index.build(vectors[items], keys[items])
+            self._by_label[int(label)] = index
+
     def search(self, queries: np.ndarray, k: int, labels: np.ndarray | None = None):
         queries = self._check_queries(queries)
-        if labels is None or self.labels is None:
+        if labels is None or self._by_label is None:
             raise ConfigError("retriever oracle needs labels at build and search time "
                               "(build(vectors, keys, labels=...), search(queries, k, labels=...))")
         labels = np.asarray(labels, dtype=np.int64)
@@ -107,24 +106,22 @@ class OracleRetriever(_LabelledIndex):
         scores = np.zeros((len(queries), k), np.float32)
         # A query with a label no item has (-1: outside the label space) gets only padding.
         for label in np.unique(labels[labels >= 0]):
-            items = np.flatnonzero(self.labels == label)
-            if not len(items):
+            index = self._by_label.get(int(label))
+            if index is None:
                 continue
             asking = np.flatnonzero(labels == label)
-            for start in range(0, len(asking), QUERY_CHUNK):
-                rows = asking[start:start + QUERY_CHUNK]
-                sims = self._scores(queries[rows], items)
-                best = _top_k(sims, k)
-                keys[rows, :best.shape[1]] = self.keys[items[best]]
-                scores[rows, :best.shape[1]] = np.take_along_axis(sims, best, axis=1)
+            found, found_scores = index.search(queries[asking], k)
+            keys[asking] = found
+            scores[asking] = np.where(found >= 0, found_scores, np.float32(0))
         return keys, scores
 
 
 class RandomRetriever(_LabelledIndex):
     """Random knowledge-base items, drawn from the seed and the query's own bytes.
 
-    Seeding per query makes the result independent of batching and repeatable across runs;
-    labels are accepted (and ignored) so the harness can treat both bounds alike.
+    Seeding per query makes the result independent of batching and repeatable across runs,
+    and drawing positions in key order makes it independent of insertion order; labels are
+    accepted (and ignored) so the harness can treat both bounds alike.
     """
 
     name = "random"
@@ -132,27 +129,31 @@ class RandomRetriever(_LabelledIndex):
     def __init__(self, *, dim: int, metric: str = "cos", seed: int = 0):
         super().__init__(dim=dim, metric=metric)
         self.seed = int(seed)
+        self.vectors = np.empty((0, self.dim), np.float32)
+        self.keys = np.empty(0, np.int64)
+
+    def build(self, vectors: np.ndarray, keys: np.ndarray, labels: np.ndarray | None = None):
+        vectors, keys, _ = self._check_build(vectors, keys, labels)
+        in_key_order = np.argsort(keys, kind="stable")
+        vectors, keys = vectors[in_key_order], keys[in_key_order]
+        if self.metric == "cos":
+            vectors = _normalise(vectors)
+        self.vectors, self.keys = vectors, keys
 
     def search(self, queries: np.ndarray, k: int, labels: np.ndarray | None = None):
         queries = self._check_queries(queries)
-        n_items = len(self.keys)
+        m, n_items = len(queries), len(self.keys)
         take = min(k, n_items)
-        keys = np.full((len(queries), k), -1, np.int64)
-        scores = np.zeros((len(queries), k), np.float32)
-        if take == 0:
+        keys = np.full((m, k), -1, np.int64)
+        scores = np.zeros((m, k), np.float32)
+        if take == 0 or m == 0:
             return keys, scores
         picks = np.stack([self._draw(query, take, n_items) for query in queries])
-        for start in range(0, len(queries), QUERY_CHUNK):
-            rows = slice(start, start + QUERY_CHUNK)
-            chosen = picks[rows]
-            items = self.vectors[chosen]  # (q, take, d)
-            if self.metric == "l2sq":
-                sims = -np.sum((queries[rows, None, :] - items) ** 2, axis=2)
-            else:
-                sims = np.einsum("qd,qkd->qk", self._scored_queries(queries[rows]), items)
-            order = np.lexsort((chosen, -sims), axis=1)
-            keys[rows, :take] = self.keys[np.take_along_axis(chosen, order, axis=1)]
-            scores[rows, :take] = np.take_along_axis(sims, order, axis=1)
+        scored = _normalise(queries) if self.metric == "cos" else queries
+        # pair by pair: the same item drawn under two keys scores the same bits, a tie
+        sims = pair_scores(self.metric, scored, self.vectors, np.repeat(np.arange(m), take),
+                           picks.ravel()).reshape(m, take)
+        keys[:, :take], scores[:, :take] = sort_results(self.keys[picks], sims)
         return keys, scores
 
     def _draw(self, query: np.ndarray, take: int, n_items: int) -> np.ndarray:
@@ -160,7 +161,6 @@ class RandomRetriever(_LabelledIndex):
         rng = np.random.default_rng([self.seed, int.from_bytes(digest, "little")])
         return rng.choice(n_items, size=take, replace=False)
 
-    def _scored_queries(self, queries: np.ndarray) -> np.ndarray:
-        if self.metric == "cos":
-            return queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-        return queries
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)

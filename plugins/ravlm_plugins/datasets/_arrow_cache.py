@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ravlm_bench.paths import cache_subdir, directory_written_atomically
+from ravlm_bench.api import cache_subdir, directory_written_atomically
 
 log = logging.getLogger(__name__)
 

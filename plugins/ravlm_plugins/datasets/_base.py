@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.errors import ConfigError, DataError
-from ravlm_bench.paths import DATA_ENV, data_root
+from ravlm_bench.api import DATA_ENV, ConfigError, DataError, data_root
 
 from . import _arrow_cache, _images
 from ._json import gc_paused

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.errors import DataError
+from ravlm_bench.api import DataError
 
 
 def _first_bad(values: Sequence[Any], ok) -> tuple[int, Any]:

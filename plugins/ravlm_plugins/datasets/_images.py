@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import get_args
 
-from ravlm_bench.errors import ConfigError, DataError
+from ravlm_bench.api import ConfigError, DataError
+
+from ._options import OnBadImage
 
 log = logging.getLogger(__name__)
 
-ON_BAD_IMAGE = ("fail", "skip")
+ON_BAD_IMAGE = get_args(OnBadImage)
 _SHOWN = 5  # bad files named in a message before "and N more"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ravlm_bench.contracts import RECORD_SCHEMAS
+from ravlm_bench.api import RECORD_SCHEMAS
 
 # the Arrow type of each RECORD_SCHEMAS description (its first word)
 _TYPES = {

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
-from ravlm_bench.errors import ConfigError, DataError
+from ravlm_bench.api import ConfigError, DataError
 
 from ._assemble import (
     ImageIndex,
@@ -36,6 +37,7 @@ from ._json import (
     read_json,
     require_keys,
 )
+from ._options import SplitScheme
 from ._paths import image_paths, list_dir, unsafe_reason
 from ._schemas import box_array, make_table
 
@@ -44,7 +46,7 @@ LOADER_VERSION = "1"
 KARPATHY_FILE = "dataset_coco.json"
 YEARS = (2017, 2014)
 OFFICIAL_SPLITS = ("train", "val")
-SCHEMES = ("official", "karpathy")
+SCHEMES = get_args(SplitScheme)
 
 
 class CocoDataset(LoadedDataset):

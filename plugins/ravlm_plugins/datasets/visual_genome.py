@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ravlm_bench.errors import DataError
+from ravlm_bench.api import DataError
 
 from ._assemble import ImageIndex, attach_split, drop_dangling, drop_duplicate_ids, take_strings
 from ._base import LoadedDataset, Parsed, load, resolve_root

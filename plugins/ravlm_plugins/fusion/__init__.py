@@ -1,34 +1,60 @@
-"""The reference fusion heads, registered through the same hook a third party uses.
+"""The reference fusion heads and joint embedding, registered through the hooks a third
+party uses.
 
-``concat`` (no retrieval), ``concat-finetune`` (concat with the encoders trained end to
-end, from the raw items), ``knn`` (the neighbours' labels vote), ``xattn`` (cross-attention
-over the retrieved items) and ``infonce`` (the joint embedding of retrieval tasks). Each
-factory takes ``dim`` (image + text feature width) and the suite's parameters; torch is
-imported only when a factory is called. (The factories are not named after their
-submodules: importing ``.concat`` sets the package attribute ``concat`` to the module.)
+Fusion heads: ``concat`` (no retrieval), ``concat-finetune`` (concat with the encoders
+trained end to end, from the raw items), ``knn`` (the neighbours' labels vote), ``xattn``
+(cross-attention over the retrieved items), and for multi-label tasks ``multilabel-linear``
+and ``multilabel-knn``. Joint embedding: ``infonce`` (for retrieval tasks). Each factory
+takes ``dim`` (image + text feature width) and the suite's parameters, declared in
+:mod:`.options`; torch is imported only when a factory is called. (The factories are not
+named after their submodules: importing ``.concat`` sets the package attribute ``concat``
+to the module.)
 """
 
 from __future__ import annotations
 
-from ravlm_bench.hookspecs import hookimpl
+from ravlm_bench.api import hookimpl
 from ravlm_plugins._lazy import lazy_factory
+
+from .options import (
+    ConcatOptions,
+    CrossAttentionOptions,
+    FinetuneOptions,
+    InfoNCEOptions,
+    KnnOptions,
+    MultilabelKnnOptions,
+    MultilabelLinearOptions,
+)
 
 concat_head = lazy_factory("ravlm_plugins.fusion.concat", "ConcatHead")
 knn_head = lazy_factory("ravlm_plugins.fusion.knn", "KnnHead")
 xattn_head = lazy_factory("ravlm_plugins.fusion.xattn", "CrossAttentionHead")
 concat_finetune_head = lazy_factory("ravlm_plugins.fusion.finetune", "ConcatFinetuneHead")
+multilabel_linear_head = lazy_factory("ravlm_plugins.fusion.concat", "MultilabelLinearHead")
+multilabel_knn_head = lazy_factory("ravlm_plugins.fusion.knn", "MultilabelKnnHead")
 infonce_embedding = lazy_factory("ravlm_plugins.fusion.infonce", "InfoNCEEmbedding")
 
 
 @hookimpl
 def register_fusion_heads(register) -> None:
-    register("concat", concat_head,
+    register("concat", concat_head, options=ConcatOptions,
              description="no retrieval: [image; text] -> Linear(hidden=1024) -> classifier")
-    register("knn", knn_head,
+    register("knn", knn_head, options=KnnOptions,
              description="retrieval only: top-k neighbours' labels vote (optional interpolate)")
-    register("xattn", xattn_head,
+    register("xattn", xattn_head, options=CrossAttentionOptions,
              description="retrieval-augmented: cross-attention over k retrieved items + labels")
-    register("concat-finetune", concat_finetune_head,
+    register("concat-finetune", concat_finetune_head, options=FinetuneOptions,
              description="concat with its ResNet and BERT fine-tuned end to end (GPU advised)")
-    register("infonce", infonce_embedding,
-             description="joint embedding for retrieval tasks: projections + symmetric InfoNCE")
+    register("multilabel-linear", multilabel_linear_head, options=MultilabelLinearOptions,
+             description="multi-label, no retrieval: [image; text] -> Linear(hidden) -> "
+                         "a sigmoid per class, binary cross-entropy")
+    register("multilabel-knn", multilabel_knn_head, options=MultilabelKnnOptions,
+             description="multi-label, retrieval only: per class, the weighted share of the "
+                         "top-k neighbours that have it")
+
+
+@hookimpl
+def register_joint_embeddings(register) -> None:
+    register("infonce", infonce_embedding, options=InfoNCEOptions,
+             description="projections of image and text features trained with symmetric "
+                         "InfoNCE (retrieval tasks)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ravlm_bench.errors import ConfigError, cause
+from ravlm_bench.api import ConfigError, cause
 
 CHECKPOINT_NAME = "last.safetensors"
 

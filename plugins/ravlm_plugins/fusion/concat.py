@@ -1,10 +1,16 @@
-"""``concat``: the no-retrieval baseline. [image; text] -> Linear(hidden) -> ReLU -> classifier."""
+"""``concat``: the no-retrieval baseline. [image; text] -> Linear(hidden) -> ReLU -> classifier.
+
+``multilabel-linear`` is the same net trained with binary cross-entropy on multi-hot labels:
+independent per-class probabilities for multi-label tasks.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .objectives import MultiLabel, Objective
+from .options import ConcatOptions, MultilabelLinearOptions
 from .training import TrainedHead
 
 
@@ -25,14 +31,33 @@ class ConcatHead(TrainedHead):
     """The seed model: image and text features concatenated, one hidden layer, a classifier."""
 
     name = "concat"
+    Options = ConcatOptions
     uses_retrieval = False
+    targets = ("single-label",)
 
-    def __init__(self, *, dim: int, hidden: int = 1024, **params):
+    def __init__(self, *, dim: int, **params):
         super().__init__(dim=dim, **params)
-        self.hidden = int(hidden)
+        self.hidden = int(self.options.hidden)
 
     def hyperparameters(self) -> dict:
         return {**super().hyperparameters(), "hidden": self.hidden}
 
     def build_model(self, num_classes: int, mean: torch.Tensor, std: torch.Tensor) -> nn.Module:
         return ConcatNet(self.dim, self.hidden, num_classes, self.dropout, mean, std)
+
+
+class MultilabelLinearHead(ConcatHead):
+    """``concat`` for multi-label tasks: a sigmoid per class, trained with binary
+    cross-entropy by the shared loop; early stopping on validation mAP or micro-F1."""
+
+    name = "multilabel-linear"
+    Options = MultilabelLinearOptions
+    targets = ("multi-label",)
+
+    def hyperparameters(self) -> dict:
+        return {**super().hyperparameters(), "val_metric": self.options.val_metric}
+
+    def make_objective(self, train) -> Objective:
+        return MultiLabel(train.labels, int(train.num_classes),
+                          class_weights=self.config.class_weights,
+                          score=self.options.val_metric, device=self.device, head=self.name)

@@ -5,8 +5,8 @@ The encoders are the reference ones (``ravlm_plugins.image_encoders`` /
 stays unfolded; the suite gives them as dicts, e.g. ``image_encoder = {name = "resnet18",
 image_size = 64, seed = 0}`` and ``text_encoder = {name = "minilm-l6", max_length = 32}``.
 Images are decoded and preprocessed, and texts tokenised, one batch at a time from the raw
-items the runner puts in ``FusionInputs.extras`` (``image_paths``, ``texts``); the cached
-features the runner also passes are not used. Encoder weights train at ``encoder_lr``, the
+items the runner puts in ``FusionInputs.image_paths`` and ``texts``; the cached features
+the runner also passes are not used. Encoder weights train at ``encoder_lr``, the
 classifier at ``lr``; ``freeze_image`` / ``freeze_text`` keep an encoder fixed (both frozen
 is ``concat`` on features computed on the fly). Meant for a GPU; it runs on the CPU, slowly.
 """
@@ -23,9 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ravlm_bench.errors import ConfigError, DataError
+from ravlm_bench.api import (
+    ConfigError,
+    DataError,
+    ImageFiles,
+    TrainingReport,
+    seed_everything,
+)
 
 from .concat import ConcatNet
+from .options import FinetuneOptions
 from .training import TrainedHead, train_classifier, training_signature
 
 log = logging.getLogger(__name__)
@@ -85,20 +92,21 @@ class ConcatFinetuneHead(TrainedHead):
     """``concat`` whose ResNet and BERT are part of the trained model."""
 
     name = NAME
+    Options = FinetuneOptions
     uses_retrieval = False
+    targets = ("single-label",)
 
-    def __init__(self, *, image_encoder: dict, text_encoder: dict, dim: int | None = None,
-                 hidden: int = 1024, freeze_image: bool = False, freeze_text: bool = False,
-                 encoder_lr: float = 1e-5, **params):
+    def __init__(self, *, dim: int | None = None, **params):
         # ``dim`` is the width of the runner's cached features, which this head does not use
         super().__init__(dim=int(dim or 0), **params)
-        self.image_params = encoder_params("image_encoder", image_encoder, image_encoder_names())
-        self.text_params = encoder_params("text_encoder", text_encoder, text_encoder_names())
-        self.hidden = int(hidden)
-        self.freeze_image, self.freeze_text = bool(freeze_image), bool(freeze_text)
-        self.encoder_lr = float(encoder_lr)
-        if self.encoder_lr <= 0:
-            raise ConfigError(f"fusion head {NAME}: encoder_lr must be > 0; got {encoder_lr}")
+        options = self.options
+        self.image_params = encoder_params("image_encoder", options.image_encoder,
+                                           image_encoder_names())
+        self.text_params = encoder_params("text_encoder", options.text_encoder,
+                                          text_encoder_names())
+        self.hidden = int(options.hidden)
+        self.freeze_image, self.freeze_text = bool(options.freeze_image), bool(options.freeze_text)
+        self.encoder_lr = float(options.encoder_lr)
         self.image_encoder = self.text_encoder = None  # created fresh by every fit
 
     def hyperparameters(self) -> dict:
@@ -165,11 +173,10 @@ class ConcatFinetuneHead(TrainedHead):
     # -- the contract ----------------------------------------------------------------------
 
     def fit(self, train, val=None, *, seed: int, checkpoint_dir: Path | str | None = None,
-            dist=None) -> dict:
-        from ravlm_bench.seeding import seed_everything
-
+            dist=None) -> TrainingReport:
         if train.labels is None:
             raise ConfigError(f"fusion head {NAME}: fit needs training labels")
+        self.objective = self.make_objective(train)
         prepared = {"train": raw_items(train, "train")}
         val_labels = None
         if val is not None and val.labels is not None and len(val):
@@ -183,12 +190,14 @@ class ConcatFinetuneHead(TrainedHead):
             self, self.config, seed=seed, data=raw_fingerprint(train, val),
             num_classes=self.num_classes, **self.hyperparameters(),
             encoders=[self.image_encoder.fingerprint(), self.text_encoder.fingerprint()])
-        stats = train_classifier(
+        report = train_classifier(
             self.model, lambda split, idx: self.model_inputs(prepared[split], idx),
             train.labels, val_labels, num_classes=self.num_classes, config=self.config,
             generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
-            desc=f"fit {NAME}", dist=dist, param_groups=self.param_groups(self.model))
-        return {"head": NAME, **stats}
+            desc=f"fit {NAME}", dist=dist, param_groups=self.param_groups(self.model),
+            objective=self.objective)
+        report.extra["head"] = NAME
+        return report
 
     @torch.no_grad()
     def predict_proba(self, inputs) -> np.ndarray:
@@ -200,7 +209,7 @@ class ConcatFinetuneHead(TrainedHead):
         for begin in range(0, len(inputs), PREDICT_BATCH):
             idx = torch.arange(begin, min(begin + PREDICT_BATCH, len(inputs)))
             logits = self.model(*self.model_inputs(items, idx)).float()
-            out.append(torch.softmax(logits, dim=1).cpu().numpy())
+            out.append(self.objective.probabilities(logits).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
 
@@ -250,24 +259,25 @@ def feature_scale(x: torch.Tensor, image_dim: int) -> torch.Tensor:
 
 
 def raw_items(inputs, split: str) -> dict:
-    """The raw image paths and texts of a split, from ``FusionInputs.extras``."""
-    extras = getattr(inputs, "extras", None) or {}
-    paths, texts = extras.get("image_paths"), extras.get("texts")
+    """The raw image paths and texts of a split: ``FusionInputs.image_paths`` and ``texts``,
+    or, from a caller written before they existed, the same keys of its ``extras``."""
+    paths, texts = getattr(inputs, "image_paths", None), getattr(inputs, "texts", None)
+    if paths is None or texts is None:
+        extras = getattr(inputs, "extras", None) or {}
+        paths, texts = extras.get("image_paths"), extras.get("texts")
     if paths is None or texts is None:
         raise ConfigError(f"fusion head {NAME} needs the raw images and texts "
-                          f"(extras image_paths and texts, missing in the {split} split); "
-                          "run it through the ravlm-bench runner")
+                          f"(FusionInputs.image_paths and texts, missing in the {split} "
+                          "split); run it through the ravlm-bench runner")
     if len(paths) != len(inputs) or len(texts) != len(inputs):
         raise ConfigError(f"fusion head {NAME}: the {split} split has {len(inputs)} items but "
-                          f"{len(paths)} image paths and {len(texts)} texts in its extras")
+                          f"{len(paths)} image paths and {len(texts)} texts")
     return {"image_paths": list(paths), "texts": [str(t) for t in texts]}
 
 
 def load_pixels(paths: list[str], preprocess) -> torch.Tensor:
     """Decode and preprocess one batch of image files: a float32 tensor (n, 3, H, W)."""
-    from ravlm_bench.encoding import _ImageFiles  # the runner's decoding and error texts
-
-    files = _ImageFiles(paths, preprocess)
+    files = ImageFiles(paths, preprocess)  # the runner's decoding and error texts
     tensors = []
     for index in range(len(paths)):
         _, tensor, error = files[index]

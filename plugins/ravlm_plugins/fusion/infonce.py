@@ -18,13 +18,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ravlm_bench.errors import ConfigError, DataError
+from ravlm_bench.api import (
+    ConfigError,
+    DataError,
+    JointEmbedding,
+    TrainingReport,
+    seed_everything,
+)
 
 from .checkpoint import Checkpoint, TrainState
+from .options import InfoNCEOptions, parse_options
 from .training import (
+    TrainConfig,
     make_optimizer,
     progress_bar,
-    train_config,
     train_on_rank_zero,
     training_signature,
     training_stats,
@@ -64,41 +71,36 @@ class JointProjection(nn.Module):
         return float(torch.exp(-self.logit_scale.detach()))
 
 
-class InfoNCEEmbedding:
-    """A :class:`ravlm_bench.contracts.JointEmbedding` trained with symmetric InfoNCE."""
+class InfoNCEEmbedding(JointEmbedding):
+    """A joint embedding trained with symmetric InfoNCE."""
 
     name = "infonce"
-    uses_retrieval = False
+    data_parallel = True  # fit_pairs takes dist=
+    checkpoints = True  # fit_pairs takes checkpoint_dir=
 
-    def __init__(self, *, dim: int | None = None, width: int = 256, temperature: float = 0.07,
-                 lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 128,
-                 epochs: int = 30, optimizer: str = "adam", progress: bool = True,
-                 device: str = "cpu"):
-        if temperature <= 0:
-            raise ConfigError(f"fusion head infonce: temperature must be > 0, got {temperature}")
+    def __init__(self, *, dim: int | None = None, **params):
+        options = parse_options(InfoNCEOptions, f"joint embedding {self.name}", params)
         self.dim = dim  # the query width the harness passes; the projections need no more
-        self.width, self.temperature = int(width), float(temperature)
-        self.config = train_config(self.name, dict(
-            optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-            epochs=epochs, progress=progress, device=device))
+        self.width, self.temperature = int(options.width), float(options.temperature)
+        self.config = TrainConfig.of(options)
         self.model: JointProjection | None = None
 
     def fit_pairs(self, image: np.ndarray, text: np.ndarray, caption_image: np.ndarray, *,
-                  seed: int, checkpoint_dir: Path | str | None = None, dist=None) -> dict:
+                  seed: int, checkpoint_dir: Path | str | None = None,
+                  dist=None) -> TrainingReport:
         """Train on (caption, its image) pairs; ``caption_image[j]`` is caption j's image row.
 
         With ``checkpoint_dir`` training is checkpointed (see ``TrainConfig``), a rerun
-        resumes from it, and a finished training is reloaded rather than repeated.
+        resumes from it, and a finished training is reloaded rather than repeated. Under
+        torchrun (``dist``) rank 0 trains and broadcasts the weights.
         """
-        from ravlm_bench.seeding import seed_everything
-
         image = np.ascontiguousarray(image, dtype=np.float32)
         text = np.ascontiguousarray(text, dtype=np.float32)
         caption_image = np.asarray(caption_image, dtype=np.int64)
         if caption_image.shape != (len(text),) or (
                 len(caption_image) and not 0 <= caption_image.min() <= caption_image.max()
                 < len(image)):
-            raise DataError(f"fusion head infonce: caption_image must map each of the "
+            raise DataError(f"joint embedding infonce: caption_image must map each of the "
                             f"{len(text)} captions to an image row in [0, {len(image)})")
         # captions grouped by image: image i owns order[starts[i]:starts[i] + counts[i]]
         order = np.argsort(caption_image, kind="stable")
@@ -106,13 +108,13 @@ class InfoNCEEmbedding:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         paired = torch.from_numpy(np.flatnonzero(counts > 0))
         if len(paired) < 2:
-            raise DataError("fusion head infonce: contrastive training needs at least 2 images "
+            raise DataError("joint embedding infonce: contrastive training needs at least 2 images "
                             "with captions")
         generator = seed_everything(seed)
         device = self.config.torch_device()
         self.model = model = JointProjection(image, text, self.width, self.temperature).to(device)
 
-        def train() -> dict:
+        def train() -> TrainingReport:
             optimizer = make_optimizer(self.config, model.parameters())
             state, checkpoint = TrainState(), None
             if checkpoint_dir is not None:
@@ -162,10 +164,10 @@ class InfoNCEEmbedding:
             finally:
                 bar.close()
             model.eval()
-            return {"head": self.name,
-                    **training_stats(state, steps, time.perf_counter() - start, resumed_from),
-                    "train_loss": state.history[-1]["loss"] if state.history else None,
-                    "temperature": model.temperature()}
+            return training_stats(
+                state, steps, time.perf_counter() - start, resumed_from, head=self.name,
+                train_loss=state.history[-1]["loss"] if state.history else None,
+                temperature=model.temperature())
 
         if dist is not None and dist.enabled:
             # rank 0 trains with every core and broadcasts the weights: cheaper than every
@@ -182,7 +184,7 @@ class InfoNCEEmbedding:
     @torch.no_grad()
     def _embed(self, which: str, x: np.ndarray, what: str) -> np.ndarray:
         if self.model is None:
-            raise ConfigError(f"fusion head infonce: {what} called before fit_pairs")
+            raise ConfigError(f"joint embedding infonce: {what} called before fit_pairs")
         projection = getattr(self.model, which)
         device = self.config.torch_device()
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -191,10 +193,6 @@ class InfoNCEEmbedding:
             out.append(projection(torch.from_numpy(x[begin:begin + 4096]).to(device))
                        .float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
-
-    def fit(self, train, val=None, *, seed: int, checkpoint_dir: Path | str | None = None):
-        raise ConfigError("fusion head infonce is a joint embedding for retrieval tasks: use "
-                          "fit_pairs / embed_images / embed_texts, not fit")
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:

@@ -1,8 +1,10 @@
 """The training loop every trained fusion head shares.
 
-Adam and cross-entropy by default; optimizer, learning rate, weight decay, batch size,
-epochs and early stopping (patience, on validation accuracy) are suite parameters; class
-weights or balanced sampling for long-tailed tasks. The loop writes ``last.safetensors`` in
+Adam by default; optimizer, learning rate, weight decay, batch size, epochs and early
+stopping (patience, on the validation score) are suite parameters (``options.py``). What
+the head learns (labels, loss, validation score) is its objective (``objectives.py``):
+cross-entropy over single labels, with class weights or balanced sampling for long-tailed
+tasks, or binary cross-entropy over multi-hot rows. The loop writes ``last.safetensors`` in
 ``checkpoint_dir`` (weights, best weights, optimizer moments, random states, counters) every
 ``checkpoint_every_s`` seconds and when it ends, so a killed run resumes where it stopped and
 ends bit-identical to one that was never interrupted, and a finished training is reloaded,
@@ -11,6 +13,7 @@ not repeated, while its signature (head, hyperparameters, seed, data, code, torc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -19,7 +22,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,64 +29,39 @@ import numpy as np
 import torch
 from torch import nn
 
-from ravlm_bench.errors import ConfigError
+from ravlm_bench.api import (
+    ConfigError,
+    FusionHead,
+    JointEmbedding,
+    TrainingReport,
+    all_gather_same_shape,
+    broadcast_object,
+    seed_everything,
+)
 
 from .checkpoint import Checkpoint, TrainState
+from .objectives import Batches, Objective, SingleLabel
+from .options import HeadOptions, TrainingOptions, parse_options
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
 
 @dataclass
-class TrainConfig:
-    """Suite parameters of the training loop (shared by every trained head)."""
+class TrainConfig(TrainingOptions):
+    """The training loop's settings: the :class:`TrainingOptions` fields of a component's
+    options (declared, with their defaults and checks, in ``options.py``)."""
 
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    epochs: int = 30
-    patience: int = 5  # epochs without a better validation score before stopping; 0: never
-    class_weights: str | None = None  # None or "balanced" (inverse class frequency in the loss)
-    sampling: str = "shuffle"  # "shuffle" or "balanced" (each class drawn equally often)
-    progress: bool = True  # a bar per run, updated each epoch; also needs stderr to be a TTY
-    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
-    # Under torchrun, data-parallel training from this many training items; below it every
-    # rank trains the whole (small) head itself, identically, with no per-step all-reduce.
-    ddp_min_items: int = 4096
-    # at most one checkpoint write per this many seconds (and one at the end); 0: every epoch
-    checkpoint_every_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer {self.optimizer!r} is not supported; use one of "
-                              f"{OPTIMIZERS}")
-        if self.class_weights not in (None, "none", "balanced"):
-            raise ConfigError(f"class_weights {self.class_weights!r}: use 'balanced' or omit it")
-        if self.sampling not in ("shuffle", "balanced"):
-            raise ConfigError(f"sampling {self.sampling!r}: use 'shuffle' or 'balanced'")
-        if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
-            raise ConfigError(f"batch_size must be >= 1, epochs >= 0 and lr > 0; got "
-                              f"{self.batch_size}, {self.epochs}, {self.lr}")
+    @classmethod
+    def of(cls, options) -> TrainConfig:
+        """The loop's settings among ``options`` (a head's or a joint embedding's options
+        dataclass); a setting it does not have keeps its default."""
+        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(cls)
+                      if hasattr(options, f.name)})
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
-
-
-def train_config(head: str, params: dict) -> TrainConfig:
-    """A :class:`TrainConfig` from suite parameters; errors name the head and the parameter."""
-    known = set(TrainConfig.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(f"fusion head {head}: unknown parameter(s) {', '.join(unknown)}; "
-                          f"training parameters are {', '.join(sorted(known))}")
-    try:
-        return TrainConfig(**params)
-    except ConfigError as exc:
-        raise ConfigError(f"fusion head {head}: {exc}") from None
 
 
 # Settings that change how training runs but not what it computes
@@ -107,10 +84,12 @@ def training_signature(head, config: TrainConfig, *, seed: int, data: str, **fie
 def code_digest(head_class: type) -> str:
     """sha256 of the source files a head's training runs: the modules of the class and of
     its bases, this loop and the checkpoint format. Edited code never reuses a training."""
-    from . import checkpoint
+    from . import checkpoint, objectives
 
-    files = {Path(__file__), Path(checkpoint.__file__)}
+    files = {Path(__file__), Path(checkpoint.__file__), Path(objectives.__file__)}
     for cls in head_class.__mro__:
+        if cls in (FusionHead, JointEmbedding):  # the public base classes train nothing
+            continue
         source = getattr(sys.modules.get(cls.__module__), "__file__", None)
         if source:
             files.add(Path(source))
@@ -145,39 +124,15 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
 
 
-def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """scikit-learn's ``"balanced"``: n / (classes present * count); absent classes get 0."""
-    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
-    present = max(int((counts > 0).sum()), 1)
-    weights = np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def epoch_order(labels: np.ndarray, config: TrainConfig, generator: torch.Generator):
-    """The item indices of one epoch: a shuffle, or a class-balanced draw with replacement."""
-    n = len(labels)
-    if config.sampling == "shuffle":
-        return torch.randperm(n, generator=generator)
-    counts = np.bincount(labels[labels >= 0])
-    counts = np.maximum(counts, 1)  # only items with label -1 index an absent class
-    weights = np.where(labels >= 0, 1.0 / counts[np.maximum(labels, 0)], 0.0)
-    return torch.multinomial(torch.tensor(weights, dtype=torch.float64), n, replacement=True,
-                             generator=generator)
-
-
 # ---------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------
 
-Batches = Callable[[str, torch.Tensor], tuple]  # (split, item indices) -> model inputs
 
-
-def train_on_rank_zero(model: nn.Module, dist, train: Callable[[], dict]) -> dict:
-    """Rank 0 runs ``train`` with every core of its machine and broadcasts the weights;
-    the other ranks wait for them. Identical on every rank, and no per-step all-reduce,
-    which costs more than a step of a small head."""
-    from ravlm_bench.distributed import broadcast_object
-
+def train_on_rank_zero(model: nn.Module, dist, train) -> TrainingReport:
+    """Rank 0 runs ``train() -> TrainingReport`` with every core of its machine and
+    broadcasts the weights; the other ranks wait for them. Identical on every rank, and no
+    per-step all-reduce, which costs more than a step of a small head."""
     if not dist.is_main:
         state, stats = broadcast_object(dist)
         if state is None:
@@ -215,15 +170,18 @@ def train_classifier(
     desc: str = "train",
     dist=None,
     param_groups: list[dict] | None = None,
-) -> dict:
+    objective: Objective | None = None,
+) -> TrainingReport:
     """Train ``model`` (already on the config's device) and leave its best weights in it.
 
     ``batches("train" | "val", indices)`` returns the model's positional inputs for those
-    items. With validation labels the best epoch is the one with the highest validation
-    accuracy (lower validation loss breaks ties) and training stops after ``patience``
-    epochs without one; without them the last epoch's weights are kept.
+    items. ``objective`` says what the labels are, the loss and the validation score
+    (default: :class:`SingleLabel` with the config's class weights and sampling). With
+    validation labels the best epoch is the one with the highest validation score (lower
+    validation loss breaks ties) and training stops after ``patience`` epochs without one;
+    without them the last epoch's weights are kept.
 
-    With ``dist`` (a ``ravlm_bench.distributed.DistContext`` under torchrun) the model is
+    With ``dist`` (a ``ravlm_bench.api.DistContext`` under torchrun) the model is
     wrapped in DistributedDataParallel: every rank draws the same global batch order and
     computes its shard of each global batch, with the loss normalised by the global batch,
     so the averaged gradient is the single-process gradient up to floating-point reduction
@@ -239,8 +197,11 @@ def train_classifier(
         return train_on_rank_zero(model, dist, lambda: train_classifier(
             model, batches, train_labels, val_labels, num_classes=num_classes, config=config,
             generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
-            desc=desc, param_groups=param_groups))
+            desc=desc, param_groups=param_groups, objective=objective))
     device = next(model.parameters()).device
+    if objective is None:
+        objective = SingleLabel(train_labels, num_classes, class_weights=config.class_weights,
+                                sampling=config.sampling, device=device)
     distributed = dist is not None and dist.enabled
     net = model
     if distributed:
@@ -249,14 +210,7 @@ def train_classifier(
         net = DistributedDataParallel(model)
     optimizer = make_optimizer(config, model.parameters() if param_groups is None
                                else param_groups)
-    weight = torch.ones(num_classes)
-    if config.class_weights == "balanced":
-        weight = balanced_class_weights(train_labels, num_classes)
-    weight = weight.to(device)
-    # summed here and divided by the global batch's total weight below, which is what
-    # CrossEntropyLoss's weighted mean does, but splits across ranks exactly
-    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1, reduction="sum")
-    y_train = torch.from_numpy(np.array(train_labels, dtype=np.int64))
+    y_train = objective.targets(train_labels)
     state, best = TrainState(), None
     checkpoint = (Checkpoint(checkpoint_dir, signature, config.checkpoint_every_s)
                   if checkpoint_dir is not None else None)
@@ -278,17 +232,16 @@ def train_classifier(
         while not state.done and state.epoch < config.epochs:
             epoch_started = time.perf_counter()
             model.train()
-            order = epoch_order(np.asarray(train_labels), config, generator)
+            order = objective.epoch_order(train_labels, generator)
             total, count = 0.0, 0
             for begin in range(0, len(order), config.batch_size):
                 idx = order[begin:begin + config.batch_size]
-                labelled = y_train[idx][y_train[idx] >= 0]
-                if not len(labelled):
+                batch_weight = objective.batch_weight(y_train[idx])
+                if batch_weight is None:
                     continue
-                batch_weight = weight[labelled.to(device)].sum()
                 mine = idx[dist.shard(len(idx))] if distributed else idx
                 if len(mine):
-                    loss_sum = loss_fn(net(*batches("train", mine)), y_train[mine].to(device))
+                    loss_sum = objective.loss_sum(net(*batches("train", mine)), y_train[mine])
                 else:  # this rank has no rows in a tiny last batch: it still joins the step
                     loss_sum = net(*batches("train", idx[:1])).sum() * 0.0
                 # DDP averages gradients over ranks, hence the world size here
@@ -304,11 +257,13 @@ def train_classifier(
             state.epoch += 1
             record = {"epoch": state.epoch, "loss": total / max(count, 1)}
             if val_labels is not None and len(val_labels):
-                accuracy, val_loss = evaluate(model, batches, val_labels, config.batch_size)
-                record.update(val_accuracy=accuracy, val_loss=val_loss)
-                if (accuracy > state.best_accuracy
-                        or (accuracy == state.best_accuracy and val_loss < state.best_loss)):
-                    state.best_accuracy, state.best_loss = accuracy, val_loss
+                score, val_loss = objective.evaluate(model, batches, val_labels,
+                                                     config.batch_size)
+                record.update({f"val_{objective.score_name}": score, "val_loss": val_loss})
+                # the checkpoint's best_accuracy holds whichever score the objective keeps
+                if (score > state.best_accuracy
+                        or (score == state.best_accuracy and val_loss < state.best_loss)):
+                    state.best_accuracy, state.best_loss = score, val_loss
                     state.best_epoch, state.bad_epochs = state.epoch, 0
                     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
@@ -331,37 +286,33 @@ def train_classifier(
     model.eval()
     seconds = time.perf_counter() - start
     last = state.history[-1] if state.history else {}
-    return {
-        **training_stats(state, steps_now, seconds, resumed_from),
-        "train_loss": last.get("loss"),
-        "best_epoch": state.best_epoch,
-        "best_val_accuracy": state.best_accuracy if math.isfinite(state.best_accuracy) else None,
-        "stopped_early": state.epoch < config.epochs,
-    }
+    best_score = state.best_accuracy if math.isfinite(state.best_accuracy) else None
+    return training_stats(state, steps_now, seconds, resumed_from,
+                          train_loss=last.get("loss"), best_epoch=state.best_epoch,
+                          **{f"best_val_{objective.score_name}": best_score},
+                          stopped_early=state.epoch < config.epochs)
 
 
-def training_stats(state: TrainState, steps_now: int, seconds_now: float,
-                   resumed_from: int) -> dict:
-    """What every training loop reports about its cost, in the keys the runner reads
-    (``seconds`` over all runs and ``seconds_this_run``: ``cells.training_cost``)."""
-    return {
-        "epochs": state.epoch,
-        "steps": steps_now,
-        "seconds": state.seconds,  # what training this head took, over all runs
-        "seconds_this_run": seconds_now,
-        "steps_per_second": state.steps / state.seconds if state.seconds > 0 else 0.0,
+def training_stats(state: TrainState, steps_now: int, seconds_now: float, resumed_from: int,
+                   **extra) -> TrainingReport:
+    """The report of a training loop: its cost in the fields the runner reads (``seconds``
+    over all runs, ``seconds_this_run``: ``cells.training_cost``), and ``extra``."""
+    return TrainingReport(
+        epochs=state.epoch,
+        steps=steps_now,
+        seconds=state.seconds,  # what training this head took, over all runs
+        seconds_this_run=seconds_now,
         # a finished training reloaded from its checkpoint: nothing was trained now
-        "reused": resumed_from > 0 and steps_now == 0,
-        "resumed_from_epoch": resumed_from,
-    }
+        reused=resumed_from > 0 and steps_now == 0,
+        resumed_from_epoch=resumed_from,
+        extra={"steps_per_second": state.steps / state.seconds if state.seconds > 0 else 0.0,
+               **extra})
 
 
 def _check_ranks_resume_alike(dist, epoch: int, checkpoint: Checkpoint | None) -> None:
     """Data-parallel ranks must start from the same epoch, or their steps (and collectives)
     fall out of step. They differ when the checkpoint directory is not on a filesystem that
     every node shares; every rank then raises the same error."""
-    from ravlm_bench.distributed import all_gather_same_shape
-
     epochs = all_gather_same_shape(dist, np.array([epoch], dtype=np.int64)).ravel().tolist()
     if len(set(epochs)) > 1:
         found = ", ".join(f"rank {rank}: {'none' if e < 0 else f'epoch {e}'}"
@@ -371,54 +322,43 @@ def _check_ranks_resume_alike(dist, epoch: int, checkpoint: Checkpoint | None) -
                           "put the run directory on a filesystem that every node shares")
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, labels: np.ndarray,
-             batch_size: int) -> tuple[float, float]:
-    """Validation accuracy (a ``-1`` label always counts as wrong) and mean loss."""
-    model.eval()
-    device = next(model.parameters()).device
-    y = torch.from_numpy(np.array(labels, dtype=np.int64))
-    correct, loss_sum, counted = 0, 0.0, 0
-    for begin in range(0, len(y), max(batch_size, 256)):
-        idx = torch.arange(begin, min(begin + max(batch_size, 256), len(y)))
-        logits = model(*batches("val", idx)).float()
-        target = y[idx].to(device)
-        correct += int((logits.argmax(1) == target).sum())
-        known = target >= 0
-        if known.any():
-            loss_sum += float(nn.functional.cross_entropy(logits[known], target[known],
-                                                          reduction="sum"))
-            counted += int(known.sum())
-    model.train()
-    return correct / len(y), loss_sum / max(counted, 1)
-
-
 # ---------------------------------------------------------------------------------------
 # The shared head: fit / predict_proba around a torch model
 # ---------------------------------------------------------------------------------------
 
 
-class TrainedHead:
-    """fit / predict_proba of a trained head; subclasses define the net and its inputs.
+class TrainedHead(FusionHead):
+    """fit / predict_proba of a trained head; subclasses define the net, its inputs and
+    their options (a :class:`HeadOptions` dataclass, built from the suite's parameters).
 
     The query is ``[image; text]`` standardised with the training split's mean and std
     (stored in the net, so checkpoints carry them).
     """
 
     name = "?"
-    uses_retrieval = True
+    Options: type[HeadOptions] = HeadOptions
+    data_parallel = True  # fit takes dist=
+    checkpoints = True  # fit takes checkpoint_dir=
 
-    def __init__(self, *, dim: int, dropout: float = 0.1, **train_params):
+    def __init__(self, *, dim: int, **params):
         self.dim = int(dim)
-        self.dropout = float(dropout)
-        self.config = train_config(self.name, train_params)
+        self.options = parse_options(self.Options, f"fusion head {self.name}", params)
+        self.dropout = float(self.options.dropout)
+        self.config = TrainConfig.of(self.options)
         self.model: nn.Module | None = None
         self.num_classes: int | None = None
+        self.objective: Objective | None = None
 
     # -- what a subclass provides --------------------------------------------------------
 
     def hyperparameters(self) -> dict:
         return {"dropout": self.dropout}
+
+    def make_objective(self, train) -> Objective:
+        """What the head learns from ``train.labels``."""
+        return SingleLabel(train.labels, int(train.num_classes),
+                           class_weights=self.config.class_weights,
+                           sampling=self.config.sampling, device=self.device, head=self.name)
 
     def build_model(self, num_classes: int, mean: torch.Tensor, std: torch.Tensor) -> nn.Module:
         raise NotImplementedError
@@ -437,11 +377,10 @@ class TrainedHead:
         return self.config.torch_device()
 
     def fit(self, train, val=None, *, seed: int, checkpoint_dir: Path | str | None = None,
-            dist=None) -> dict:
-        from ravlm_bench.seeding import seed_everything
-
+            dist=None) -> TrainingReport:
         if train.labels is None:
             raise ConfigError(f"fusion head {self.name}: fit needs training labels")
+        self.objective = self.make_objective(train)
         generator = seed_everything(seed)
         x = query_matrix(train, self.dim, self.name)
         mean = torch.from_numpy(x.mean(axis=0))
@@ -456,12 +395,13 @@ class TrainedHead:
         signature = training_signature(self, self.config, seed=seed,
                                        data=data_fingerprint(train, val),
                                        num_classes=self.num_classes, **self.hyperparameters())
-        stats = train_classifier(
+        report = train_classifier(
             self.model, lambda split, idx: self.model_inputs(prepared[split], idx),
             train.labels, val_labels, num_classes=self.num_classes, config=self.config,
             generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
-            desc=f"fit {self.name}", dist=dist)
-        return {"head": self.name, **stats}
+            desc=f"fit {self.name}", dist=dist, objective=self.objective)
+        report.extra["head"] = self.name
+        return report
 
     @torch.no_grad()
     def predict_proba(self, inputs) -> np.ndarray:
@@ -473,7 +413,7 @@ class TrainedHead:
         for begin in range(0, len(inputs), 1024):
             idx = torch.arange(begin, min(begin + 1024, len(inputs)))
             logits = self.model(*self.model_inputs(prepared, idx)).float()
-            out.append(torch.softmax(logits, dim=1).cpu().numpy())
+            out.append(self.objective.probabilities(logits).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
 

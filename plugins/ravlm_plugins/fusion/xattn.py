@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ravlm_bench.errors import ConfigError
-
+from .options import CrossAttentionOptions
 from .training import TrainedHead, query_matrix
 
 
@@ -103,19 +102,16 @@ class CrossAttentionHead(TrainedHead):
     """The RA-VLM head: cross-attention over the top-``k`` retrieved knowledge-base items."""
 
     name = "xattn"
+    Options = CrossAttentionOptions
     uses_retrieval = True
+    targets = ("single-label",)
 
-    def __init__(self, *, dim: int, k: int = 10, width: int = 256, heads: int = 4,
-                 layers: int = 1, neighbour_dropout: float = 0.3, **params):
+    def __init__(self, *, dim: int, **params):
         super().__init__(dim=dim, **params)
-        if width % heads:
-            raise ConfigError(f"fusion head xattn: width {width} is not divisible by heads "
-                              f"{heads}")
-        if not 0.0 <= neighbour_dropout < 1.0:
-            raise ConfigError(f"fusion head xattn: neighbour_dropout must be in [0, 1), got "
-                              f"{neighbour_dropout}")
-        self.k, self.width, self.heads, self.layers = int(k), int(width), int(heads), int(layers)
-        self.neighbour_dropout = float(neighbour_dropout)
+        options = self.options
+        self.k, self.width = int(options.k), int(options.width)
+        self.heads, self.layers = int(options.heads), int(options.layers)
+        self.neighbour_dropout = float(options.neighbour_dropout)
 
     def hyperparameters(self) -> dict:
         return {**super().hyperparameters(), "k": self.k, "width": self.width,

@@ -1,0 +1,46 @@
+"""The parameters a suite may give each dataset plugin (``[data.NAME]``), declared for the
+registry. This module imports nothing heavy: loading the plugins reads it, creating a
+dataset imports the loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ravlm_bench.api import DATA_ENV, option
+
+OnBadImage = Literal["fail", "skip"]
+SplitScheme = Literal["official", "karpathy"]
+
+
+@dataclass
+class DatasetOptions:
+    """What a suite may set on every reference dataset."""
+
+    root: str | None = option(None, "the dataset directory (\"demo\": the demo world); "
+                                    f"none: ${DATA_ENV}/<name>")
+    check_images: bool = option(True, "each image file must exist and its header decode")
+    on_bad_image: OnBadImage = option("fail", "a missing or unreadable image fails the load, "
+                                              "or is skipped with its records")
+
+
+@dataclass
+class Flickr30kOptions(DatasetOptions):
+    """What a suite may set on ``flickr30k``: the common parameters only."""
+
+
+@dataclass
+class CocoOptions(DatasetOptions):
+    """What a suite may set on ``coco``."""
+
+    year: Literal[2014, 2017] | None = option(None, "release of the files; none: detected")
+    split_scheme: SplitScheme | None = option(
+        None, "none: karpathy when dataset_coco.json is at the root, else official")
+
+
+@dataclass
+class VisualGenomeOptions(DatasetOptions):
+    """What a suite may set on ``visual_genome``."""
+
+    split_seed: int = option(0, "seed of the hashed 80/10/10 train/val/test split of the "
+                                "image ids (Visual Genome has no official split)")
