@@ -47,7 +47,7 @@ def gemm_only(vectors: np.ndarray, queries: np.ndarray) -> None:
     would cost with free selection."""
     import torch
 
-    from ravlm_plugins.retrievers import exact_blocking
+    from ravlm_bench.ranking import exact_blocking
 
     base = torch.from_numpy(vectors)
     chunk, rows_per_block = exact_blocking(len(queries), len(vectors))
@@ -82,7 +82,7 @@ def run_size(registry, n: int, args) -> list[list]:
     # products of the same FLOPs, so that load from other processes hits all three alike.
     square, square_flops = square_matmuls(2.0 * n * dim * len(queries))
     exact_s, gemm_s, square_s = best_of([lambda: exact.search(queries, k),
-                                         lambda: gemm_only(exact._vectors, queries), square])
+                                         lambda: gemm_only(exact._index.items, queries), square])
     exact_qps, gemm_qps = len(queries) / exact_s, len(queries) / gemm_s
     bound_qps = square_flops / square_s / (2.0 * n * dim)
     rows.append([f"{n:,}", "exact", "", f"{exact_qps:,.0f}", "1.000", "1.0x",
@@ -130,7 +130,7 @@ def faiss_flat_row(exact, queries: np.ndarray, k: int, exact_qps: float,
     import torch
 
     faiss.omp_set_num_threads(torch.get_num_threads())
-    vectors = exact._vectors  # already normalised for cos
+    vectors = exact._index.items  # already normalised for cos
     if exact.metric == "l2sq":
         index = faiss.IndexFlatL2(vectors.shape[1])
     else:

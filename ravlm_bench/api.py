@@ -63,18 +63,20 @@ from ravlm_bench.evaluation import (
 from ravlm_bench.hookspecs import hookimpl
 from ravlm_bench.options import option, parse_options
 from ravlm_bench.paths import DATA_ENV, cache_subdir, data_root, directory_written_atomically
+from ravlm_bench.ranking import ExactIndex, exact_top_k, pair_scores, sort_results
 from ravlm_bench.seeding import seed_everything
 
 __all__ = [
     "CAPABILITIES", "DATA_ENV", "METRICS", "RECORD_SCHEMAS",
     "ClassScores", "ClassificationData", "ComponentError", "ConfigError", "ContractViolation",
-    "DataError", "Dataset", "DistContext", "Evaluation", "FusionHead", "FusionInputs",
-    "ImageEncoder", "ImageFiles", "JointEmbedding", "KnowledgeBase", "LabelledSplit", "Metric",
-    "PairedSplit", "Publisher", "RankingEvaluation", "Rankings", "RavlmError", "Resampler",
-    "RetrievalData", "Retriever", "SingleLabelEvaluation", "Task", "TextEncoder",
-    "TrainingReport", "__version__", "all_gather_same_shape", "broadcast_object",
+    "DataError", "Dataset", "DistContext", "Evaluation", "ExactIndex", "FusionHead",
+    "FusionInputs", "ImageEncoder", "ImageFiles", "JointEmbedding", "KnowledgeBase",
+    "LabelledSplit", "Metric", "PairedSplit", "Publisher", "RankingEvaluation", "Rankings",
+    "RavlmError", "Resampler", "RetrievalData", "Retriever", "SingleLabelEvaluation", "Task",
+    "TextEncoder", "TrainingReport", "__version__", "all_gather_same_shape", "broadcast_object",
     "cache_subdir", "capability", "cause", "data_root", "directory_written_atomically",
-    "hookimpl", "option", "parse_options", "percentile_interval", "seed_everything",
+    "exact_top_k", "hookimpl", "option", "pair_scores", "parse_options", "percentile_interval",
+    "seed_everything", "sort_results",
 ]
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ravlm_bench.errors import ConfigError
 from ravlm_bench.evaluation import Resampler, percentile_interval
+from ravlm_bench.ranking import exact_top_k
 
 CLASSIFICATION_METRICS = (
     "weighted_precision", "weighted_recall", "weighted_f1", "accuracy", "macro_f1",
@@ -374,36 +375,10 @@ def recall_from_hits(t2i_hits: np.ndarray, i2t_hits: np.ndarray,
     return result
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
-def _top_k(queries: np.ndarray, items: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """Row indices of the k best items per query by dot product; ties: lower index first."""
-    k = min(k, len(items))
-    out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), chunk):
-        scores = queries[start:start + chunk] @ items.T
-        # A full sort per row is O(n log n); instead take the k-th best score, keep every
-        # item above it and, of the items tied with it, the lowest rows, then sort only those.
-        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-        above = scores > kth
-        tied = scores == kth
-        room = k - above.sum(axis=1, keepdims=True)
-        chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
-        rows = np.nonzero(chosen)[1].reshape(len(scores), k)  # row-major: index order
-        order = np.argsort(-np.take_along_axis(scores, rows, axis=1), axis=1, kind="stable")
-        out[start:start + chunk] = np.take_along_axis(rows, order, axis=1)
-    return out
-
-
-def _pad_columns(ranked: np.ndarray, width: int) -> np.ndarray:
-    if ranked.shape[1] >= width:
-        return ranked
-    pad = np.full((len(ranked), width - ranked.shape[1]), -1, dtype=np.int64)
-    return np.concatenate([ranked, pad], axis=1)
+def _top_k(queries: np.ndarray, items: np.ndarray, k: int, metric: str = "ip") -> np.ndarray:
+    """Row numbers of each query's k best items by exact search (:mod:`ravlm_bench.ranking`,
+    as the ``exact`` retriever ranks): ties go to the lower row, ``-1`` pads past the items."""
+    return exact_top_k(queries, items, k, metric)[0]
 
 
 def retrieval_recall(
@@ -414,16 +389,19 @@ def retrieval_recall(
 ) -> dict[str, float]:
     """Image-text Recall@K as CLIP_benchmark defines it, by exact search.
 
-    Embeddings are L2-normalised; scores are text x image. Ties rank the lower row first
-    (a stable sort), where CLIP_benchmark's ``torch.topk`` leaves them unspecified. See
+    Scores are cosine similarities (caption x image). Captions rank the images, and images
+    the captions, by :func:`ravlm_bench.ranking.exact_top_k`, the ``exact`` retriever's
+    search: each pair is scored the same way wherever it lies, so copies of one embedding
+    tie exactly, and equal scores rank the lower row first, the retrievers' rule (ascending
+    key) with rows as keys. So the result equals :func:`recall_from_rankings` of ``exact``'s
+    rankings keyed by row; CLIP_benchmark's ``torch.topk`` leaves ties unspecified. See
     :func:`recall_from_rankings` for the definitions and keys; every caption is used.
     """
-    images, texts = _normalise(image_emb), _normalise(text_emb)
     caption_image = np.asarray(caption_image, dtype=np.int64)
-    if len(texts) != len(caption_image):
-        raise ValueError(f"{len(texts)} caption embeddings but {len(caption_image)} "
+    if len(text_emb) != len(caption_image):
+        raise ValueError(f"{len(text_emb)} caption embeddings but {len(caption_image)} "
                          f"caption_image entries")
     depth = max(ks)
-    t2i = _pad_columns(_top_k(texts, images, depth), depth)
-    i2t = _pad_columns(_top_k(images, texts, depth), depth)
+    t2i = _top_k(text_emb, image_emb, depth, "cos")
+    i2t = _top_k(image_emb, text_emb, depth, "cos")
     return recall_from_rankings(t2i, i2t, caption_image, ks)

@@ -211,6 +211,25 @@ def test_retrieval_recall_with_many_ties_matches_brute_force():
     assert result == pytest.approx(brute_force_recall(images, texts, caption_image))
 
 
+def test_retrieval_recall_gives_ties_between_copies_to_the_lower_row_wherever_they_lie():
+    # Six copies of one image at the first, middle and last rows, where a BLAS matrix
+    # product may sum them with different kernels (edge tiles) and so split their tie by
+    # position; and captions sharing one embedding, of different images.
+    rng = np.random.default_rng(6)
+    images = rng.normal(size=(120, 37)).astype(np.float32)
+    images[[0, 1, 60, 118, 119]] = images[7]
+    # two captions per image, four for image 0: which copy a tie goes to changes the recall
+    caption_image = rng.permutation(np.concatenate([np.repeat(np.arange(120), 2), [0, 0]]))
+    texts = (images[caption_image] + 0.7 * rng.normal(size=(242, 37))).astype(np.float32)
+    for group in ([0, 100, 239], [5, 6, 120, 200]):
+        texts[group] = texts[group[0]]
+    result = retrieval_recall(images, texts, caption_image)
+    assert result == pytest.approx(brute_force_recall(images, texts, caption_image))
+    # ties given to the higher row (the images in reverse) would score otherwise
+    higher_first = brute_force_recall(images[::-1], texts, 119 - caption_image)
+    assert higher_first["t2i_R@1"] < result["t2i_R@1"]
+
+
 def test_recall_from_rankings_handles_padding_and_checks_shapes():
     caption_image = np.array([0, 0, 1])
     t2i = np.array([[0, -1], [1, 0], [-1, -1]])

@@ -16,8 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ravlm_bench.api import METRICS, ConfigError, DataError, hookimpl, option
-from ravlm_plugins.retrievers import ExactRetriever, check_build_inputs, pair_scores, sort_results
+from ravlm_bench.api import (
+    METRICS,
+    ConfigError,
+    DataError,
+    hookimpl,
+    option,
+    pair_scores,
+    sort_results,
+)
+from ravlm_plugins.retrievers import ExactRetriever, check_build_inputs
 
 
 @dataclass
