@@ -95,8 +95,10 @@ def validate_search(result: Any, m: int, k: int) -> tuple[np.ndarray, np.ndarray
     valid = keys >= 0
     if (keys < -1).any():
         raise ContractViolation("search returned negative keys other than the -1 padding")
-    if np.isnan(scores[valid]).any():
-        raise ContractViolation("search returned NaN scores")
+    if not np.isfinite(scores[valid]).all():
+        bad = int((~np.isfinite(scores) & valid).any(axis=1).sum())
+        raise ContractViolation(f"search returned NaN or infinite scores for real results "
+                                f"in {bad} of {m} queries")
     # best first: scores never increase along a row, padding only at the end
     if k > 1:
         with np.errstate(invalid="ignore"):  # -inf - -inf in padded slots

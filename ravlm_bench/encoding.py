@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -31,22 +33,30 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        from PIL import Image, UnidentifiedImageError
-
-        path = self.paths[index]
-        # Errors travel back as text: a DataLoader re-raises worker exceptions with a
-        # multi-line traceback, and the user needs one line naming the file.
-        try:
-            with Image.open(path) as image:
-                image.load()
-                image = image.convert("RGB")
-        except FileNotFoundError:
-            return index, None, "file not found"
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            return index, None, f"cannot decode ({type(exc).__name__}: {exc})"
-        if self.preprocess is None:
-            return index, image, None
+        image, error = decode_image(self.paths[index])
+        if error is not None or self.preprocess is None:
+            return index, image, error
         return index, self.preprocess(image), None
+
+
+def decode_image(path: str):
+    """``(RGB image, None)``, or ``(None, why)`` when the file is missing or its pixels do not
+    decode: ``load()`` decodes them all, so a truncated file fails here, not in the model.
+
+    Errors are returned as text: a DataLoader re-raises worker exceptions with a multi-line
+    traceback, and the user needs one line naming the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB"), None
+    except FileNotFoundError:
+        return None, "file not found"
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError) as exc:
+        return None, f"cannot decode ({type(exc).__name__}: {exc})"
 
 
 _ImageFiles = ImageFiles  # the name before 1.0; plugins import ravlm_bench.api.ImageFiles

@@ -16,17 +16,22 @@ import hashlib
 import io
 import json
 import logging
+import os
+import socket
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from ravlm_bench.errors import ConfigError
 from ravlm_bench.evaluation import Evaluation
 from ravlm_bench.results import RunDir, atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 REPLICATE_PREFIX = "replicate."
+LOCK_NAME = ".lock"
 
 
 class RunLedger:
@@ -40,6 +45,39 @@ class RunLedger:
     @property
     def root(self) -> Path:
         return self.dir.root
+
+    @contextmanager
+    def locked(self):
+        """Hold the run directory for this run: a second run on the same directory stops
+        with a ConfigError naming the holder; a lock left by a dead process is taken over."""
+        if not self.writes:
+            yield
+            return
+        path = self.root / LOCK_NAME
+        self.root.mkdir(parents=True, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname()}
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder is not None and _alive(holder):
+                    raise ConfigError(
+                        f"{self.root} is in use by another run (pid {holder['pid']} on "
+                        f"{holder['host']}, {path}); wait for it, or use another --out") from None
+                log.warning("%s: taking over a lock left by %s, which is no longer running",
+                            path, "an unreadable holder" if holder is None
+                            else f"pid {holder['pid']}")
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump(mine, handle)
+            break
+        try:
+            yield
+        finally:
+            if _read_lock(path) == mine:
+                path.unlink(missing_ok=True)
 
     # -- run.json ---------------------------------------------------------------------------
 
@@ -128,6 +166,29 @@ class RunLedger:
             atomic_write_bytes(self.dir.cell_path(task, system, seed, ".npz"), data)
             record["arrays_sha256"] = hashlib.sha256(data).hexdigest()
         atomic_write_json(self.dir.cell_path(task, system, seed), record)
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        holder = json.loads(path.read_text())
+        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) \
+            else None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(holder: dict) -> bool:
+    """Is the lock's process still running? Another host's process is assumed to be (the
+    run directory is shared; only that host can tell)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sha256(path: Path) -> str | None:

@@ -108,3 +108,26 @@ def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Reg
                 raise ConfigError(f"{table}: system {name!r} has no retriever, which this "
                                   f"task needs to rank")
 
+
+
+class SuiteDataError(ConfigError):
+    """A suite setting that the task's data makes impossible: the run stops (exit 2)."""
+
+
+def check_against_data(suite: Suite, registry: Registry, task_spec, data) -> None:
+    """Settings only the task's data can refute, checked once it is built and before any of
+    its cells encode: a fusion head's ``k`` must be below the knowledge base's size, or
+    every query would retrieve the whole knowledge base."""
+    from ravlm_bench.options import resolved
+
+    size = len(data.train)
+    for name in task_spec.systems:
+        head = suite.systems[name].fusion_head
+        if head is None or suite.systems[name].retriever is None:
+            continue
+        k = resolved(registry.get("fusion-heads", head.name).params, head.params).get("k")
+        if isinstance(k, int) and k >= size:
+            raise SuiteDataError(
+                f"{suite.path}: [systems.{name}] fusion_head: k = {k} is not below the "
+                f"{size} training items of task {task_spec.name!r}, its knowledge base; "
+                f"every query would retrieve all of it")

@@ -35,6 +35,7 @@ from ravlm_bench.evaluation import Resampler, adapt_task, task_declaration
 from ravlm_bench.execution import execution_for, one_line
 from ravlm_bench.features import FeatureStore
 from ravlm_bench.ledger import RunLedger
+from ravlm_bench.preflight import SuiteDataError, check_against_data, check_suite
 from ravlm_bench.registry import Registry
 from ravlm_bench.results import environment_versions
 from ravlm_bench.suite import ComponentSpec, Suite, TaskSpec
@@ -69,7 +70,6 @@ class Runner:
                  retrain: bool = False, progress: bool = True, feature_cache=None,
                  dist: DistContext = SINGLE):
         from ravlm_bench.feature_cache import FeatureCache
-        from ravlm_bench.preflight import check_suite
 
         self.registry = registry
         self.suite = check_suite(suite, registry)
@@ -86,8 +86,12 @@ class Runner:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
-        summary = RunSummary(self.ledger.root)
         self._check_data()
+        with self.ledger.locked():
+            return self._run()
+
+    def _run(self) -> RunSummary:
+        summary = RunSummary(self.ledger.root)
         cells = [(t, s, seed) for t in self.suite.tasks for s in t.systems
                  for seed in self.suite.seeds]
         if self.retrain and self.execution.is_main:
@@ -99,9 +103,12 @@ class Runner:
         finished = broadcast_object(self.execution.dist, [
             not self.force and self.ledger.finished(t.name, s, seed) is not None
             for t, s, seed in cells] if self.execution.is_main else None)
+        # every task's data is built (and checked against the suite) before any encoding
+        pending = {t.name for (t, _, _), done in zip(cells, finished, strict=True) if not done}
+        prepared = {t.name: self._prepare_or_error(t) for t in self.suite.tasks
+                    if t.name in pending}
         bar = _progress_bar(len(cells), enabled=self.progress and self.execution.is_main)
         eta = _Eta(len(cells))
-        prepared: dict[str, PreparedTask | BaseException] = {}
         for (task_spec, system_name, seed), done in zip(cells, finished, strict=True):
             label = f"{task_spec.name} / {system_name} / seed {seed}"
             if done:
@@ -112,8 +119,6 @@ class Runner:
             bar.set_postfix_str(f"{label}: running", refresh=True)
             error = None
             try:
-                if task_spec.name not in prepared:
-                    prepared[task_spec.name] = self._prepare(task_spec)
                 ready = prepared[task_spec.name]
                 if isinstance(ready, BaseException):
                     raise ready
@@ -123,7 +128,6 @@ class Runner:
             except Exception as exc:  # one broken cell never stops the suite
                 error = exc
                 log.debug("%s", traceback.format_exc())
-                prepared.setdefault(task_spec.name, exc)
             self.execution.agree_on_outcome(label, error)
             if error is None:
                 summary.done.append((task_spec.name, system_name, seed))
@@ -158,6 +162,17 @@ class Runner:
             task.obj = adapt_task(task.obj)
         return task
 
+    def _prepare_or_error(self, task_spec: TaskSpec) -> PreparedTask | Exception:
+        """The task prepared, or the error its cells will report; a suite setting its data
+        refutes stops the run (exit 2)."""
+        try:
+            return self._prepare(task_spec)
+        except SuiteDataError:
+            raise
+        except Exception as exc:
+            log.debug("%s", traceback.format_exc())
+            return exc
+
     def _prepare(self, task_spec: TaskSpec) -> PreparedTask:
         """Create the task and its dataset and build the task's data (shared by its cells)."""
         task = self._task(task_spec)
@@ -170,6 +185,7 @@ class Runner:
         data_seed = int(self.suite.run.get("data_seed", 0))
         with guard(task, "build"):
             data = task.obj.build(dataset.obj, data_seed)
+        check_against_data(self.suite, self.registry, task_spec, data)
         with guard(dataset, "fingerprint"):
             fingerprint = f"{dataset.obj.fingerprint()}-{task_spec.name}-{data_seed}"
         if self.execution.is_main:

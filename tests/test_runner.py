@@ -46,6 +46,8 @@ from ravlm_bench import hookimpl
 class NanRetriever:
     """Breaks the contract: NaN scores."""
 
+    score = np.nan
+
     def __init__(self, dim, metric):
         self.dim = dim
 
@@ -54,7 +56,13 @@ class NanRetriever:
 
     def search(self, queries, k):
         keys = np.tile(self.keys[:k], (len(queries), 1)).astype(np.int64)
-        return keys, np.full(keys.shape, np.nan, dtype=np.float32)
+        return keys, np.full(keys.shape, self.score, dtype=np.float32)
+
+
+class InfRetriever(NanRetriever):
+    """Breaks the contract: infinite scores (the fusion head must not be blamed)."""
+
+    score = np.inf
 
 
 class Flat:
@@ -75,6 +83,7 @@ class Flat:
 @hookimpl
 def register_retrievers(register):
     register("nan-retriever", NanRetriever)
+    register("inf-retriever", InfRetriever)
     register("third-party-flat", Flat)
 '''
 
@@ -86,11 +95,15 @@ fusion_head = { name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }
 [systems.xattn-nan]
 retriever = "nan-retriever"
 fusion_head = { name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }
+
+[systems.xattn-inf]
+retriever = "inf-retriever"
+fusion_head = { name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }
 """
 
 
 def make_suite(tmp_path: Path, demo_world: Path, with_plugin: bool = False) -> Path:
-    extra_systems = ', "xattn-thirdparty", "xattn-nan"' if with_plugin else ""
+    extra_systems = ', "xattn-thirdparty", "xattn-nan", "xattn-inf"' if with_plugin else ""
     text = SUITE.format(name="tiny", root=demo_world, extra_systems=extra_systems,
                         extra=EXTRA if with_plugin else "")
     path = tmp_path / "tiny.toml"
@@ -167,6 +180,9 @@ def test_failed_cell_is_recorded_and_third_party_gets_rows(tmp_path, demo_world,
     assert "retriever 'nan-retriever' (plugin 'flaky'): broke the contract" in \
         failed["error"]["message"]
     assert "failed: coco-category / xattn-nan / seed 0: retriever 'nan-retriever'" in result.stderr
+    infinite = json.loads((run_dir / "cells/coco-category/xattn-inf/seed-0.json").read_text())
+    assert "retriever 'inf-retriever' (plugin 'flaky'): broke the contract: search returned " \
+        "NaN or infinite scores" in infinite["error"]["message"]
     third = json.loads((run_dir / "cells/coco-category/xattn-thirdparty/seed-1.json").read_text())
     assert third["status"] == "ok"
     assert "xattn-thirdparty" in result.stdout  # its own leaderboard row
