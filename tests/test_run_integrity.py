@@ -115,5 +115,5 @@ def test_k_at_the_knowledge_base_size_stops_before_any_encoding(tmp_path, demo_w
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: {suite}: [systems.knn-exact] fusion_head: k = 10000 "
                                 f"is not below the ")
-    assert not (tmp_path / "cache" / "features").exists()  # nothing encoded
+    assert not list((tmp_path / "cache" / "features").rglob("*.npy"))  # nothing encoded
     assert not (tmp_path / "run" / "cells").exists()
