@@ -11,6 +11,8 @@ business, not the pipeline's.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import time
@@ -50,6 +52,7 @@ class CellResult:
     timings: dict = field(default_factory=dict)
     components: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    retrieval: dict | None = None  # knowledge.retrieval_diagnostics of the test queries
 
 
 @dataclass
@@ -62,6 +65,8 @@ class CellContext:
     execution: Local
     resampler: Resampler
     on_stage: Callable[[str], None] | None = None
+    # trained retrieval keys, shared by the systems of a (task, seed) that name the same one
+    learned_keys: dict = field(default_factory=dict)
 
 
 class StageClock:
@@ -95,8 +100,8 @@ def run_cell(task: Component, data, system: SystemSpec, seed: int, ctx: CellCont
         raise ComponentErrorFor(task, f"head interface {head_interface!r} is unknown; "
                                       f"use one of {', '.join(PIPELINES)}")
     clock = StageClock(ctx.on_stage)
-    outputs, cost, training, components = pipeline(task, data, system, seed, ctx, clock,
-                                                   checkpoint_dir)
+    outputs, cost, training, components, retrieval = pipeline(
+        task, data, system, seed, ctx, clock, checkpoint_dir)
     with clock("evaluate"), guard(task, "evaluate"):
         evaluation = task.obj.evaluate(data, outputs, ctx.resampler)
         if not isinstance(evaluation, Evaluation):
@@ -104,7 +109,8 @@ def run_cell(task: Component, data, system: SystemSpec, seed: int, ctx: CellCont
                                     f"expected an Evaluation")
     cost["train_s"] = training_cost(clock.timings.get("train_s", 0.0), training)
     return CellResult(evaluation=evaluation, cost=cost, timings=clock.finish(),
-                      components=components, training=training.as_dict())
+                      components=components, training=training.as_dict(),
+                      retrieval=retrieval)
 
 
 def ComponentErrorFor(component: Component, message: str):  # noqa: N802 (an error factory)
@@ -143,17 +149,23 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
     k = int(capability(head.obj, "fusion-heads", "k"))
     kb = KnowledgeBase(image=image["train"], text=text["train"], labels=data.train.labels,
                        image_ids=data.train.image_ids)
-    retriever, cost = None, {}
+    retriever, cost, key = None, {}, knowledge.IMAGE_AND_TEXT
+    key_component, diagnostics = None, None
+    if uses_retrieval:
+        if system.retriever is None:
+            raise ConfigError(f"system {system.name!r}: fusion head {head.name!r} uses "
+                              f"retrieval; give the system a retriever")
+        with clock("retrieval_key"):
+            key, key_component = _retrieval_key(system, task, data, image, text, seed, ctx,
+                                                (image_encoder, text_encoder), checkpoint_dir)
     with clock("index"):
         if uses_retrieval:
-            if system.retriever is None:
-                raise ConfigError(f"system {system.name!r}: fusion head {head.name!r} uses "
-                                  f"retrieval; give the system a retriever")
+            key_dim = key.vectors(kb.image[:1], kb.text[:1]).shape[1]
             retriever = ctx.execution.retriever(ctx.factory.create(
-                "retrievers", system.retriever, fresh=True, dim=dim, metric=ctx.metric))
+                "retrievers", system.retriever, fresh=True, dim=key_dim, metric=ctx.metric))
             build_started = time.perf_counter()
             with guard(retriever, "build"):
-                knowledge.build_index(retriever.obj, kb)
+                knowledge.build_index(retriever.obj, kb, key)
             cost["index_build_s"] = time.perf_counter() - build_started
             cost["index_memory_bytes"] = _memory_bytes(retriever)
 
@@ -163,7 +175,8 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
             prepared = knowledge.fusion_inputs(
                 image[role], text[role], retriever=retriever.obj if retriever else None, kb=kb,
                 k=k, labels=split.labels, image_ids=split.image_ids,
-                exclude_same_image=exclude_same_image, num_classes=len(data.classes))
+                exclude_same_image=exclude_same_image, num_classes=len(data.classes),
+                key=key, metric=ctx.metric)
         prepared.image_paths, prepared.texts = split.image_paths, split.texts
         # the spelling before 1.0, for heads that still read it
         prepared.extras.update(image_paths=split.image_paths, texts=split.texts)
@@ -183,10 +196,15 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
         with guard(head, "predict_proba"):
             scores = ctx.execution.predict(head.obj, test_inputs, len(data.classes))
         if retriever is not None:
-            queries = knowledge.query_vectors(image["test"], text["test"])
+            queries = key.vectors(image["test"], text["test"])
             cost.update(measure_search(retriever, queries, k, labels=data.test.labels))
-    return (ClassScores(scores), cost, training,
-            _describe(image_encoder, text_encoder, retriever, head))
+            diagnostics = knowledge.retrieval_diagnostics(
+                test_inputs, data.test.labels,
+                _exact_rows(queries, key.vectors(kb.image, kb.text), k, ctx.metric))
+    components = _describe(image_encoder, text_encoder, retriever, head)
+    components["retrieval_key"] = (key_component.describe() if key_component is not None
+                                   else {"name": key.name})
+    return ClassScores(scores), cost, training, components, diagnostics
 
 
 def run_joint_embedding_cell(task: Component, data: RetrievalData, system: SystemSpec,
@@ -232,7 +250,46 @@ def run_joint_embedding_cell(task: Component, data: RetrievalData, system: Syste
         i2t = _search(captions_index, image_emb, min(depth, len(text_emb)), depth)
         cost.update(measure_search(images_index, text_emb, k=min(depth, len(image_emb))))
     return (Rankings(t2i=t2i, i2t=i2t), cost, training,
-            _describe(image_encoder, text_encoder, images_index, embedding))
+            _describe(image_encoder, text_encoder, images_index, embedding), None)
+
+
+def _retrieval_key(system: SystemSpec, task: Component, data, image: dict, text: dict,
+                   seed: int, ctx: CellContext, encoders: tuple[Component, Component],
+                   checkpoint_dir: Path | None):
+    """The system's retrieval key; a joint embedding is trained on the training split's
+    (image, text) pairs once per (task, seed, encoders, embedding) and shared."""
+    spec = system.retrieval_key
+    if spec.name in knowledge.FIXED_KEYS:
+        return knowledge.RetrievalKey(spec.name), None
+    memo = (task.name, seed, json.dumps(spec.as_dict(), sort_keys=True),
+            *(f"{e.name}:{e.fingerprint() or id(e.obj)}" for e in encoders))
+    if memo not in ctx.learned_keys:
+        dim = encoders[0].obj.dim + encoders[1].obj.dim
+        embedding = ctx.factory.create("joint-embeddings", spec, fresh=True, dim=dim)
+        _, first, caption_image = np.unique(data.train.image_ids, return_index=True,
+                                            return_inverse=True)
+        key_dir = None
+        if checkpoint_dir is not None:  # beside the systems' directories, shared by them
+            digest = hashlib.sha256(json.dumps(memo).encode()).hexdigest()[:12]
+            key_dir = (Path(checkpoint_dir).parent.parent / f"#retrieval-key-{spec.name}-{digest}"
+                       / f"seed-{seed}")
+        with guard(embedding, "fit_pairs"):
+            embedding.obj.fit_pairs(
+                image["train"][first], text["train"], caption_image.astype(np.int64),
+                seed=seed, **ctx.execution.training_kwargs(embedding.obj, embedding.kind,
+                                                           key_dir))
+        ctx.learned_keys[memo] = (knowledge.RetrievalKey(spec.name, embedding.obj), embedding)
+    return ctx.learned_keys[memo]
+
+
+def _exact_rows(queries: np.ndarray, items: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Exact search's top-k rows of the first test queries, the reference an approximate
+    retriever's recall is measured against."""
+    from ravlm_bench.ranking import exact_top_k
+
+    sample = queries[:knowledge.DIAGNOSTIC_QUERIES]
+    rows, _ = exact_top_k(sample, items, min(k, len(items)), metric)
+    return rows
 
 
 def _joint_embedding(system: SystemSpec, task: Component, ctx: CellContext,

@@ -1,11 +1,14 @@
 """From queries and a knowledge base to :class:`FusionInputs`: the retrieval stage of a run.
 
 The knowledge base is a task's training split. Queries and knowledge-base items are embedded
-the same way (:func:`query_vectors`) and searched with metric ``"cos"``; index keys are
-knowledge-base row numbers. During training, :func:`retrieve` with ``exclude_same_image``
-never returns an item showing the query's own image (leave-one-out by image id, not by row:
-the other captions or questions of the same image would leak its label). :func:`find_leakage`
-reports test images that also appear in the training data.
+the same way, by the system's retrieval key (:class:`RetrievalKey`: the image, the text,
+both side by side, or both in a trained joint embedding), always as unit vectors; index keys
+are knowledge-base row numbers. Heads get one kind of score whatever the suite's metric:
+the cosine similarity of query and item (:func:`as_similarity`). During training,
+:func:`retrieve` with ``exclude_same_image`` never returns an item showing the query's own
+image (leave-one-out by image id, not by row: the other captions or questions of the same
+image would leak its label). :func:`retrieval_diagnostics` says what retrieval found;
+:func:`find_leakage` reports test images that also appear in the training data.
 """
 
 from __future__ import annotations
@@ -46,13 +49,52 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, np.float32(1e-12))
 
 
-def build_index(retriever, kb: KnowledgeBase) -> None:
-    """Add every knowledge-base item to ``retriever``; its keys are row numbers 0..N-1.
+FIXED_KEYS = ("image", "text", "image+text")
+
+
+@dataclass(frozen=True)
+class RetrievalKey:
+    """What a system searches with: ``"image"``, ``"text"``, ``"image+text"`` (each half
+    unit length, side by side: :func:`query_vectors`) or a trained joint embedding's name,
+    with ``embedding`` the trained object (image and text embedded, then side by side)."""
+
+    name: str = "image+text"
+    embedding: object | None = field(default=None, compare=False)
+
+    def vectors(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """Unit-length search vectors of (image, text) features."""
+        if self.name == "image":
+            return _unit_rows(np.asarray(image, np.float32))
+        if self.name == "text":
+            return _unit_rows(np.asarray(text, np.float32))
+        if self.name == "image+text":
+            return query_vectors(image, text)
+        if self.embedding is None:
+            raise ConfigError(f"retrieval key {self.name!r} is a joint embedding that was "
+                              f"not trained")
+        return query_vectors(self.embedding.embed_images(np.asarray(image, np.float32)),
+                             self.embedding.embed_texts(np.asarray(text, np.float32)))
+
+
+IMAGE_AND_TEXT = RetrievalKey()
+
+
+def as_similarity(scores: np.ndarray, metric: str) -> np.ndarray:
+    """A retriever's scores as the cosine similarity heads read. Search vectors are unit
+    length, so ``ip`` already is one and ``l2sq``'s ``-|q - v|^2 = 2 cos - 2``."""
+    if metric == "l2sq":
+        return (np.float32(1) + scores / np.float32(2)).astype(np.float32)
+    return scores
+
+
+def build_index(retriever, kb: KnowledgeBase, key: RetrievalKey = IMAGE_AND_TEXT) -> None:
+    """Add every knowledge-base item to ``retriever``, embedded by ``key``; its keys are row
+    numbers 0..N-1.
 
     A retriever with ``uses_labels = True`` (the attribution retrievers) also gets the
     knowledge base's labels.
     """
-    vectors = query_vectors(kb.image, kb.text)
+    vectors = key.vectors(kb.image, kb.text)
     keys = np.arange(len(kb), dtype=np.int64)
     if capability(retriever, "retrievers", "uses_labels"):
         retriever.build(vectors, keys, labels=_labels(kb.labels))
@@ -69,8 +111,10 @@ def retrieve(
     kb_image_ids: np.ndarray | None = None,
     exclude_same_image: bool = False,
     labels: np.ndarray | None = None,
+    metric: str = "cos",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The top-``k`` knowledge-base rows of each query: (rows int64 (n,k), scores float32 (n,k)).
+    """The top-``k`` knowledge-base rows of each query: (rows int64 (n,k), similarities
+    float32 (n,k), :func:`as_similarity` of the retriever's scores under ``metric``).
 
     Best first; ``-1`` rows (score 0) pad queries with fewer than ``k`` results. With
     ``exclude_same_image`` a neighbour showing the query's own image is dropped: the search
@@ -87,6 +131,7 @@ def retrieve(
     labels = _labels(labels)
     if not exclude_same_image:
         rows, scores = _search(retriever, queries, k, labels)
+        scores = as_similarity(scores, metric)
         return rows, np.where(rows >= 0, scores, np.float32(0)).astype(np.float32)
 
     if query_image_ids is None or kb_image_ids is None:
@@ -118,7 +163,7 @@ def retrieve(
         rank = np.cumsum(keep, axis=1)  # 1-based slot of each kept neighbour
         r, c = np.nonzero(keep & (rank <= k))
         out_rows[pending[r], rank[r, c] - 1] = rows[r, c]
-        out_scores[pending[r], rank[r, c] - 1] = scores[r, c]
+        out_scores[pending[r], rank[r, c] - 1] = as_similarity(scores[r, c], metric)
         if fetch >= size:
             break  # every item was searched: what is missing does not exist
         pending = pending[rank[:, -1] < k]
@@ -163,8 +208,11 @@ def fusion_inputs(
     image_ids: np.ndarray | None = None,
     exclude_same_image: bool = False,
     num_classes: int | None = None,
+    key: RetrievalKey = IMAGE_AND_TEXT,
+    metric: str = "cos",
 ) -> FusionInputs:
-    """Queries with their top-``k`` neighbours in ``kb`` (an index built by :func:`build_index`).
+    """Queries with their top-``k`` neighbours in ``kb`` (an index built by
+    :func:`build_index` with the same ``key``), scored as cosine similarities.
 
     ``retriever=None`` (a head that does not use retrieval) gives empty ``(n, 0)`` neighbour
     arrays. ``exclude_same_image=True`` is for training queries drawn from ``kb`` itself.
@@ -180,8 +228,9 @@ def fusion_inputs(
         rows, scores = np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
     else:
         rows, scores = retrieve(
-            retriever, query_vectors(image, text), k, query_image_ids=image_ids,
-            kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image, labels=labels)
+            retriever, key.vectors(image, text), k, query_image_ids=image_ids,
+            kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image, labels=labels,
+            metric=metric)
     if num_classes is None:
         seen = [np.asarray(kb.labels).max(initial=-1)]
         if labels is not None:
@@ -190,6 +239,55 @@ def fusion_inputs(
     return FusionInputs(image=image, text=text, neighbours=rows, neighbour_scores=scores,
                         knowledge=kb, num_classes=int(num_classes), labels=labels,
                         image_ids=image_ids)
+
+
+# ---------------------------------------------------------------------------------------
+# What retrieval found
+# ---------------------------------------------------------------------------------------
+
+DIAGNOSTIC_QUERIES = 1000  # test queries an approximate retriever is checked against exact
+
+
+def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
+                          exact_rows: np.ndarray | None = None) -> dict[str, float | None]:
+    """What the test queries' neighbours were.
+
+    * ``label_precision_at_k``: the share of the k neighbour slots (padding counts as a miss)
+      holding an item whose label equals the query's (multi-label: shares one); None
+      without labels on both sides;
+    * ``recall_vs_exact``: the share of exact search's top-k that the retriever returned,
+      over the queries ``exact_rows`` (their first rows of ``inputs``) covers;
+    * ``all_padding``: the share of queries that got no neighbour at all;
+    * ``one_image``: the share of queries whose neighbours all show one image.
+    """
+    rows = inputs.neighbours
+    n, k = rows.shape
+    out: dict[str, float | None] = {"label_precision_at_k": None, "recall_vs_exact": None,
+                                    "all_padding": None, "one_image": None}
+    if n == 0 or k == 0:
+        return out
+    valid = rows >= 0
+    out["all_padding"] = float((~valid.any(axis=1)).mean())
+    images = np.where(valid, np.asarray(inputs.knowledge.image_ids)[np.maximum(rows, 0)], -1)
+    first = images[:, :1]
+    out["one_image"] = float((valid.any(axis=1) & ((images == first) | ~valid).all(axis=1)
+                              ).mean())
+    kb_labels = np.asarray(inputs.knowledge.labels)
+    if query_labels is not None and len(kb_labels):
+        query_labels = np.asarray(query_labels)
+        neighbour = kb_labels[np.maximum(rows, 0)]
+        if query_labels.ndim == 2:  # multi-hot rows: a hit shares one label
+            same = (neighbour * query_labels[:, None, :]).sum(axis=2) > 0
+        else:
+            same = (neighbour == query_labels[:, None]) & (query_labels[:, None] >= 0)
+        out["label_precision_at_k"] = float((same & valid).sum() / (n * k))
+    if exact_rows is not None and len(exact_rows):
+        found = rows[:len(exact_rows)]
+        hits = [len(set(a[a >= 0]) & set(b[b >= 0])) for a, b in zip(found, exact_rows,
+                                                                     strict=True)]
+        wanted = int((exact_rows >= 0).sum())
+        out["recall_vs_exact"] = float(sum(hits) / wanted) if wanted else None
+    return out
 
 
 # ---------------------------------------------------------------------------------------

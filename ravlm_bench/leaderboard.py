@@ -40,6 +40,8 @@ RETRIEVAL_METRICS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2
                      "mean_recall")
 COST_COLUMNS = ("retrieval_qps", "latency_p50_ms", "latency_p99_ms", "index_memory_bytes",
                 "index_build_s", "train_s")
+# What retrieval found (knowledge.retrieval_diagnostics), seed means
+DIAGNOSTIC_COLUMNS = ("label_precision_at_k", "recall_vs_exact", "all_padding", "one_image")
 COMPARISON_COLUMNS = ("delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi", "p_value",
                       "p_holm", "paired_seeds")
 # Only files named exactly so are cells; the runner's temporary files never match.
@@ -62,7 +64,8 @@ class Leaderboard:
     """Everything a publisher needs, as plain data and pandas DataFrames.
 
     ``tables[task]``: index ``system``; per metric ``m``: columns ``m`` (mean), ``m_std``,
-    ``m_ci95_lo``, ``m_ci95_hi`` (the cluster bootstrap); then :data:`COST_COLUMNS` (means),
+    ``m_ci95_lo``, ``m_ci95_hi`` (the cluster bootstrap); then :data:`COST_COLUMNS` and
+    :data:`DIAGNOSTIC_COLUMNS` (means), ``retrieval_key``,
     ``n_seeds`` (finished seeds), ``n_failed``, ``status`` (``ok``, ``failed``, ``partial``,
     ``incomplete``, ``not run``), ``error``, and with a baseline :data:`COMPARISON_COLUMNS`.
     ``overview``: index ``system``, one column per task: the main metric's mean.
@@ -161,6 +164,8 @@ def _cell_row(path: Path, cell: dict) -> dict:
             row[f"ci95_lo:{name}"], row[f"ci95_hi:{name}"] = float(bounds[0]), float(bounds[1])
     for name, value in (cell.get("cost") or {}).items():
         row[f"cost:{name}"] = float(value) if isinstance(value, (int, float)) else math.nan
+    for name, value in (cell.get("retrieval") or {}).items():
+        row[f"diag:{name}"] = float(value) if isinstance(value, (int, float)) else math.nan
     return row
 
 
@@ -284,6 +289,9 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
     for cost in COST_COLUMNS:
         values = column(f"cost:{cost}")
         row[cost] = values.mean() if len(values) else math.nan
+    for name in DIAGNOSTIC_COLUMNS:
+        values = column(f"diag:{name}")
+        row[name] = values.mean() if len(values) else math.nan
     n_ok, n_failed = len(ok), len(failed)
     row["n_seeds"], row["n_failed"] = n_ok, n_failed
     if n_failed and not n_ok:
@@ -334,6 +342,15 @@ def _compare_to_baseline(board: Leaderboard, task: str, system: str,
             "p_holm": math.nan, "paired_seeds": len(shared)}
 
 
+def retrieval_key(system: dict) -> str:
+    """What a system searches with, as run.json recorded it ("" without a retriever)."""
+    if not system.get("retriever"):
+        return ""
+    key = system.get("retrieval_key") or {"name": "image+text"}
+    params = ", ".join(f"{k}={v}" for k, v in key.items() if k != "name")
+    return f"{key['name']} ({params})" if params else key["name"]
+
+
 def holm(p_values: dict[str, float]) -> dict[str, float]:
     """Holm's step-down adjustment of a family of p-values (NaNs are not in the family)."""
     family = sorted((p, name) for name, p in p_values.items() if not math.isnan(p))
@@ -372,6 +389,7 @@ def load_run(run_dir: str | Path) -> Leaderboard:
         for system in meta.get("systems", board.systems):  # the systems the suite ran on it
             sub = task_cells[task_cells["system"] == system] if len(task_cells) else task_cells
             row = _system_row(sub, declarations, len(board.seeds), replicates, system)
+            row["retrieval_key"] = retrieval_key(board.systems.get(system, {}))
             if board.baseline is not None:
                 row.update(_compare_to_baseline(board, task, system, replicates))
             rows[system] = row
@@ -433,6 +451,8 @@ COMPACT_HEADERS = {
     "macro_f1": "macro-F1", "head_f1": "head-F1", "tail_f1": "tail-F1",
     "retrieval_qps": "qps", "latency_p50_ms": "p50 ms", "latency_p99_ms": "p99 ms",
     "index_memory_bytes": "index mem", "index_build_s": "build s", "train_s": "train s",
+    "retrieval_key": "key", "label_precision_at_k": "label P@k",
+    "recall_vs_exact": "R vs exact", "all_padding": "no nbrs", "one_image": "one image",
 }
 
 
@@ -456,6 +476,10 @@ def display_table(board: Leaderboard, task: str, *, compact: bool = False) -> pd
                 shown[metric] = format_metric(row, metric, with_ci=True)
         for cost in COST_COLUMNS:
             shown[cost] = format_cost(cost, row[cost])
+        if table["retrieval_key"].astype(bool).any():
+            shown["retrieval_key"] = row["retrieval_key"] or "–"
+            for name in DIAGNOSTIC_COLUMNS:
+                shown[name] = _fmt(row[name])
         if "delta_vs_baseline" in table.columns:
             if math.isnan(row["delta_vs_baseline"]):
                 shown["vs baseline"] = "baseline" if system == board.baseline else "–"

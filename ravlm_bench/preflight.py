@@ -71,7 +71,23 @@ def _check_system(system: SystemSpec, registry: Registry, where: str) -> SystemS
             continue
         entry = _entry(registry, ROLE_KINDS[role], spec.name, f"{table} {role}")
         entry.check(spec.params, f"{table} {role}")
+    _check_retrieval_key(system, registry, table)
     return system
+
+
+def _check_retrieval_key(system: SystemSpec, registry: Registry, table: str) -> None:
+    from ravlm_bench.knowledge import FIXED_KEYS
+
+    key = system.retrieval_key
+    if key.name in FIXED_KEYS:
+        if key.params:
+            raise ConfigError(f"{table} retrieval_key: {key.name!r} takes no parameters")
+        return
+    where = f"{table} retrieval_key"
+    if key.name not in registry.names("joint-embeddings"):
+        raise ConfigError(f"{where}: {key.name!r} is neither {', '.join(FIXED_KEYS)} nor a "
+                          f"joint embedding ({', '.join(registry.names('joint-embeddings'))})")
+    registry.get("joint-embeddings", key.name).check(key.params, where)
 
 
 def _legacy_joint_embedding(system: SystemSpec, registry: Registry, table: str) -> SystemSpec:

@@ -82,6 +82,7 @@ class Runner:
         self.ledger = RunLedger(run_dir, writes=self.execution.is_main)
         self.sources = DataSources(self.suite, self.factory)
         self.resampler = Resampler()
+        self.learned_keys: dict = {}  # trained retrieval keys, shared across a run's cells
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -201,7 +202,8 @@ class Runner:
         system = self.suite.systems[system_name]
         context = CellContext(factory=self.factory, features=ready.features,
                               metric=self.suite.metric, execution=self.execution,
-                              resampler=self.resampler, on_stage=on_stage)
+                              resampler=self.resampler, on_stage=on_stage,
+                              learned_keys=self.learned_keys)
         checkpoint_dir = (self.ledger.root / "checkpoints" / task_spec.name / system_name
                           / f"seed-{seed}")
         result = run_cell(ready.task, ready.data, system, seed, context, checkpoint_dir)
@@ -213,7 +215,7 @@ class Runner:
             metrics={**_jsonable(evaluation.metrics), "ci95": _intervals(evaluation)},
             details=_jsonable(evaluation.details), bootstrap=units,
             cost=result.cost, timings=result.timings, training=_jsonable(result.training),
-            task_declaration=ready.declaration)
+            retrieval=result.retrieval, task_declaration=ready.declaration)
         record["provenance"]["components"] = result.components
         record["provenance"]["world_size"] = self.execution.world_size
         self.ledger.write_cell(record, evaluation)

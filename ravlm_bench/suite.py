@@ -44,6 +44,7 @@ ROLES = ("image_encoder", "text_encoder", "retriever", "fusion_head", "joint_emb
 ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
               "retriever": "retrievers", "fusion_head": "fusion-heads",
               "joint_embedding": "joint-embeddings"}
+SYSTEM_KEYS = (*ROLES, "retrieval_key")
 # Suite, system and task names become directory names of a run: one safe path component.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]*$")
 TOP_LEVEL_KEYS = {"name", "description", "seeds", "baseline", "data", "defaults", "tasks",
@@ -73,10 +74,14 @@ class SystemSpec:
     fusion_head: ComponentSpec | None = None
     retriever: ComponentSpec | None = None
     joint_embedding: ComponentSpec | None = None
+    # what queries and knowledge-base items are embedded by: "image", "text", "image+text"
+    # or a joint embedding trained on the task's training split
+    retrieval_key: ComponentSpec = field(default_factory=lambda: ComponentSpec("image+text"))
 
     def components(self) -> dict[str, dict | None]:
-        return {role: (getattr(self, role).as_dict() if getattr(self, role) else None)
-                for role in ROLES}
+        parts = {role: (getattr(self, role).as_dict() if getattr(self, role) else None)
+                 for role in ROLES}
+        return {**parts, "retrieval_key": self.retrieval_key.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -150,9 +155,9 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
 
     defaults = _table(raw, "defaults", where, default={})
     for key in defaults:
-        if key not in ROLES:
+        if key not in SYSTEM_KEYS:
             raise ConfigError(f"{where}: [defaults] has unknown key {key!r}; "
-                              f"allowed: {', '.join(ROLES)}")
+                              f"allowed: {', '.join(SYSTEM_KEYS)}")
     systems_raw = _table(raw, "systems", where)
     if not systems_raw:
         raise ConfigError(f"{where}: no systems; add at least one [systems.NAME] table")
@@ -217,10 +222,10 @@ def _component(value: Any, where: str) -> ComponentSpec:
 def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: [systems.{name}] must be a table")
-    unknown = set(body) - set(ROLES)
+    unknown = set(body) - set(SYSTEM_KEYS)
     if unknown:
         raise ConfigError(f"{where}: [systems.{name}] has unknown key {sorted(unknown)[0]!r}; "
-                          f"allowed: {', '.join(ROLES)}")
+                          f"allowed: {', '.join(SYSTEM_KEYS)}")
     merged = {**defaults, **body}
     parts = {}
     for role in ROLES:
@@ -229,6 +234,9 @@ def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
         elif role in ("image_encoder", "text_encoder"):
             raise ConfigError(f"{where}: [systems.{name}] has no {role}; set it there or "
                               f"in [defaults]")
+    if "retrieval_key" in merged:
+        parts["retrieval_key"] = _component(merged["retrieval_key"],
+                                            f"{where}: [systems.{name}] retrieval_key")
     if "fusion_head" not in parts and "joint_embedding" not in parts:
         raise ConfigError(f"{where}: [systems.{name}] has neither a fusion_head nor a "
                           f"joint_embedding; give it one")

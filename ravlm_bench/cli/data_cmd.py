@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 from pathlib import Path
 
 from tabulate import tabulate
 
+from ravlm_bench.errors import DataError
+
 KIND_COLUMNS = ("images", "captions", "instances", "questions", "regions", "objects")
+# what data check says instead of "decoded N images" when it did not decode them
+MODE_NOTES = {
+    "headers": "--fast: headers only; truncated or corrupt pixel data is not detected",
+    "none": "--no-image-check: image files were not opened",
+}
 
 
 # the sizes of ravlm_bench.demo.SIZES, spelled out so that building the parser does not
@@ -36,6 +46,9 @@ def add_parser(subparsers, common) -> None:
                        help="dataset plugin: coco, flickr30k, visual_genome (or a plugin's)")
     check.add_argument("--on-bad-image", choices=["fail", "skip"], default="fail",
                        help="missing or corrupt image files: fail (default) or skip them")
+    check.add_argument("--fast", action="store_true",
+                       help="check image headers only: truncated or corrupt pixel data is "
+                            "not detected")
     check.add_argument("--no-image-check", action="store_true",
                        help="do not open the image files")
     check.add_argument("--json", action="store_true", help="machine-readable output")
@@ -66,16 +79,63 @@ def open_dataset(ctx, name: str, root: Path, **params):
 
 
 def check_tree(ctx) -> int:
+    """Load the tree (the dataset checks headers), then decode every image unless --fast.
+
+    An image that does not decode fails the check (exit 2) like a missing file; with
+    --on-bad-image skip it is listed and the exit is 0, as for the files the dataset drops.
+    """
     args = ctx.args
     dataset = open_dataset(ctx, args.format, args.dir, on_bad_image=args.on_bad_image,
                            check_images=not args.no_image_check)
+    mode = "none" if args.no_image_check else "headers" if args.fast else "pixels"
+    undecodable, decoded = [], ""
+    if mode == "pixels":
+        start = time.perf_counter()
+        paths = list(dict.fromkeys(image_paths(dataset)))  # unique, in table order
+        undecodable = decode_all(dataset, paths, not args.quiet and sys.stderr.isatty())
+        decoded = f"decoded {len(paths)} images in {time.perf_counter() - start:.1f} s"
+    if args.json:
+        print_json(dataset, mode, undecodable)
+    else:
+        print_report(dataset, MODE_NOTES.get(mode, decoded), undecodable)
+    if undecodable and args.on_bad_image == "fail":
+        raise DataError(f"{dataset.name} ({dataset.root}): {len(undecodable)} image files "
+                        "cannot be decoded (listed above); a run fails on them unless "
+                        "on_bad_image='skip' (data check: --on-bad-image skip)")
+    return 0
+
+
+def decode_all(dataset, paths: list[str], progress: bool) -> list[tuple[str, str]]:
+    """``(path relative to the root, why)`` of every image whose pixels do not decode."""
+    from ravlm_bench.encoding import find_undecodable
+
+    failed = find_undecodable(paths, progress=progress)
+    return [(os.path.relpath(paths[i], dataset.root), why) for i, why in sorted(failed.items())]
+
+
+def image_paths(dataset) -> list[str]:
+    paths: list[str] = []
+    for split in dataset.splits():
+        try:
+            table = dataset.table("images", split)
+        except DataError:  # a split with captions or questions only
+            continue
+        paths.extend(table["image_path"])
+    return paths
+
+
+def print_json(dataset, mode: str, undecodable: list[tuple[str, str]]) -> None:
+    print(json.dumps({"dataset": dataset.name, "root": str(dataset.root), **dataset.summary(),
+                      "problems": list(getattr(dataset, "problems", [])),
+                      "notes": list(getattr(dataset, "notes", [])),
+                      "image_check": mode,
+                      "undecodable_images": [{"path": path, "error": why}
+                                             for path, why in undecodable]}, indent=2))
+
+
+def print_report(dataset, image_check: str, undecodable: list[tuple[str, str]]) -> None:
     summary = dataset.summary()
     problems = list(getattr(dataset, "problems", []))
-    notes = list(getattr(dataset, "notes", []))
-    if args.json:
-        print(json.dumps({"dataset": dataset.name, "root": str(dataset.root), **summary,
-                          "problems": problems, "notes": notes}, indent=2))
-        return 0
     counts = summary["counts"]
     kinds = [k for k in KIND_COLUMNS if k in counts]
     rows = [[split] + [counts[k].get(split, 0) for k in kinds] for split in summary["splits"]]
@@ -83,12 +143,16 @@ def check_tree(ctx) -> int:
     print(f"{dataset.name} at {dataset.root}: {len(summary['splits'])} splits, "
           f"{summary.get('categories', 0)} categories")
     print(tabulate(rows, headers=["split", *kinds]))
-    for note in notes:
+    for note in getattr(dataset, "notes", []):
         print(f"note: {note}")
+    print(image_check)
     if problems:
         print(f"{len(problems)} problems found (the affected records were dropped):")
         for problem in problems:
             print(f"  - {problem}")
-    else:
+    if undecodable:
+        print(f"{len(undecodable)} image files cannot be decoded:")
+        for path, why in undecodable:
+            print(f"  - {path}: {why}")
+    if not problems and not undecodable:
         print("no problems found")
-    return 0
