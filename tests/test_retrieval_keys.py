@@ -53,8 +53,8 @@ def write_coco(root: Path, per_split: dict[str, int], seed: int = 0) -> Path:
                               "bbox": [4.0, 4.0, 40.0, 40.0], "area": 1600.0, "iscrowd": 0})
             captions.append({"id": next_id, "image_id": next_id, "caption": "a photo"})
             next_id += 1
-        for kind, annotations in (("instances", instances), ("captions", captions)):
-            body = {"images": images, "annotations": annotations}
+        for kind, records in (("instances", instances), ("captions", captions)):
+            body = {"images": images, "annotations": records}
             if kind == "instances":
                 body["categories"] = categories
             (root / "annotations" / f"{kind}_{split}2017.json").write_text(json.dumps(body))
