@@ -53,6 +53,7 @@ class CellResult:
     components: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     retrieval: dict | None = None  # knowledge.retrieval_diagnostics of the test queries
+    knowledge: dict | None = None  # an external knowledge base: its size, what the guard found
 
 
 @dataclass
@@ -67,6 +68,8 @@ class CellContext:
     on_stage: Callable[[str], None] | None = None
     # trained retrieval keys, shared by the systems of a (task, seed) that name the same one
     learned_keys: dict = field(default_factory=dict)
+    # the system's external knowledge base: (ExternalItems, its FeatureStore), or None
+    knowledge: tuple | None = None
 
 
 class StageClock:
@@ -110,7 +113,8 @@ def run_cell(task: Component, data, system: SystemSpec, seed: int, ctx: CellCont
     cost["train_s"] = training_cost(clock.timings.get("train_s", 0.0), training)
     return CellResult(evaluation=evaluation, cost=cost, timings=clock.finish(),
                       components=components, training=training.as_dict(),
-                      retrieval=retrieval)
+                      retrieval=retrieval,
+                      knowledge=ctx.knowledge[0].findings if ctx.knowledge else None)
 
 
 def ComponentErrorFor(component: Component, message: str):  # noqa: N802 (an error factory)
@@ -147,8 +151,7 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
                           f"targets; task {task.name!r} needs {targets}")
     uses_retrieval = bool(capability(head.obj, "fusion-heads", "uses_retrieval"))
     k = int(capability(head.obj, "fusion-heads", "k"))
-    kb = KnowledgeBase(image=image["train"], text=text["train"], labels=data.train.labels,
-                       image_ids=data.train.image_ids)
+    kb = _knowledge_base(data, image, text, ctx, (image_encoder, text_encoder), clock)
     retriever, cost, key = None, {}, knowledge.IMAGE_AND_TEXT
     key_component, diagnostics = None, None
     if uses_retrieval:
@@ -251,6 +254,23 @@ def run_joint_embedding_cell(task: Component, data: RetrievalData, system: Syste
         cost.update(measure_search(images_index, text_emb, k=min(depth, len(image_emb))))
     return (Rankings(t2i=t2i, i2t=i2t), cost, training,
             _describe(image_encoder, text_encoder, images_index, embedding), None)
+
+
+def _knowledge_base(data: ClassificationData, image: dict, text: dict, ctx: CellContext,
+                    encoders: tuple[Component, Component], clock: StageClock) -> KnowledgeBase:
+    """The task's training split, or the system's external knowledge base (no labels: -1,
+    or empty label rows for multi-label tasks)."""
+    if ctx.knowledge is None:
+        return KnowledgeBase(image=image["train"], text=text["train"],
+                             labels=data.train.labels, image_ids=data.train.image_ids)
+    items, store = ctx.knowledge
+    with clock("encode"):
+        kb_image = store.images(encoders[0], "knowledge", items.image_paths)
+        kb_text = store.texts(encoders[1], "knowledge", items.texts)
+    train_labels = np.asarray(data.train.labels)
+    labels = (np.zeros((len(items), train_labels.shape[1]), train_labels.dtype)
+              if train_labels.ndim == 2 else np.full(len(items), -1, np.int64))
+    return KnowledgeBase(image=kb_image, text=kb_text, labels=labels, image_ids=items.image_ids)
 
 
 def _retrieval_key(system: SystemSpec, task: Component, data, image: dict, text: dict,

@@ -342,6 +342,9 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
     "retrievers": {"uses_labels": False},
     "fusion-heads": {
         "uses_retrieval": True,  # False: neighbour arrays arrive empty
+        # whether it reads the neighbours' labels: "required" (a knowledge base without
+        # labels cannot serve it), "optional" (label -1 is understood) or "unused"
+        "neighbour_labels": "required",
         "k": 10,  # neighbours retrieved per query
         "targets": ("single-label",),  # label forms fit() accepts
         "data_parallel": False,  # fit() takes dist= and trains with DistributedDataParallel
@@ -369,6 +372,7 @@ class FusionHead:
     """
 
     uses_retrieval: bool = CAPABILITIES["fusion-heads"]["uses_retrieval"]
+    neighbour_labels: str = CAPABILITIES["fusion-heads"]["neighbour_labels"]
     k: int = CAPABILITIES["fusion-heads"]["k"]
     targets: tuple[str, ...] = CAPABILITIES["fusion-heads"]["targets"]
     data_parallel: bool = CAPABILITIES["fusion-heads"]["data_parallel"]

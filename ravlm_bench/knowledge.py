@@ -254,7 +254,7 @@ def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
 
     * ``label_precision_at_k``: the share of the k neighbour slots (padding counts as a miss)
       holding an item whose label equals the query's (multi-label: shares one); None
-      without labels on both sides;
+      without labels on both sides (an external knowledge base has none);
     * ``recall_vs_exact``: the share of exact search's top-k that the retriever returned,
       over the queries ``exact_rows`` (their first rows of ``inputs``) covers;
     * ``all_padding``: the share of queries that got no neighbour at all;
@@ -273,7 +273,8 @@ def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
     out["one_image"] = float((valid.any(axis=1) & ((images == first) | ~valid).all(axis=1)
                               ).mean())
     kb_labels = np.asarray(inputs.knowledge.labels)
-    if query_labels is not None and len(kb_labels):
+    labelled = kb_labels.any() if kb_labels.ndim == 2 else (kb_labels >= 0).any()
+    if query_labels is not None and len(kb_labels) and labelled:
         query_labels = np.asarray(query_labels)
         neighbour = kb_labels[np.maximum(rows, 0)]
         if query_labels.ndim == 2:  # multi-hot rows: a hit shares one label
@@ -353,7 +354,7 @@ def find_leakage(
     note("image id", np.isin(test_ids, train_ids),
          lambda i: f"test image {test_ids[i]} has a training image id")
     if train_paths is not None and test_paths is not None:
-        hits, partner, unreadable = _same_bytes(list(train_paths), list(test_paths))
+        hits, partner, unreadable = same_bytes(list(train_paths), list(test_paths))
         report.unreadable = unreadable
         note("file hash", hits,
              lambda i: f"test file {test_paths[i]} is identical to {train_paths[partner[i]]}")
@@ -368,7 +369,7 @@ def find_leakage(
     return report
 
 
-def _same_bytes(train_paths: list[str], test_paths: list[str]):
+def same_bytes(train_paths: list[str], test_paths: list[str]):
     """Which test files have a byte-identical training file (and which one)."""
     hits = np.zeros(len(test_paths), dtype=bool)
     partner = np.full(len(test_paths), -1, dtype=np.int64)

@@ -72,6 +72,10 @@ def _check_system(system: SystemSpec, registry: Registry, where: str) -> SystemS
         entry = _entry(registry, ROLE_KINDS[role], spec.name, f"{table} {role}")
         entry.check(spec.params, f"{table} {role}")
     _check_retrieval_key(system, registry, table)
+    if system.knowledge is not None:
+        _entry(registry, "datasets", system.knowledge.dataset, f"{table} knowledge")
+        if system.retriever is None:
+            raise ConfigError(f"{table} knowledge: the system has no retriever to search it")
     return system
 
 
@@ -130,20 +134,39 @@ class SuiteDataError(ConfigError):
     """A suite setting that the task's data makes impossible: the run stops (exit 2)."""
 
 
-def check_against_data(suite: Suite, registry: Registry, task_spec, data) -> None:
+def check_against_data(suite: Suite, registry: Registry, task_spec, data,
+                       knowledge_sizes: dict | None = None) -> None:
     """Settings only the task's data can refute, checked once it is built and before any of
     its cells encode: a fusion head's ``k`` must be below the knowledge base's size, or
-    every query would retrieve the whole knowledge base."""
+    every query would retrieve the whole knowledge base; a head that reads the neighbours'
+    labels cannot use an external knowledge base (it has none).
+
+    ``knowledge_sizes``: system name -> its external knowledge base's size."""
     from ravlm_bench.options import resolved
 
-    size = len(data.train)
     for name in task_spec.systems:
-        head = suite.systems[name].fusion_head
-        if head is None or suite.systems[name].retriever is None:
+        system = suite.systems[name]
+        head = system.fusion_head
+        if head is None or system.retriever is None:
             continue
+        size = (knowledge_sizes or {}).get(name, len(data.train))
+        if system.knowledge is not None:
+            _check_labels_for_external_knowledge(suite, registry, system)
         k = resolved(registry.get("fusion-heads", head.name).params, head.params).get("k")
         if isinstance(k, int) and k >= size:
             raise SuiteDataError(
                 f"{suite.path}: [systems.{name}] fusion_head: k = {k} is not below the "
-                f"{size} training items of task {task_spec.name!r}, its knowledge base; "
-                f"every query would retrieve all of it")
+                f"{size} items of its knowledge base for task {task_spec.name!r}; every "
+                f"query would retrieve all of it")
+
+
+def _check_labels_for_external_knowledge(suite: Suite, registry: Registry,
+                                         system: SystemSpec) -> None:
+    head = system.fusion_head
+    # creating a head is cheap (no weights): its declared capability is what counts
+    probe = registry.create("fusion-heads", head.name, dim=2, **head.params)
+    if capability(probe, "fusion-heads", "neighbour_labels") == "required":
+        raise SuiteDataError(
+            f"{suite.path}: [systems.{system.name}] fusion_head: {head.name!r} reads its "
+            f"neighbours' labels, and the knowledge base {system.knowledge.dataset}/"
+            f"{system.knowledge.split} has none; use a head that does not (e.g. xattn)")

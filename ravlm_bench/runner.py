@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ravlm_bench import __version__
 from ravlm_bench.audit import audit_leakage
 from ravlm_bench.cells import CellContext, run_cell
@@ -33,6 +35,7 @@ from ravlm_bench.data_sources import DataSources
 from ravlm_bench.distributed import SINGLE, DistContext, broadcast_object
 from ravlm_bench.evaluation import Resampler, adapt_task, task_declaration
 from ravlm_bench.execution import execution_for, one_line
+from ravlm_bench.external_knowledge import ExternalItems, external_items
 from ravlm_bench.features import FeatureStore
 from ravlm_bench.ledger import RunLedger
 from ravlm_bench.preflight import SuiteDataError, check_against_data, check_suite
@@ -63,6 +66,8 @@ class PreparedTask:
     data: Any
     features: FeatureStore
     declaration: dict
+    # system -> its external knowledge base's items and their feature store
+    knowledge: dict[str, tuple[ExternalItems, FeatureStore]] = field(default_factory=dict)
 
 
 class Runner:
@@ -83,6 +88,7 @@ class Runner:
         self.sources = DataSources(self.suite, self.factory)
         self.resampler = Resampler()
         self.learned_keys: dict = {}  # trained retrieval keys, shared across a run's cells
+        self._knowledge: dict = {}  # (task, KnowledgeSpec) -> external knowledge base
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -156,6 +162,9 @@ class Runner:
             except Exception:  # a broken task fails its own cells, later
                 continue
             self.sources.check(dataset_name)
+        for system in self.suite.systems.values():
+            if system.knowledge is not None:
+                self.sources.check(system.knowledge.dataset)
 
     def _task(self, task_spec: TaskSpec):
         task = self.factory.create("tasks", ComponentSpec(task_spec.name, task_spec.params))
@@ -186,7 +195,9 @@ class Runner:
         data_seed = int(self.suite.run.get("data_seed", 0))
         with guard(task, "build"):
             data = task.obj.build(dataset.obj, data_seed)
-        check_against_data(self.suite, self.registry, task_spec, data)
+        knowledge = self._external_knowledge(task_spec, dataset, data)
+        check_against_data(self.suite, self.registry, task_spec, data,
+                           {name: len(items) for name, (items, _) in knowledge.items()})
         with guard(dataset, "fingerprint"):
             fingerprint = f"{dataset.obj.fingerprint()}-{task_spec.name}-{data_seed}"
         if self.execution.is_main:
@@ -195,7 +206,28 @@ class Runner:
                                 dist=self.execution.dist)
         entry.update(_sizes(data))
         self.ledger.record_task(task_spec.name, entry)
-        return PreparedTask(task, data, features, entry)
+        return PreparedTask(task, data, features, entry, knowledge)
+
+    def _external_knowledge(self, task_spec: TaskSpec, dataset, data) -> dict:
+        """The external knowledge bases the task's systems name, each read once."""
+        wanted = {name: self.suite.systems[name].knowledge for name in task_spec.systems
+                  if self.suite.systems[name].knowledge is not None}
+        if not wanted:
+            return {}
+        task_images = _task_images(dataset, data)
+        out = {}
+        for name, spec in wanted.items():
+            memo = (task_spec.name, spec)
+            if memo not in self._knowledge:
+                source = self.execution.main_first(lambda s=spec: self.sources.dataset(s.dataset))
+                with guard(source, f"reading split {spec.split!r} as a knowledge base"):
+                    items = external_items(spec, source.obj, task_images)
+                    fingerprint = f"{source.obj.fingerprint()}-knowledge-{spec.split}"
+                store = FeatureStore(fingerprint, self.cache, progress=self.progress,
+                                     dist=self.execution.dist)
+                self._knowledge[memo] = (items, store)
+            out[name] = self._knowledge[memo]
+        return out
 
     def _run_cell(self, task_spec: TaskSpec, system_name: str, seed: int,
                   ready: PreparedTask, on_stage=None) -> None:
@@ -203,7 +235,8 @@ class Runner:
         context = CellContext(factory=self.factory, features=ready.features,
                               metric=self.suite.metric, execution=self.execution,
                               resampler=self.resampler, on_stage=on_stage,
-                              learned_keys=self.learned_keys)
+                              learned_keys=self.learned_keys,
+                              knowledge=ready.knowledge.get(system_name))
         checkpoint_dir = (self.ledger.root / "checkpoints" / task_spec.name / system_name
                           / f"seed-{seed}")
         result = run_cell(ready.task, ready.data, system, seed, context, checkpoint_dir)
@@ -215,7 +248,8 @@ class Runner:
             metrics={**_jsonable(evaluation.metrics), "ci95": _intervals(evaluation)},
             details=_jsonable(evaluation.details), bootstrap=units,
             cost=result.cost, timings=result.timings, training=_jsonable(result.training),
-            retrieval=result.retrieval, task_declaration=ready.declaration)
+            retrieval=result.retrieval, knowledge=result.knowledge,
+            task_declaration=ready.declaration)
         record["provenance"]["components"] = result.components
         record["provenance"]["world_size"] = self.execution.world_size
         self.ledger.write_cell(record, evaluation)
@@ -244,6 +278,18 @@ class Runner:
                       error={"plugin": plugin, "type": type(exc).__name__,
                              "message": one_line(exc)})
         self.ledger.write_cell(record, None)
+
+
+def _task_images(dataset, data):
+    """The task's images (every split) with their cross ids and paths, for the guard."""
+    import pandas as pd
+
+    ids = np.unique(np.concatenate([np.asarray(getattr(data, role).image_ids)
+                                    for role in ("train", "val", "test")
+                                    if getattr(data, role, None) is not None]))
+    tables = [dataset.obj.table("images", split).to_pandas() for split in dataset.obj.splits()]
+    images = pd.concat(tables, ignore_index=True)
+    return images[images["image_id"].isin(ids)].reset_index(drop=True)
 
 
 def _sizes(data) -> dict:

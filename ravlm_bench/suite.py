@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ravlm_bench.errors import ConfigError
+from ravlm_bench.external_knowledge import KnowledgeSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,7 +45,7 @@ ROLES = ("image_encoder", "text_encoder", "retriever", "fusion_head", "joint_emb
 ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
               "retriever": "retrievers", "fusion_head": "fusion-heads",
               "joint_embedding": "joint-embeddings"}
-SYSTEM_KEYS = (*ROLES, "retrieval_key")
+SYSTEM_KEYS = (*ROLES, "retrieval_key", "knowledge")
 # Suite, system and task names become directory names of a run: one safe path component.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]*$")
 TOP_LEVEL_KEYS = {"name", "description", "seeds", "baseline", "data", "defaults", "tasks",
@@ -77,11 +78,14 @@ class SystemSpec:
     # what queries and knowledge-base items are embedded by: "image", "text", "image+text"
     # or a joint embedding trained on the task's training split
     retrieval_key: ComponentSpec = field(default_factory=lambda: ComponentSpec("image+text"))
+    # another dataset's split to retrieve from, instead of the task's training split
+    knowledge: KnowledgeSpec | None = None
 
     def components(self) -> dict[str, dict | None]:
         parts = {role: (getattr(self, role).as_dict() if getattr(self, role) else None)
                  for role in ROLES}
-        return {**parts, "retrieval_key": self.retrieval_key.as_dict()}
+        return {**parts, "retrieval_key": self.retrieval_key.as_dict(),
+                "knowledge": self.knowledge.as_dict() if self.knowledge else None}
 
 
 @dataclass(frozen=True)
@@ -237,10 +241,22 @@ def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
     if "retrieval_key" in merged:
         parts["retrieval_key"] = _component(merged["retrieval_key"],
                                             f"{where}: [systems.{name}] retrieval_key")
+    if "knowledge" in merged:
+        parts["knowledge"] = _knowledge(merged["knowledge"], f"{where}: [systems.{name}] "
+                                                             f"knowledge")
     if "fusion_head" not in parts and "joint_embedding" not in parts:
         raise ConfigError(f"{where}: [systems.{name}] has neither a fusion_head nor a "
                           f"joint_embedding; give it one")
     return SystemSpec(name=name, **parts)
+
+
+def _knowledge(value: Any, where: str) -> KnowledgeSpec:
+    from ravlm_bench.options import parse_options
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table, e.g. {{ dataset = \"coco\", "
+                          f"split = \"train\" }}")
+    return parse_options(KnowledgeSpec, value, where)
 
 
 def _check_name(name: str, table: str, where: str) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ravlm_bench.api import check_fusion_head
 from ravlm_bench.contracts import FusionInputs, KnowledgeBase
 from ravlm_bench.errors import ConfigError, DataError
+from ravlm_plugins.fusion.checkpoint import CHECKSUM_KEY, checksum
 
 WORDS = ["a", "photo", "of", "the", "some", "thing", "picture", "an", "object"]
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
@@ -147,6 +152,30 @@ def test_resumes_from_its_checkpoint_bit_identically(make_head, splits, tmp_path
     straight = make_head(epochs=3)
     straight.fit(train, val, seed=0)
     np.testing.assert_array_equal(resumed.predict_proba(val), straight.predict_proba(val))
+
+
+def test_a_checkpoint_torch_refuses_is_trained_afresh(make_head, splits, tmp_path, caplog):
+    """Refused after the encoders, batch-norm statistics and both learning-rate groups'
+    moments were loaded: all of them are put back, so the new training is a fresh one."""
+    train, val = splits
+    make_head(epochs=2).fit(train, val, seed=0, checkpoint_dir=tmp_path)
+    path = tmp_path / "last.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        metadata = {k: v for k, v in handle.metadata().items() if k != CHECKSUM_KEY}
+    tensors["rng.generator"] = torch.zeros_like(tensors["rng.generator"])  # an invalid state
+    save_file(tensors, str(path), metadata={**metadata,
+                                            CHECKSUM_KEY: checksum(tensors, metadata)})
+
+    with caplog.at_level(logging.WARNING):
+        again = make_head(epochs=2)
+        report = again.fit(train, val, seed=0, checkpoint_dir=tmp_path)
+    warned = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert len(warned) == 1 and "torch refused its state" in warned[0]
+    assert not report.reused and report.resumed_from_epoch == 0
+    fresh = make_head(epochs=2)
+    fresh.fit(train, val, seed=0)
+    np.testing.assert_array_equal(again.predict_proba(val), fresh.predict_proba(val))
 
 
 def test_encoders_train_at_encoder_lr(make_head, splits, tiny_models):

@@ -33,6 +33,7 @@ class ConcatHead(TrainedHead):
     name = "concat"
     Options = ConcatOptions
     uses_retrieval = False
+    neighbour_labels = "unused"
     targets = ("single-label",)
 
     def __init__(self, *, dim: int, **params):

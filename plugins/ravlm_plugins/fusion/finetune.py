@@ -94,6 +94,7 @@ class ConcatFinetuneHead(TrainedHead):
     name = NAME
     Options = FinetuneOptions
     uses_retrieval = False
+    neighbour_labels = "unused"
     targets = ("single-label",)
 
     def __init__(self, *, dim: int | None = None, **params):

@@ -104,6 +104,7 @@ class CrossAttentionHead(TrainedHead):
     name = "xattn"
     Options = CrossAttentionOptions
     uses_retrieval = True
+    neighbour_labels = "optional"  # label -1 has an embedding of its own
     targets = ("single-label",)
 
     def __init__(self, *, dim: int, **params):
