@@ -85,8 +85,10 @@ def register_retrievers(register: Register) -> None:
     ``build(vectors: float32 (n, dim), keys: int64 (n,)) -> None`` and
     ``search(queries: float32 (m, dim), k: int) -> (keys int64 (m, k), scores float32 (m, k))``:
     best first, a higher score means more similar, ``-1`` keys pad rows with fewer than
-    ``k`` results. Equal scores are ordered by ascending key, so results never depend on
-    insertion order, batch size or sharding. Optional: ``memory_bytes() -> int``,
+    ``k`` results (for ``l2sq`` the score is ``-|q - v|^2``). Equal scores are ordered by
+    ascending key, so results never depend on insertion order, batch size or sharding. The
+    harness searches with unit vectors and hands heads cosine similarities, whatever the
+    metric. Optional: ``memory_bytes() -> int``,
     ``uses_labels = True`` (see :data:`ravlm_bench.api.CAPABILITIES`).
 
     :param register: the registration callback.
