@@ -85,3 +85,67 @@ def test_cli_size_choices_match_the_generator():
     from ravlm_bench.demo import SIZES
 
     assert list(DEMO_SIZES) == list(SIZES)
+
+
+def half_a_jpeg(path) -> None:
+    """Replace an image with a valid JPEG cut in half: the header is intact, the pixels not."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG", quality=95)
+    path.write_bytes(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+
+
+@pytest.fixture
+def truncated_coco(demo_copy):
+    root = demo_copy("coco")
+    victim = sorted((root / "val2017").glob("*.jpg"))[1]
+    half_a_jpeg(victim)
+    return root, f"val2017/{victim.name}"
+
+
+def test_check_decodes_pixels_and_fails_on_a_truncated_jpeg(capsys, truncated_coco):
+    root, victim = truncated_coco
+    code, out, err = run(capsys, "data", "check", str(root), "--format", "coco")
+    assert code == 2
+    named = [line for line in out.splitlines() if victim in line]
+    assert len(named) == 1
+    assert named[0].startswith(f"  - {victim}: cannot decode (OSError: image file is truncated")
+    assert "1 image files cannot be decoded:" in out and "no problems found" not in out
+    assert "decoded 60 images in " in out
+    assert err.startswith("error: coco (") and "1 image files cannot be decoded" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_fast_check_reads_headers_only_and_says_so(capsys, truncated_coco):
+    root, victim = truncated_coco
+    code, out, _ = run(capsys, "data", "check", str(root), "--format", "coco", "--fast")
+    assert code == 0
+    assert victim not in out and "no problems found" in out
+    assert "--fast: headers only; truncated or corrupt pixel data is not detected" in out
+    code, out, _ = run(capsys, "data", "check", str(root), "--format", "coco",
+                       "--no-image-check")
+    assert code == 0 and "--no-image-check: image files were not opened" in out
+
+
+def test_skipping_bad_images_lists_the_truncated_one_and_exits_0(capsys, truncated_coco):
+    root, victim = truncated_coco
+    code, out, _ = run(capsys, "data", "check", str(root), "--format", "coco",
+                       "--on-bad-image", "skip")
+    assert code == 0
+    assert [line for line in out.splitlines() if victim in line][0].startswith(
+        f"  - {victim}: cannot decode (OSError: image file is truncated")
+
+
+def test_json_check_lists_undecodable_images(capsys, truncated_coco):
+    root, victim = truncated_coco
+    code, out, err = run(capsys, "data", "check", str(root), "--format", "coco", "--json")
+    assert code == 2 and "cannot be decoded" in err
+    report = json.loads(out)
+    assert report["image_check"] == "pixels"
+    assert [entry["path"] for entry in report["undecodable_images"]] == [victim]
+    assert report["undecodable_images"][0]["error"].startswith("cannot decode (OSError")

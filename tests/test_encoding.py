@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ravlm_bench.contracts import ContractViolation
-from ravlm_bench.encoding import encode_images, encode_texts
+from ravlm_bench.encoding import EncodedImages, encode_images, encode_texts, find_undecodable
 from ravlm_bench.errors import DataError
 from ravlm_bench.host import get_plugin_manager
 from ravlm_bench.registry import Registry
@@ -73,6 +73,88 @@ def test_missing_or_corrupt_images_are_data_errors_naming_the_file(image_files, 
     truncated.write_bytes(open(image_files[0], "rb").read()[:300])
     with pytest.raises(DataError, match="truncated.jpg: cannot decode"):
         encode_images(MeanColour(), [str(truncated)], num_workers=0, progress=False)
+
+
+def truncate_half(path) -> str:
+    """A real JPEG whose header is intact and whose scan data stops halfway."""
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+    return str(path)
+
+
+@pytest.fixture
+def with_bad_files(image_files, tmp_path):
+    """The seven images with a half JPEG at index 2 and a missing file at 3 (one batch of 2)."""
+    noise = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "half.jpg", quality=95)
+    paths = list(image_files)
+    paths.insert(2, truncate_half(tmp_path / "half.jpg"))
+    paths.insert(3, str(tmp_path / "gone.jpg"))
+    return paths
+
+
+def test_default_is_still_a_one_line_data_error_for_a_truncated_jpeg(with_bad_files):
+    with pytest.raises(DataError) as info:
+        encode_images(MeanColour(), with_bad_files, batch_size=2, num_workers=0,
+                      progress=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"image {with_bad_files[2]}: cannot decode (OSError: image file "
+                              "is truncated")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_skip_encodes_the_rest_and_names_the_failures(with_bad_files, workers):
+    # batch_size 2 puts both bad files in one batch: it must not reach the encoder (empty)
+    result = encode_images(MeanColour(), with_bad_files, batch_size=2, num_workers=workers,
+                           progress=False, on_error="skip")
+    assert isinstance(result, EncodedImages)
+    assert sorted(result.failed) == [2, 3]
+    assert result.failed[2].startswith("cannot decode (OSError: image file is truncated")
+    assert result.failed[3] == "file not found"
+    good = [p for i, p in enumerate(with_bad_files) if i not in (2, 3)]
+    alone = encode_images(MeanColour(), good, batch_size=2, num_workers=0, progress=False)
+    assert result.features.shape == (len(with_bad_files), 3)
+    np.testing.assert_array_equal(result.ok, [i not in (2, 3) for i in range(9)])
+    np.testing.assert_array_equal(result.features[result.ok], alone)
+    assert not result.features[~result.ok].any()
+
+
+def test_skip_with_a_preprocessing_encoder_matches_encoding_the_good_images(resnet,
+                                                                            with_bad_files):
+    result = encode_images(resnet, with_bad_files, batch_size=4, num_workers=0,
+                           progress=False, on_error="skip")
+    good = [p for i, p in enumerate(with_bad_files) if i not in result.failed]
+    alone = encode_images(resnet, good, batch_size=4, num_workers=0, progress=False)
+    assert sorted(result.failed) == [2, 3]
+    np.testing.assert_allclose(result.features[result.ok], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_skip_with_nothing_bad_fails_nothing(image_files):
+    result = encode_images(MeanColour(), image_files, num_workers=0, progress=False,
+                           on_error="skip")
+    assert result.failed == {} and result.ok.all()
+    with pytest.raises(ValueError, match="on_error"):
+        encode_images(MeanColour(), image_files, progress=False, on_error="ignore")
+
+
+def test_find_undecodable_names_what_encoding_would_fail_on(with_bad_files, tmp_path,
+                                                            monkeypatch):
+    from PIL import ImageFile
+
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG not really")
+    paths = with_bad_files + [str(garbage)]
+    # a library that makes PIL pad truncated files must not hide them from the check
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    failed = find_undecodable(paths, workers=2)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is left alone
+    assert sorted(failed) == [2, 3, 9]
+    assert failed[2].startswith("cannot decode (OSError: image file is truncated")
+    assert failed[3] == "file not found"
+    assert failed[9].startswith("cannot decode (UnidentifiedImageError")
+    assert find_undecodable([]) == {}
 
 
 def test_contract_violations_propagate(image_files):

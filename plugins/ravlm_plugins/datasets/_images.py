@@ -1,7 +1,9 @@
 """Cheap image-file checks: the file exists and its header decodes; pixels are never loaded.
 
 ``PIL.Image.open`` reads only the header, and ``verify()`` checks what the format allows
-without decoding the image, so checking every image of a dataset stays affordable.
+without decoding the image, so checking every image of a dataset stays affordable. A file
+whose pixel data is truncated passes: ``ravlm-bench data check`` (unless --fast) decodes
+every image, and encoding can skip the ones that fail.
 """
 
 from __future__ import annotations
