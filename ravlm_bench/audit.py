@@ -1,10 +1,14 @@
-"""The leakage audit: test images that also appear in the training data, reported once per
-task before its cells run (the knowledge base is the training split, so a leaked test image
-can retrieve itself)."""
+"""The data audit, run once per task before its cells: test images that also appear in the
+training data (the knowledge base is the training split, so a leaked test image can retrieve
+itself), and, for datasets opened with ``on_bad_image = "skip"``, images whose pixels fail to
+decode, which are dropped from every split (and counted) rather than failing every cell."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+
+import numpy as np
 
 from ravlm_bench.knowledge import find_leakage
 
@@ -16,3 +20,40 @@ def audit_leakage(task: str, data) -> None:
                           data.test.image_ids, data.test.image_paths)
     if not report.clean:
         log.warning("%s: %s", task, report.message())
+
+
+def drop_undecodable(task: str, data, progress: bool = False) -> tuple[object, dict[str, str]]:
+    """``data`` without the items whose image fails to decode, and ``{path: why}``."""
+    from ravlm_bench.encoding import find_undecodable
+
+    paths = sorted({p for role in _roles(data) for p in getattr(data, role).image_paths})
+    failed = {paths[i]: why for i, why in find_undecodable(paths, progress=progress).items()}
+    if not failed:
+        return data, {}
+    log.warning("%s: %d images cannot be decoded and are left out of every split (e.g. %s: "
+                "%s)", task, len(failed), *next(iter(failed.items())))
+    splits = {role: _without(getattr(data, role), set(failed)) for role in _roles(data)}
+    return dataclasses.replace(data, **splits), failed
+
+
+def _roles(data) -> list[str]:
+    return [role for role in ("train", "val", "test") if getattr(data, role, None) is not None]
+
+
+def _without(split, bad: set[str]):
+    """A labelled split without the items showing ``bad`` images; a paired split without
+    those images and their captions."""
+    keep_image = np.array([p not in bad for p in split.image_paths], dtype=bool)
+    if not hasattr(split, "caption_image"):
+        return dataclasses.replace(
+            split, image_ids=split.image_ids[keep_image],
+            image_paths=[p for p, k in zip(split.image_paths, keep_image, strict=True) if k],
+            texts=[t for t, k in zip(split.texts, keep_image, strict=True) if k],
+            labels=split.labels[keep_image])
+    new_row = np.cumsum(keep_image) - 1
+    keep_caption = keep_image[split.caption_image]
+    return dataclasses.replace(
+        split, image_ids=split.image_ids[keep_image],
+        image_paths=[p for p, k in zip(split.image_paths, keep_image, strict=True) if k],
+        texts=[t for t, k in zip(split.texts, keep_caption, strict=True) if k],
+        caption_image=new_row[split.caption_image[keep_caption]])

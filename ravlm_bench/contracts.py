@@ -352,6 +352,8 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
     },
     "joint-embeddings": {"data_parallel": False, "checkpoints": False},
     "tasks": {"head": "fusion-head", "targets": "single-label", "ranking_depth": 10},
+    # images that fail to decode are dropped from the tasks' splits (and counted), not fatal
+    "datasets": {"skips_bad_images": False},
 }
 
 

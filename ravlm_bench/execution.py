@@ -43,6 +43,11 @@ class Local:
         """``make()``; under torchrun rank 0 first (it writes caches the others read)."""
         return make()
 
+    def main_first_value(self, compute: Callable[[], T]) -> T:
+        """``compute()`` once, by rank 0 under torchrun, its value shared with every rank
+        (work that every rank would repeat identically, such as decoding every image)."""
+        return compute()
+
     def retriever(self, component: Component) -> Component:
         """The retriever to index the knowledge base with."""
         return component
@@ -85,6 +90,21 @@ class Distributed(Local):
         if failed_on_main is not None:
             raise ReplayedError(failed_on_main)  # the same failure, so ranks agree on it
         return value if self.is_main else make()
+
+    def main_first_value(self, compute: Callable[[], T]) -> T:
+        value, error = None, None
+        if self.is_main:
+            try:
+                value = compute()
+            except Exception as exc:
+                error = exc
+        shared, failed = broadcast_object(
+            self.dist, (value, one_line(error) if error is not None else None))
+        if error is not None:
+            raise error
+        if failed is not None:
+            raise ReplayedError(failed)  # the same failure, so ranks agree on it
+        return shared
 
     def retriever(self, component: Component) -> Component:
         # each rank indexes a shard of the knowledge base; searches merge every shard's top-k

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from ravlm_bench import __version__
-from ravlm_bench.audit import audit_leakage
+from ravlm_bench.audit import audit_leakage, drop_undecodable
 from ravlm_bench.cells import CellContext, run_cell
 from ravlm_bench.components import ComponentFactory, guard
+from ravlm_bench.contracts import capability
 from ravlm_bench.data_sources import DataSources
 from ravlm_bench.distributed import SINGLE, DistContext, broadcast_object
 from ravlm_bench.evaluation import Resampler, adapt_task, task_declaration
@@ -195,6 +196,10 @@ class Runner:
         data_seed = int(self.suite.run.get("data_seed", 0))
         with guard(task, "build"):
             data = task.obj.build(dataset.obj, data_seed)
+        skipped: dict[str, str] = {}
+        if capability(dataset.obj, "datasets", "skips_bad_images"):
+            data, skipped = self.execution.main_first_value(
+                lambda: drop_undecodable(task_spec.name, data, self.progress))
         knowledge = self._external_knowledge(task_spec, dataset, data)
         check_against_data(self.suite, self.registry, task_spec, data,
                            {name: len(items) for name, (items, _) in knowledge.items()})
@@ -204,7 +209,7 @@ class Runner:
             audit_leakage(task_spec.name, data)
         features = FeatureStore(fingerprint, self.cache, progress=self.progress,
                                 dist=self.execution.dist)
-        entry.update(_sizes(data))
+        entry.update(_sizes(data), skipped_images=len(skipped))
         self.ledger.record_task(task_spec.name, entry)
         return PreparedTask(task, data, features, entry, knowledge)
 
@@ -246,7 +251,9 @@ class Runner:
         record.update(
             status="ok", error=None,
             metrics={**_jsonable(evaluation.metrics), "ci95": _intervals(evaluation)},
-            details=_jsonable(evaluation.details), bootstrap=units,
+            details={**_jsonable(evaluation.details),
+                     "skipped_images": ready.declaration.get("skipped_images", 0)},
+            bootstrap=units,
             cost=result.cost, timings=result.timings, training=_jsonable(result.training),
             retrieval=result.retrieval, knowledge=result.knowledge,
             task_declaration=ready.declaration)

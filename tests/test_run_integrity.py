@@ -117,3 +117,22 @@ def test_k_at_the_knowledge_base_size_stops_before_any_encoding(tmp_path, demo_w
                                 f"is not below the ")
     assert not list((tmp_path / "cache" / "features").rglob("*.npy"))  # nothing encoded
     assert not (tmp_path / "run" / "cells").exists()
+
+
+def test_with_on_bad_image_skip_an_undecodable_image_is_left_out_and_counted(
+        tmp_path, demo_copy):
+    """A truncated JPEG (its header intact, so the cheap load-time check passes it) is
+    dropped from the task before encoding, not a failed cell."""
+    coco = demo_copy("coco")
+    victim = sorted((coco / "val2017").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    suite = tmp_path / "skip.toml"
+    suite.write_text(textwrap.dedent(SUITE.format(name="skip", root=tmp_path, k=5)).replace(
+        f'root = "{tmp_path}/coco"', f'root = "{coco}"\non_bad_image = "skip"'))
+    result = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "-q",
+                     cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert "1 images cannot be decoded and are left out of every split" in result.stderr
+    assert victim.name in result.stderr
+    cell = json.loads((tmp_path / "run/cells/coco-category/knn-exact/seed-0.json").read_text())
+    assert cell["status"] == "ok" and cell["details"]["skipped_images"] == 1

@@ -148,9 +148,12 @@ def _split_tables(name: str, root: Path, parsed: Parsed) -> tuple[dict, dict]:
 class LoadedDataset:
     """A dataset whose tables are parsed and cached: implements ``contracts.Dataset``."""
 
-    def __init__(self, name: str, root: Path, meta: dict, directory: Path, key: str):
+    def __init__(self, name: str, root: Path, meta: dict, directory: Path, key: str, *,
+                 skips_bad_images: bool = False):
         self.name = name
         self.root = root
+        # on_bad_image = "skip": images that fail to decode are left out of the tasks too
+        self.skips_bad_images = skips_bad_images
         self.kinds: tuple[str, ...] = tuple(meta["kinds"])
         self.problems: list[str] = list(meta["problems"])
         self.notes: list[str] = list(meta["notes"])

@@ -105,7 +105,8 @@ def create(root: str | Path | None = None, *, year: int | None = None,
     meta, directory, key = load(
         NAME, root, LOADER_VERSION, sources, {"year": year, "split_scheme": split_scheme},
         parse, check_images=check_images, on_bad_image=on_bad_image, image_dirs=image_dirs)
-    return CocoDataset(NAME, root, meta, directory, key)
+    return CocoDataset(NAME, root, meta, directory, key,
+                       skips_bad_images=on_bad_image == "skip")
 
 
 def _display(root: Path, path: Path) -> str:

@@ -66,7 +66,8 @@ def create(root: str | Path | None = None, *, check_images: bool = True,
     meta, directory, key = load(NAME, root, LOADER_VERSION, [source], {}, parse,
                                 check_images=check_images, on_bad_image=on_bad_image,
                                 image_dirs=[root / IMAGE_DIR])
-    return Flickr30kDataset(NAME, root, meta, directory, key)
+    return Flickr30kDataset(NAME, root, meta, directory, key,
+                            skips_bad_images=on_bad_image == "skip")
 
 
 def _image_id(filename: str, fallback) -> int:

@@ -55,7 +55,8 @@ def create(root: str | Path | None = None, *, split_seed: int = 0, check_images:
         NAME, root, LOADER_VERSION, sources, {"split_seed": int(split_seed)},
         partial(_parse, root, int(split_seed)), check_images=check_images,
         on_bad_image=on_bad_image, image_dirs=[root / d for d in IMAGE_FOLDERS])
-    return VisualGenomeDataset(NAME, root, meta, directory, key)
+    return VisualGenomeDataset(NAME, root, meta, directory, key,
+                               skips_bad_images=on_bad_image == "skip")
 
 
 def hashed_split(image_ids: np.ndarray, seed: int) -> np.ndarray:
