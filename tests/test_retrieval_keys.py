@@ -196,3 +196,43 @@ def test_diagnostics_count_padding_one_image_neighbourhoods_and_recall():
     assert got["one_image"] == pytest.approx(1 / 3)  # the first: three rows of image 7
     assert got["label_precision_at_k"] == pytest.approx(3 / 9)  # 0,0 for query 0; 2 for 2
     assert got["recall_vs_exact"] == pytest.approx(2 / 6)
+
+
+LEARNED = """
+name = "learned"
+seeds = [0]
+[data.coco]
+root = "{root}/coco"
+[defaults]
+image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
+text_encoder = {{ name = "minilm-l6", max_length = 16 }}
+retriever = "exact"
+retrieval_key = {{ name = "infonce", epochs = 2 }}
+[systems.knn-learned]
+fusion_head = {{ name = "knn", k = 5 }}
+[systems.xattn-learned]
+fusion_head = {{ name = "xattn", k = 5, epochs = 2, width = 16, heads = 2 }}
+[tasks.coco-category]
+"""
+
+
+@pytest.mark.slow
+def test_a_learned_key_is_trained_once_and_shared_by_the_systems_naming_it(tmp_path,
+                                                                          demo_world):
+    suite = tmp_path / "learned.toml"
+    suite.write_text(textwrap.dedent(LEARNED.format(root=demo_world)))
+    result = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "-q",
+                     cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    keys = list((tmp_path / "run/checkpoints/coco-category").glob("#retrieval-key-infonce-*"))
+    assert len(keys) == 1 and (keys[0] / "seed-0").is_dir()  # one training, checkpointed
+    cells = {s: json.loads((tmp_path / f"run/cells/coco-category/{s}/seed-0.json")
+                           .read_text()) for s in ("knn-learned", "xattn-learned")}
+    for cell in cells.values():
+        assert cell["provenance"]["components"]["retrieval_key"]["name"] == "infonce"
+        assert cell["provenance"]["components"]["retrieval_key"]["params"] == {"epochs": 2}
+    # the first system trained it; the second found it trained
+    first, second = (cells[s]["timings"]["retrieval_key_s"] for s in cells)
+    assert second < first / 5
+    board = run_cli("leaderboard", str(tmp_path / "run"))
+    assert "infonce (epochs=2)" in board.stdout  # the key column
