@@ -83,12 +83,11 @@ class Distributed(Local):
                 value = make()
             except Exception as exc:
                 first_error = exc
-        failed_on_main = broadcast_object(
-            self.dist, one_line(first_error) if first_error is not None else None)
+        failed_on_main = broadcast_object(self.dist, _report(first_error))
         if first_error is not None:
             raise first_error
         if failed_on_main is not None:
-            raise ReplayedError(failed_on_main)  # the same failure, so ranks agree on it
+            raise ReplayedError(*failed_on_main)  # the same failure, so ranks agree on it
         return value if self.is_main else make()
 
     def main_first_value(self, compute: Callable[[], T]) -> T:
@@ -98,12 +97,11 @@ class Distributed(Local):
                 value = compute()
             except Exception as exc:
                 error = exc
-        shared, failed = broadcast_object(
-            self.dist, (value, one_line(error) if error is not None else None))
+        shared, failed = broadcast_object(self.dist, (value, _report(error)))
         if error is not None:
             raise error
         if failed is not None:
-            raise ReplayedError(failed)  # the same failure, so ranks agree on it
+            raise ReplayedError(*failed)  # the same failure, so ranks agree on it
         return shared
 
     def retriever(self, component: Component) -> Component:
@@ -144,7 +142,25 @@ def execution_for(dist: DistContext) -> Local:
 
 
 class ReplayedError(RavlmError):
-    """Rank 0's failure, raised again on the other ranks with the very same message."""
+    """Rank 0's failure, raised again on the other ranks with the very same message; it
+    stops the run on every rank when the original would (``stops_run``)."""
+
+    def __init__(self, message: str, stops_run: bool = False):
+        super().__init__(message)
+        self.stops_run = stops_run
+
+
+def stops_run(exc: BaseException) -> bool:
+    """Bad data or configuration found while preparing a task stops the whole run with
+    exit 2 before any encoding, instead of failing each of its cells; a plugin that broke
+    (ComponentError) fails only its cells."""
+    from ravlm_bench.errors import ConfigError, DataError
+
+    return isinstance(exc, (ConfigError, DataError)) or getattr(exc, "stops_run", False)
+
+
+def _report(error: BaseException | None) -> tuple[str, bool] | None:
+    return None if error is None else (one_line(error), stops_run(error))
 
 
 def one_line(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from ravlm_bench.errors import DataError
 from ravlm_bench.evaluation import Metric, percentile_interval
-from ravlm_bench.ledger import REPLICATE_PREFIX
+from ravlm_bench.ledger import REPLICATE_PREFIX, read_cell
 from ravlm_bench.metrics import CLASSIFICATION_METRICS
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,12 @@ def _cell_row(path: Path, cell: dict) -> dict:
             raise DataError(f"{path}: cell without key {key!r}")
     if cell["status"] not in ("ok", "failed"):
         raise DataError(f"{path}: status {cell['status']!r} is neither 'ok' nor 'failed'")
+    if not isinstance(cell["seed"], int) or isinstance(cell["seed"], bool):
+        raise DataError(f"{path}: seed {cell['seed']!r} is not an integer")
+    for key in ("error", "metrics", "cost", "retrieval"):
+        if cell.get(key) is not None and not isinstance(cell[key], dict):
+            raise DataError(f"{path}: {key!r} is a JSON {type(cell[key]).__name__}, not an "
+                            f"object; ravlm-bench run --force recomputes it")
     error = cell.get("error") or {}
     row = {"task": cell["task"], "system": cell["system"], "seed": int(cell["seed"]),
            "status": cell["status"], "error_plugin": error.get("plugin"),
@@ -177,7 +183,10 @@ def _read_cells(run_dir: Path, run: dict) -> pd.DataFrame:
     for path in paths:
         if not _CELL_FILE.match(path.name):
             continue
-        row = _cell_row(path, _read_json(path))
+        cell, problem = read_cell(path)
+        if problem is not None:
+            raise DataError(f"{path} {problem}; ravlm-bench run recomputes it")
+        row = _cell_row(path, cell)
         key = (row["task"], row["system"], row["seed"])
         if row["task"] not in run["tasks"] or row["system"] not in run["systems"] \
                 or row["seed"] not in wanted_seeds:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ravlm_bench.errors import ConfigError
 from ravlm_bench.evaluation import Evaluation
-from ravlm_bench.results import RunDir, atomic_write_bytes, atomic_write_json
+from ravlm_bench.results import RunDir, _json_default, atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,15 @@ class RunLedger:
     # -- cells ------------------------------------------------------------------------------
 
     def finished(self, task: str, system: str, seed: int) -> dict | None:
-        """The cell's record if it finished and its arrays are intact, else None."""
-        record = self.dir.finished(task, system, seed)
-        if record is None:
+        """The cell's record if it finished and it and its arrays are intact, else None."""
+        path = self.dir.cell_path(task, system, seed)
+        record, problem = read_cell(path)
+        if problem is not None:
+            if path.exists():
+                log.warning("%s %s; the cell %s / %s / seed %d is recomputed", path, problem,
+                            task, system, seed)
+            return None
+        if record.get("status") != "ok":
             return None
         expected = record.get("arrays_sha256")
         if expected is None:
@@ -165,7 +171,36 @@ class RunLedger:
             data = buffer.getvalue()
             atomic_write_bytes(self.dir.cell_path(task, system, seed, ".npz"), data)
             record["arrays_sha256"] = hashlib.sha256(data).hexdigest()
+        record[RECORD_CHECKSUM] = record_checksum(record)
         atomic_write_json(self.dir.cell_path(task, system, seed), record)
+
+
+RECORD_CHECKSUM = "record_sha256"
+
+
+def record_checksum(record: dict) -> str:
+    """sha256 of a cell record's canonical JSON, its own checksum left out: a record that
+    still parses after damage (a digit changed) is caught too."""
+    body = {k: v for k, v in record.items() if k != RECORD_CHECKSUM}
+    text = json.dumps(body, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_cell(path: Path) -> tuple[dict | None, str | None]:
+    """A cell record and None, or None and what is wrong with the file: missing, not JSON,
+    not an object, or (for records that carry one) not matching its checksum."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "is missing"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"is not valid JSON ({' '.join(str(exc).split())})"
+    if not isinstance(record, dict):
+        return None, f"holds a JSON {type(record).__name__}, not a cell record"
+    expected = record.get(RECORD_CHECKSUM)
+    if expected is not None and expected != record_checksum(record):
+        return None, "is damaged (its content does not match its checksum)"
+    return record, None
 
 
 def _read_lock(path: Path) -> dict | None:

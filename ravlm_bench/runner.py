@@ -35,11 +35,11 @@ from ravlm_bench.contracts import capability
 from ravlm_bench.data_sources import DataSources
 from ravlm_bench.distributed import SINGLE, DistContext, broadcast_object
 from ravlm_bench.evaluation import Resampler, adapt_task, task_declaration
-from ravlm_bench.execution import execution_for, one_line
+from ravlm_bench.execution import execution_for, one_line, stops_run
 from ravlm_bench.external_knowledge import ExternalItems, external_items
 from ravlm_bench.features import FeatureStore
 from ravlm_bench.ledger import RunLedger
-from ravlm_bench.preflight import SuiteDataError, check_against_data, check_suite
+from ravlm_bench.preflight import check_against_data, check_suite
 from ravlm_bench.registry import Registry
 from ravlm_bench.results import environment_versions
 from ravlm_bench.suite import ComponentSpec, Suite, TaskSpec
@@ -174,13 +174,13 @@ class Runner:
         return task
 
     def _prepare_or_error(self, task_spec: TaskSpec) -> PreparedTask | Exception:
-        """The task prepared, or the error its cells will report; a suite setting its data
-        refutes stops the run (exit 2)."""
+        """The task prepared, or the error its cells will report (a broken plugin); bad
+        data or configuration stops the run (exit 2) before anything is encoded."""
         try:
             return self._prepare(task_spec)
-        except SuiteDataError:
-            raise
         except Exception as exc:
+            if stops_run(exc):
+                raise
             log.debug("%s", traceback.format_exc())
             return exc
 

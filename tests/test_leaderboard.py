@@ -23,7 +23,7 @@ from ravlm_bench.evaluation import (
     task_declaration,
 )
 from ravlm_bench.leaderboard import COST_COLUMNS, load_run, render_terminal
-from ravlm_bench.ledger import RunLedger
+from ravlm_bench.ledger import RunLedger, record_checksum
 from ravlm_bench.metrics import _top_k
 
 CLASSES = ["circle", "square", "triangle", "star"]
@@ -256,6 +256,7 @@ def test_repeating_a_seed_does_not_narrow_the_intervals(tmp_path):
                         if suffix == ".json":
                             cell = json.loads(data)
                             cell["seed"] = seed
+                            cell["record_sha256"] = record_checksum(cell)
                             data = json.dumps(cell).encode()
                         target.write_bytes(data)
         if copies == 1:

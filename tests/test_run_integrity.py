@@ -136,3 +136,21 @@ def test_with_on_bad_image_skip_an_undecodable_image_is_left_out_and_counted(
     assert victim.name in result.stderr
     cell = json.loads((tmp_path / "run/cells/coco-category/knn-exact/seed-0.json").read_text())
     assert cell["status"] == "ok" and cell["details"]["skipped_images"] == 1
+
+
+def test_a_cell_record_damaged_but_still_json_is_caught_by_its_checksum(tmp_path,
+                                                                        finished_run):
+    suite, run_dir = finished_run
+    before = cells(run_dir)
+    path = run_dir / "cells/coco-category/knn-exact/seed-0.json"
+    record = json.loads(path.read_text())
+    record["metrics"]["weighted_f1"] = 0.999  # parses fine: only the checksum can tell
+    path.write_text(json.dumps(record))
+    board = run_cli("leaderboard", str(run_dir))
+    assert board.returncode == 2
+    assert board.stderr.strip() == (f"error: {path} is damaged (its content does not match "
+                                    f"its checksum); ravlm-bench run recomputes it")
+    again = rerun(tmp_path, suite, run_dir)
+    assert again.returncode == 0, again.stderr
+    assert f"{path} is damaged (its content does not match its checksum)" in again.stderr
+    assert cells(run_dir) == before
