@@ -224,3 +224,65 @@ def test_a_tree_with_no_usable_image_is_unusable(registry, demo_copy):
         path.unlink()
     with pytest.raises(DataError, match=r"^flickr30k \(.*\): no usable images"):
         create(registry, "flickr30k", root, on_bad_image="skip")
+
+
+def _largest_arrow(entry):
+    return max(entry.glob("*.arrow"), key=lambda p: p.stat().st_size)
+
+
+def _flip_middle_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _drop_checksums(path):
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    del meta["integrity"]
+    path.write_text(json.dumps(meta), encoding="utf-8")
+
+
+CACHE_DAMAGE = {
+    "arrow truncated": (_largest_arrow, lambda p: p.write_bytes(p.read_bytes()[:1000])),
+    "arrow byte flipped": (_largest_arrow, _flip_middle_byte),
+    "arrow emptied": (_largest_arrow, lambda p: p.write_bytes(b"")),
+    "meta byte flipped": (lambda e: e / "meta.json", _flip_middle_byte),
+    "meta emptied": (lambda e: e / "meta.json", lambda p: p.write_bytes(b"")),
+    "meta a JSON list": (lambda e: e / "meta.json", lambda p: p.write_text("[1, 2]")),
+    "meta without checksums (older version)": (lambda e: e / "meta.json", _drop_checksums),
+}
+
+
+def _all_tables(dataset):
+    """Every (kind, split) table as Python rows: copies, so damaging the files leaves them."""
+    return {(kind, split): dataset.table(kind, split).data.table.to_pylist()
+            for kind in dataset.kinds for split in dataset.splits()
+            if dataset.count(kind, split)}
+
+
+@pytest.mark.parametrize("damage", list(CACHE_DAMAGE))
+def test_a_damaged_parsed_dataset_cache_entry_is_parsed_again(registry, demo_copy, caplog,
+                                                              damage):
+    root = demo_copy("coco")
+    clean = create(registry, "coco", root)
+    expected = _all_tables(clean)
+    entry = clean._directory
+    victim, harm = CACHE_DAMAGE[damage]
+    harm(victim(entry))
+    del clean
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        reloaded = create(registry, "coco", root)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warnings if "cache entry" in w] == warnings
+    assert len(warnings) == 1 and str(entry) in warnings[0]
+    if "checksums" in damage:
+        assert "older version" in warnings[0]
+    assert _all_tables(reloaded) == expected
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        again = create(registry, "coco", root)  # the rewritten entry is trusted again
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert _all_tables(again) == expected

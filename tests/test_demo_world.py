@@ -155,3 +155,23 @@ def test_a_killed_writers_temporary_directory_is_swept_once_a_day_old(tmp_path):
         (fresh / "done").write_text("1")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["entry", recent.name])
     assert (target / "done").read_text() == "1"
+
+
+@pytest.mark.parametrize("victim", ["coco/train2017/*.jpg", "coco/annotations/instances_*.json"])
+def test_ensure_regenerates_a_damaged_world(monkeypatch, tmp_path, caplog, victim):
+    monkeypatch.setenv("RAVLM_BENCH_CACHE", str(tmp_path / "cache"))
+    world = ensure_demo_world(seed=0, size="tiny")
+    damaged = sorted(world.glob(victim))[0]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ravlm_bench.demo"):
+        assert ensure_demo_world(seed=0, size="tiny") == world
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert str(damaged.relative_to(world)) in warnings[0] and str(world) in warnings[0]
+    generate_demo_world(tmp_path / "fresh", seed=0, size="tiny")
+    assert digest(world) == digest(tmp_path / "fresh")
+    assert not [p for p in world.parent.iterdir() if p.name.startswith(".tmp-")]

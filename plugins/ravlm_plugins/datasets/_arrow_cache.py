@@ -4,7 +4,9 @@ The key is a hash of the loader version, the loader options and, for every sourc
 path, size and modification time (``mtime_ns``): editing or replacing a file changes the
 key, and a second load of unchanged files only stats them and memory-maps the tables.
 Entries are written into a temporary directory and renamed into place, so a killed load
-never leaves a half-written entry that a later load would trust.
+never leaves a half-written entry that a later load would trust. The meta file records the
+sha256 of every Arrow file and a digest of its own content; a load checks them before opening
+any table, so a damaged entry (or one written before checksums) is parsed again, not trusted.
 """
 
 from __future__ import annotations
@@ -54,40 +56,103 @@ def table_file(directory: Path, kind: str, split: str) -> Path:
     return directory / f"{kind}-{split}.arrow"
 
 
-def load_meta(directory: Path) -> dict | None:
-    """The entry's metadata, or None when there is no complete entry."""
+INTEGRITY = "integrity"  # the meta's checksums: {"files": {name: sha256}, "meta_sha256": ...}
+
+
+class DamagedEntry(Exception):
+    """What is wrong with a cache entry that exists but cannot be trusted."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def meta_digest(meta: dict, files: dict[str, str]) -> str:
+    """A digest of the meta content (the file checksums included, this digest excluded)."""
+    blob = json.dumps({"meta": meta, "files": files}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def read_entry(directory: Path) -> dict | None:
+    """The verified metadata of the entry, None when there is none; raises DamagedEntry."""
     try:
-        with open(directory / META_FILE, encoding="utf-8") as f:
-            meta = json.load(f)
+        raw = (directory / META_FILE).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable dataset cache entry %s: %s", directory, exc)
-        return None
+    except OSError as exc:
+        raise DamagedEntry(f"{META_FILE} unreadable: {exc}") from exc
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError is one too
+        raise DamagedEntry(f"{META_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise DamagedEntry(f"{META_FILE} holds a JSON {type(meta).__name__}, not an object")
+    integrity = meta.pop(INTEGRITY, None)
+    if integrity is None:
+        raise DamagedEntry("written by an older version without checksums")
+    files = integrity.get("files") if isinstance(integrity, dict) else None
+    if not isinstance(files, dict) or integrity.get("meta_sha256") != meta_digest(meta, files):
+        raise DamagedEntry(f"{META_FILE} does not match its recorded digest")
+    # the digest matched, so counts and files are what write_entry recorded
     for kind, splits in meta.get("counts", {}).items():
         for split, rows in splits.items():
-            if rows and not table_file(directory, kind, split).is_file():
-                log.warning("ignoring incomplete dataset cache entry %s", directory)
-                return None
+            name = table_file(directory, kind, split).name
+            if rows and name not in files:
+                raise DamagedEntry(f"{name} has no recorded checksum")
+    for name, expected in files.items():
+        try:
+            actual = sha256_file(directory / name)
+        except OSError as exc:
+            raise DamagedEntry(f"{name} unreadable: {exc}") from exc
+        if actual != expected:
+            raise DamagedEntry(f"{name} does not match its recorded sha256")
     return meta
 
 
+def load_meta(directory: Path) -> dict | None:
+    """The entry's metadata, or None when there is no entry or it cannot be trusted."""
+    try:
+        return read_entry(directory)
+    except DamagedEntry as exc:
+        log.warning("dataset cache entry %s is damaged (%s); parsing the source files again "
+                    "and rewriting it", directory, exc)
+        return None
+
+
+def _is_sound(directory: Path) -> bool:
+    try:
+        return read_entry(directory) is not None
+    except DamagedEntry:
+        return False
+
+
 def write_entry(directory: Path, tables: dict[tuple[str, str], Any], meta: dict) -> None:
-    """Write one Arrow file per (kind, split) and ``meta.json``, then rename into place."""
+    """Write one Arrow file per (kind, split) and ``meta.json`` with their checksums, then
+    rename into place (replacing a damaged entry)."""
     from datasets import Features
     from datasets.arrow_writer import ArrowWriter
 
     # another process may finish the same entry first; its copy is as good as ours
-    with directory_written_atomically(directory, lambda d: load_meta(d) is not None) as tmp:
+    with directory_written_atomically(directory, _is_sound) as tmp:
+        files = {}
         for (kind, split), table in tables.items():
             if table.num_rows == 0:
                 continue
+            path = table_file(tmp, kind, split)
             features = Features.from_arrow_schema(table.schema)
-            with ArrowWriter(features=features, path=str(table_file(tmp, kind, split))) as w:
+            with ArrowWriter(features=features, path=str(path)) as w:
                 w.write_table(table)
                 w.finalize()
+            files[path.name] = sha256_file(path)
+        # a JSON round trip, so the digest is over what a load will read back
+        plain = json.loads(json.dumps(meta))
+        integrity = {"files": files, "meta_sha256": meta_digest(plain, files)}
         with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+            json.dump({**plain, INTEGRITY: integrity}, f, indent=1, sort_keys=True)
 
 
 def open_table(path: Path):
