@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 class RunOptions:
     """The suite's ``[run]`` table."""
 
-    data_seed: int = option(0, "seed of the tasks' data choices (captions picked, splits)")
+    data_seed: int = option(0, "seed of the tasks' data choices (captions picked, splits)",
+                            minimum=0)
     demo: bool = option(False, "datasets without a root use the embedded demo world")
     demo_size: Literal["tiny", "small", "medium"] = option("small", "size of the demo world")
 
@@ -120,6 +121,10 @@ def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Reg
         if head == "fusion-head" and system.fusion_head is None:
             raise ConfigError(f"{table}: system {name!r} has no fusion_head, which this "
                               f"task needs")
+        if head == "fusion-head" and system.retriever is None and _retrieves(system, registry):
+            raise ConfigError(f"{where_system(table, name)} fusion_head: "
+                              f"{system.fusion_head.name!r} uses retrieval; give the system a "
+                              f"retriever")
         if head == "joint-embedding":
             if system.joint_embedding is None and system.fusion_head is None:
                 raise ConfigError(f"{table}: system {name!r} has no joint_embedding, which "
@@ -128,6 +133,22 @@ def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Reg
                 raise ConfigError(f"{table}: system {name!r} has no retriever, which this "
                                   f"task needs to rank")
 
+
+
+def _retrieves(system: SystemSpec, registry: Registry) -> bool:
+    """Does the system's fusion head declare that it retrieves? (Creating a head is cheap:
+    no weights; a factory that fails here fails again, naming its plugin, in its cells.)"""
+    head = system.fusion_head
+    try:
+        probe = registry.create("fusion-heads", head.name, dim=2, **head.params)
+    except Exception:
+        return False
+    return bool(capability(probe, "fusion-heads", "uses_retrieval"))
+
+
+def where_system(table: str, name: str) -> str:
+    """``[tasks.T]`` -> ``[systems.NAME]`` in the same file."""
+    return table.rsplit("[", 1)[0] + f"[systems.{name}]"
 
 
 class SuiteDataError(ConfigError):

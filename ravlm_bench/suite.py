@@ -46,8 +46,9 @@ ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders"
               "retriever": "retrievers", "fusion_head": "fusion-heads",
               "joint_embedding": "joint-embeddings"}
 SYSTEM_KEYS = (*ROLES, "retrieval_key", "knowledge")
-# Suite, system and task names become directory names of a run: one safe path component.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]*$")
+# Suite, system and task names become directory names of a run: one safe path component,
+# short enough that a cell's file name fits every file system's 255-byte limit.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]{0,119}$")
 TOP_LEVEL_KEYS = {"name", "description", "seeds", "baseline", "data", "defaults", "tasks",
                   "systems", "run", "metric", "k"}
 BUILTIN_SUITES = Path(__file__).parent / "suites"
@@ -179,7 +180,8 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
         _check_name(name, "tasks", where)
         params = dict(body)
         task_systems = params.pop("systems", list(systems))
-        if not isinstance(task_systems, list) or not task_systems:
+        if not isinstance(task_systems, list) or not task_systems \
+                or not all(isinstance(s, str) for s in task_systems):
             raise ConfigError(f"{where}: [tasks.{name}] systems must be a non-empty list of "
                               f"system names")
         for system in task_systems:
@@ -262,5 +264,5 @@ def _knowledge(value: Any, where: str) -> KnowledgeSpec:
 def _check_name(name: str, table: str, where: str) -> None:
     if not SAFE_NAME.match(name) or ".." in name:
         raise ConfigError(f"{where}: [{table}.{name!r}]: a name must be one path component "
-                          f"(letters, digits and _ . + = , @ [ ] -), since it names a "
-                          f"directory of the run")
+                          f"of at most 120 characters (letters, digits and _ . + = , @ [ ] -), "
+                          f"since it names a directory of the run")

@@ -74,7 +74,7 @@ def load(name: str, root: Path, version: str, sources: list[Path], options: dict
         with gc_paused():
             parsed = parse()
             if check_images:
-                _apply_image_checks(parsed, name, root, on_bad_image)
+                _apply_image_checks(parsed, name, root, on_bad_image, sources)
             tables, meta = _split_tables(name, root, parsed)
             del parsed
             _arrow_cache.write_entry(directory, tables, meta)
@@ -84,7 +84,8 @@ def load(name: str, root: Path, version: str, sources: list[Path], options: dict
     return meta, directory, key
 
 
-def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str) -> None:
+def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str,
+                        sources: list[Path] = ()) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -92,7 +93,7 @@ def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str
     paths = images.column("image_path").to_pylist()
     check = _images.check_images(paths)
     if check.bad and on_bad_image == "fail":
-        raise _images.bad_images_error(name, root, paths, check.bad)
+        raise _images.bad_images_error(name, root, paths, check.bad, sources)
     # fill sizes the annotation files do not give (Karpathy and Flickr30k files have none)
     width = images.column("width").to_numpy().copy()
     height = images.column("height").to_numpy().copy()

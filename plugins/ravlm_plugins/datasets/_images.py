@@ -72,8 +72,13 @@ def describe_bad(dataset: str, root, paths: list[str], bad: list[tuple[int, str]
     return f"{len(bad)} image files are missing or corrupt: {shown}{more}"
 
 
-def bad_images_error(dataset: str, root, paths: list[str], bad: list[tuple[int, str]]) -> DataError:
+def bad_images_error(dataset: str, root, paths: list[str], bad: list[tuple[int, str]],
+                     sources: list = ()) -> DataError:
+    import os
+
+    listed = (f" (listed in {', '.join(os.path.relpath(s, root) for s in sources)})"
+              if sources else "")
     return DataError(
-        f"{dataset} ({root}): {describe_bad(dataset, root, paths, bad)}; pass "
+        f"{dataset} ({root}): {describe_bad(dataset, root, paths, bad)}{listed}; pass "
         "on_bad_image='skip' (data check: --on-bad-image skip) to drop them"
     )

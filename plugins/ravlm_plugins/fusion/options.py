@@ -25,6 +25,9 @@ Weighting = Literal["uniform", "similarity", "distance", "softmax"]
 # checked in __post_init__
 
 
+# Layer widths past this are typos, not models: a 2**16-wide square layer is already 16 GiB
+MAX_WIDTH = 65_536
+
 def parse_options(options: type, component: str, params: dict[str, Any]):
     """``options(**params)``, checked by the harness's declarations (names with a
     did-you-mean, types, bounds) and the dataclass's own checks; errors name ``component``."""
@@ -104,13 +107,14 @@ class HeadOptions(TrainingOptions):
 
 @dataclass
 class ConcatOptions(HeadOptions):
-    hidden: int = option(1024, "hidden layer width", minimum=1)
+    hidden: int = option(1024, "hidden layer width", minimum=1, maximum=MAX_WIDTH)
 
 
 @dataclass
 class CrossAttentionOptions(HeadOptions):
     k: int = option(10, "retrieved items attended over", minimum=1)
-    width: int = option(256, "attention width (divisible by heads)", minimum=1)
+    width: int = option(256, "attention width (divisible by heads)", minimum=1,
+                        maximum=MAX_WIDTH)
     heads: int = option(4, "attention heads", minimum=1)
     layers: int = option(1, "cross-attention blocks", minimum=1)
     neighbour_dropout: float = option(
@@ -206,7 +210,7 @@ class MultilabelKnnOptions(VoteOptions):
 
 @dataclass
 class InfoNCEOptions(LoopOptions):
-    width: int = option(256, "joint embedding width", minimum=1)
+    width: int = option(256, "joint embedding width", minimum=1, maximum=MAX_WIDTH)
     temperature: float = option(0.07, "initial softmax temperature (> 0; learned)", minimum=0)
     batch_size: int = option(128, "pairs per step (the in-batch negatives)", minimum=2)
 
