@@ -77,32 +77,28 @@ class Distributed(Local):
     def main_first(self, make: Callable[[], T]) -> T:
         # rank 0 first: it generates the demo world and fills the parsed-dataset cache, which
         # the other ranks then read instead of racing to write it
-        first_error, value = None, None
-        if self.is_main:
-            try:
-                value = make()
-            except Exception as exc:
-                first_error = exc
-        failed_on_main = broadcast_object(self.dist, _report(first_error))
-        if first_error is not None:
-            raise first_error
-        if failed_on_main is not None:
-            raise ReplayedError(*failed_on_main)  # the same failure, so ranks agree on it
+        value = self._on_main(make, share=False)
         return value if self.is_main else make()
 
     def main_first_value(self, compute: Callable[[], T]) -> T:
+        return self._on_main(compute, share=True)
+
+    def _on_main(self, compute: Callable[[], T], share: bool):
+        """``compute()`` on rank 0; its failure raised on every rank alike, and its value
+        sent to the others when ``share``."""
         value, error = None, None
         if self.is_main:
             try:
                 value = compute()
             except Exception as exc:
                 error = exc
-        shared, failed = broadcast_object(self.dist, (value, _report(error)))
+        shared, failed = broadcast_object(self.dist,
+                                          (value if share else None, _report(error)))
         if error is not None:
             raise error
         if failed is not None:
             raise ReplayedError(*failed)  # the same failure, so ranks agree on it
-        return shared
+        return value if self.is_main else shared
 
     def retriever(self, component: Component) -> Component:
         # each rank indexes a shard of the knowledge base; searches merge every shard's top-k

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from testhelpers import tied_vectors
 
 import ravlm_bench.ranking
 from ravlm_bench.contracts import METRICS
@@ -33,14 +34,7 @@ def reference_top_k(queries, items, metric, k, keys):
 
 
 def data_with_copies(seed=0, dim=8):
-    """40 distinct vectors plus 14 more copies of the first and 3 of the second, shuffled,
-    under shuffled keys; queries: those two vectors, a zero vector and random ones."""
-    rng = np.random.default_rng(seed)
-    distinct = rng.normal(size=(40, dim)).astype(np.float32)
-    source = rng.permutation(np.concatenate([np.arange(40), np.zeros(14, int), np.ones(3, int)]))
-    keys = rng.permutation(len(source)).astype(np.int64) * 3 + 2
-    queries = np.concatenate([distinct[:2], np.zeros((1, dim)), rng.normal(size=(5, dim))])
-    return distinct[source], keys, queries.astype(np.float32)
+    return tied_vectors(seed, dim)
 
 
 @pytest.mark.parametrize("metric", METRICS)

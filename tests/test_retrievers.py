@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from testhelpers import tied_vectors
 
 from ravlm_bench.cli import main
 from ravlm_bench.contracts import METRICS
@@ -243,14 +244,7 @@ def test_hnsw_builds_the_same_graph_every_time(registry):
 
 
 def data_with_copies(seed=0, dim=8):
-    """40 distinct vectors plus 14 more copies of the first and 3 of the second, in shuffled
-    order under shuffled keys; queries: those two, a zero vector and random ones."""
-    rng = np.random.default_rng(seed)
-    distinct = rng.normal(size=(40, dim)).astype(np.float32)
-    source = rng.permutation(np.concatenate([np.arange(40), np.zeros(14, int), np.ones(3, int)]))
-    keys = rng.permutation(len(source)).astype(np.int64) * 3 + 2
-    queries = np.concatenate([distinct[:2], np.zeros((1, dim)), rng.normal(size=(5, dim))])
-    return distinct[source], keys, queries.astype(np.float32)
+    return tied_vectors(seed, dim)
 
 
 @pytest.mark.parametrize("metric", METRICS)

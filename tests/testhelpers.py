@@ -45,3 +45,16 @@ def damaged_copy(model_dir: Path, tmp_path: Path) -> Path:
     for weights in directory.glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
     return directory
+
+
+def tied_vectors(seed: int, dim: int = 8):
+    """40 distinct vectors plus 14 more copies of the first and 3 of the second, in shuffled
+    order under shuffled keys; queries: those two, a zero vector and random ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    distinct = rng.normal(size=(40, dim)).astype(np.float32)
+    source = rng.permutation(np.concatenate([np.arange(40), np.zeros(14, int), np.ones(3, int)]))
+    keys = rng.permutation(len(source)).astype(np.int64) * 3 + 2
+    queries = np.concatenate([distinct[:2], np.zeros((1, dim)), rng.normal(size=(5, dim))])
+    return distinct[source], keys, queries.astype(np.float32)
