@@ -11,6 +11,7 @@ business, not the pipeline's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from ravlm_bench.contracts import (
 from ravlm_bench.errors import ConfigError
 from ravlm_bench.evaluation import ClassScores, Evaluation, Rankings, Resampler
 from ravlm_bench.execution import Local
+from ravlm_bench.explorer import explorer_arrays
 from ravlm_bench.features import FeatureStore
 from ravlm_bench.suite import SystemSpec
 
@@ -103,13 +105,16 @@ def run_cell(task: Component, data, system: SystemSpec, seed: int, ctx: CellCont
         raise ComponentErrorFor(task, f"head interface {head_interface!r} is unknown; "
                                       f"use one of {', '.join(PIPELINES)}")
     clock = StageClock(ctx.on_stage)
-    outputs, cost, training, components, retrieval = pipeline(
+    outputs, cost, training, components, retrieval, explore = pipeline(
         task, data, system, seed, ctx, clock, checkpoint_dir)
     with clock("evaluate"), guard(task, "evaluate"):
         evaluation = task.obj.evaluate(data, outputs, ctx.resampler)
         if not isinstance(evaluation, Evaluation):
             raise ContractViolation(f"evaluate returned {type(evaluation).__name__}, "
                                     f"expected an Evaluation")
+    if explore is not None:  # what each item saw and got, for `show` and the explorer
+        threshold = evaluation.details.get("threshold", 0.5)
+        evaluation.predictions.update(explore(threshold=float(threshold)))
     cost["train_s"] = training_cost(clock.timings.get("train_s", 0.0), training)
     return CellResult(evaluation=evaluation, cost=cost, timings=clock.finish(),
                       components=components, training=training.as_dict(),
@@ -207,7 +212,10 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
     components = _describe(image_encoder, text_encoder, retriever, head)
     components["retrieval_key"] = (key_component.describe() if key_component is not None
                                    else {"name": key.name})
-    return ClassScores(scores), cost, training, components, diagnostics
+    explore = functools.partial(
+        explorer_arrays, data.test, ctx.knowledge[0] if ctx.knowledge else data.train,
+        kb.labels, data.classes, scores, test_inputs.neighbours, test_inputs.neighbour_scores)
+    return ClassScores(scores), cost, training, components, diagnostics, explore
 
 
 def run_joint_embedding_cell(task: Component, data: RetrievalData, system: SystemSpec,
@@ -253,7 +261,7 @@ def run_joint_embedding_cell(task: Component, data: RetrievalData, system: Syste
         i2t = _search(captions_index, image_emb, min(depth, len(text_emb)), depth)
         cost.update(measure_search(images_index, text_emb, k=min(depth, len(image_emb))))
     return (Rankings(t2i=t2i, i2t=i2t), cost, training,
-            _describe(image_encoder, text_encoder, images_index, embedding), None)
+            _describe(image_encoder, text_encoder, images_index, embedding), None, None)
 
 
 def _knowledge_base(data: ClassificationData, image: dict, text: dict, ctx: CellContext,

@@ -370,6 +370,13 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
     return {name: adjusted.get(name, math.nan) for name in p_values}
 
 
+def read_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
+    """``run_dir``'s run.json and its cells, checked, without computing any table."""
+    run_dir = Path(run_dir)
+    run = _read_run_json(run_dir)
+    return run, _read_cells(run_dir, run)
+
+
 def load_run(run_dir: str | Path) -> Leaderboard:
     """Read ``run_dir`` (run.json and the finished cells) into a :class:`Leaderboard`.
 
@@ -378,12 +385,12 @@ def load_run(run_dir: str | Path) -> Leaderboard:
     file under ``cells/`` not named ``seed-<n>.json`` (temporary files of a running run).
     """
     run_dir = Path(run_dir)
-    run = _read_run_json(run_dir)
+    run, cells = read_run(run_dir)
     board = Leaderboard(
         run_dir=run_dir, suite=run["suite"], suite_sha256=str(run.get("suite_sha256", "")),
         baseline=run.get("baseline"), tasks=run["tasks"], systems=run["systems"],
         seeds=[int(s) for s in run["seeds"]], created=str(run.get("created", "")),
-        cells=_read_cells(run_dir, run),
+        cells=cells,
     )
     if board.baseline is not None and board.baseline not in board.systems:
         raise DataError(f"{run_dir / 'run.json'}: baseline {board.baseline!r} is not one of "

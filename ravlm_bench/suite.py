@@ -20,12 +20,22 @@ Example::
     retriever = { name = "exact" }
     fusion_head = { name = "xattn", k = 8 }
 
+    [systems.knn-hnsw]          # a sweep: knn-hnsw[expansion_search=16], ...[=64]
+    retriever = { name = "usearch-hnsw", expansion_search = [16, 64] }
+    fusion_head = { name = "knn", k = 10 }
+
+A list where a component parameter takes one value is a sweep: the system expands to one
+system per value (the product of the values where several parameters are lists), each a
+normal system of the run. A task that names the swept system runs every variant. To pass a
+list to a parameter that takes one, sweep over a one-element list: ``ks = [[1, 5]]``.
+
 Validation errors name the file, the key and the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import sys
 from dataclasses import dataclass, field
@@ -81,12 +91,29 @@ class SystemSpec:
     retrieval_key: ComponentSpec = field(default_factory=lambda: ComponentSpec("image+text"))
     # another dataset's split to retrieve from, instead of the task's training split
     knowledge: KnowledgeSpec | None = None
+    # a variant of a sweep: the system it was expanded from and its swept values
+    sweep: Sweep | None = None
 
     def components(self) -> dict[str, dict | None]:
         parts = {role: (getattr(self, role).as_dict() if getattr(self, role) else None)
                  for role in ROLES}
-        return {**parts, "retrieval_key": self.retrieval_key.as_dict(),
-                "knowledge": self.knowledge.as_dict() if self.knowledge else None}
+        parts.update(retrieval_key=self.retrieval_key.as_dict(),
+                     knowledge=self.knowledge.as_dict() if self.knowledge else None)
+        if self.sweep is not None:
+            parts["sweep"] = self.sweep.as_dict()
+        return parts
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Which sweep a system is a variant of: ``base`` is the system as the suite names it,
+    ``values`` its swept parameters (``role.parameter``) and their values here."""
+
+    base: str
+    values: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "values": dict(self.values)}
 
 
 @dataclass(frozen=True)
@@ -168,7 +195,16 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
         raise ConfigError(f"{where}: no systems; add at least one [systems.NAME] table")
     for name in systems_raw:
         _check_name(name, "systems", where)
-    systems = {name: _system(name, body, defaults, where) for name, body in systems_raw.items()}
+    systems, variants = {}, {}
+    for name, body in systems_raw.items():
+        expanded = [_system(variant, merged, where, sweep)
+                    for variant, merged, sweep in _expand_sweep(name, body, defaults, where)]
+        variants[name] = [system.name for system in expanded]
+        for system in expanded:
+            if system.name in systems or (system.name != name and system.name in systems_raw):
+                raise ConfigError(f"{where}: [systems.{name}]: the sweep variant "
+                                  f"{system.name!r} is also the name of another system")
+            systems[system.name] = system
 
     tasks_raw = _table(raw, "tasks", where)
     if not tasks_raw:
@@ -185,14 +221,19 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
             raise ConfigError(f"{where}: [tasks.{name}] systems must be a non-empty list of "
                               f"system names")
         for system in task_systems:
-            if system not in systems:
+            if system not in variants and system not in systems:
                 raise ConfigError(f"{where}: [tasks.{name}] systems names {system!r}, which "
-                                  f"is not a [systems.*] table; defined: {', '.join(systems)}")
-        tasks.append(TaskSpec(name, params, tuple(task_systems)))
+                                  f"is not a [systems.*] table; defined: "
+                                  f"{', '.join(systems_raw)}")
+        # a swept system runs as all its variants; a variant may also be named alone
+        expanded = [v for system in task_systems for v in variants.get(system, [system])]
+        tasks.append(TaskSpec(name, params, tuple(dict.fromkeys(expanded))))
 
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in systems:
-        raise ConfigError(f"{where}: baseline {baseline!r} is not a system; "
+        swept = f" (a sweep: name one of its variants, e.g. {variants[baseline][0]!r})" \
+            if baseline in variants else ""
+        raise ConfigError(f"{where}: baseline {baseline!r} is not a system{swept}; "
                           f"defined: {', '.join(systems)}")
     metric = raw.get("metric", "cos")
     if metric not in ("cos", "ip", "l2sq"):
@@ -225,7 +266,10 @@ def _component(value: Any, where: str) -> ComponentSpec:
                       f"e.g. {{ name = \"exact\" }}")
 
 
-def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
+def _expand_sweep(name: str, body: Any, defaults: dict,
+                  where: str) -> list[tuple[str, dict, Sweep | None]]:
+    """``(variant name, system table, sweep)`` per combination of the values of the
+    system's list-valued component parameters; the system itself when none is a list."""
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: [systems.{name}] must be a table")
     unknown = set(body) - set(SYSTEM_KEYS)
@@ -233,6 +277,52 @@ def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
         raise ConfigError(f"{where}: [systems.{name}] has unknown key {sorted(unknown)[0]!r}; "
                           f"allowed: {', '.join(SYSTEM_KEYS)}")
     merged = {**defaults, **body}
+    axes = {(role, key): value for role in (*ROLES, "retrieval_key")
+            if isinstance(merged.get(role), dict)
+            for key, value in merged[role].items() if isinstance(value, list)}
+    if not axes:
+        return [(name, merged, None)]
+    for (role, key), values in axes.items():
+        table = f"{where}: [systems.{name}] {role}.{key}"
+        if not values:
+            raise ConfigError(f"{table}: an empty sweep; give at least one value")
+        if len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"{table}: the sweep repeats a value: {values}")
+    # a one-value list passes that value on; it is no sweep and leaves the name alone
+    swept = [axis for axis, values in axes.items() if len(values) > 1]
+    # a parameter swept in two roles (k of the head and of the key) is named with its role
+    short = [key for _, key in swept]
+    labels = {(role, key): key if short.count(key) == 1 else f"{role}.{key}"
+              for role, key in swept}
+    out = []
+    for combination in itertools.product(*axes.values()):
+        system = {role: dict(value) if isinstance(value, dict) else value
+                  for role, value in merged.items()}
+        chosen = dict(zip(axes, combination, strict=True))
+        for (role, key), value in chosen.items():
+            system[role][key] = value
+        if not swept:
+            return [(name, system, None)]
+        suffix = ",".join(f"{labels[axis]}={_value_label(chosen[axis])}" for axis in swept)
+        variant = f"{name}[{suffix}]"
+        if not SAFE_NAME.match(variant):
+            raise ConfigError(f"{where}: [systems.{name}]: the sweep variant {variant!r} is "
+                              f"not a usable name (at most 120 characters: letters, digits "
+                              f"and _ . + = , @ [ ] -); shorten the system name or use "
+                              f"simpler values")
+        out.append((variant, system, Sweep(name, {f"{role}.{key}": chosen[(role, key)]
+                                                  for role, key in swept})))
+    return out
+
+
+def _value_label(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "-".join(map(_value_label, value)) if isinstance(value, list) else str(value)
+
+
+def _system(name: str, merged: dict, where: str, sweep: Sweep | None = None) -> SystemSpec:
+    """The system ``name`` from its table merged over [defaults]."""
     parts = {}
     for role in ROLES:
         if role in merged:
@@ -249,7 +339,7 @@ def _system(name: str, body: Any, defaults: dict, where: str) -> SystemSpec:
     if "fusion_head" not in parts and "joint_embedding" not in parts:
         raise ConfigError(f"{where}: [systems.{name}] has neither a fusion_head nor a "
                           f"joint_embedding; give it one")
-    return SystemSpec(name=name, **parts)
+    return SystemSpec(name=name, sweep=sweep, **parts)
 
 
 def _knowledge(value: Any, where: str) -> KnowledgeSpec:

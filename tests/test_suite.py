@@ -148,3 +148,56 @@ def test_every_built_in_suite_validates_against_the_reference_plugins():
         checked = check_suite(load_suite(path), registry)
         for system in checked.systems.values():
             assert system.fusion_head is not None or system.joint_embedding is not None
+
+
+SWEEP = MINIMAL.replace('retriever = "exact"\nfusion_head = { name = "xattn", k = 4 }',
+                        'retriever = { name = "usearch-hnsw", expansion_search = [16, 64] }\n'
+                        'fusion_head = { name = "xattn", k = [1, 5, 10] }')
+
+
+def test_a_list_parameter_sweeps_into_one_named_system_per_value(tmp_path):
+    suite = load_suite(write(tmp_path, SWEEP))
+    names = [n for n in suite.systems if n.startswith("retrieving")]
+    assert names == [f"retrieving[expansion_search={e},k={k}]"
+                     for e in (16, 64) for k in (1, 5, 10)]
+    variant = suite.systems["retrieving[expansion_search=64,k=5]"]
+    assert variant.retriever.params == {"expansion_search": 64}
+    assert variant.fusion_head.params == {"k": 5}
+    assert variant.text_encoder.params == {"pooling": "cls"}  # the rest is the system's
+    assert variant.components()["sweep"] == {
+        "base": "retrieving", "values": {"retriever.expansion_search": 64, "fusion_head.k": 5}}
+    assert "sweep" not in suite.systems["plain"].components()
+    # a task naming the swept system runs every variant, in the suite's order
+    category, retrieval = suite.tasks
+    assert category.systems == ("plain", *names) and retrieval.systems == tuple(names)
+    # the same file parses to the same names: a rerun finds its cells
+    assert list(load_suite(write(tmp_path, SWEEP)).systems) == list(suite.systems)
+
+
+def test_a_one_value_list_is_passed_on_not_swept(tmp_path):
+    suite = load_suite(write(tmp_path, MINIMAL.replace("k = 4", "k = 4, ks = [[1, 5]]")))
+    assert suite.systems["retrieving"].fusion_head.params == {"k": 4, "ks": [1, 5]}
+    assert suite.systems["retrieving"].sweep is None
+
+
+def test_a_parameter_swept_in_two_roles_is_named_with_its_role(tmp_path):
+    text = MINIMAL.replace('retriever = "exact"',
+                           'retriever = "exact"\nretrieval_key = { name = "infonce", k = [1, 2] }')
+    suite = load_suite(write(tmp_path, text.replace("k = 4", "k = [4, 8]")))
+    assert "retrieving[fusion_head.k=4,retrieval_key.k=2]" in suite.systems
+
+
+@pytest.mark.parametrize("change, message", [
+    (("k = 4", "k = []"), "[systems.retrieving] fusion_head.k: an empty sweep"),
+    (("k = 4", "k = [4, 4]"), "[systems.retrieving] fusion_head.k: the sweep repeats a value"),
+    (("k = 4", 'k = ["a b", "c"]'), "the sweep variant 'retrieving[k=a b]' is not a usable name"),
+    (('baseline = "plain"', 'baseline = "retrieving"'),
+     "baseline 'retrieving' is not a system (a sweep: name one of its variants, "
+     "e.g. 'retrieving[k=4]')"),
+])
+def test_sweep_mistakes_name_the_file_and_key(tmp_path, change, message):
+    text = MINIMAL.replace("k = 4", "k = [4, 8]") if "baseline" in change[0] else MINIMAL
+    path = write(tmp_path, text.replace(*change, 1))
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)

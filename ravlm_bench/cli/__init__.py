@@ -16,7 +16,8 @@ from ravlm_bench import __version__
 from ravlm_bench.errors import RavlmError
 
 # Modules under ravlm_bench.cli, each with add_parser(subparsers, common) -> None.
-COMMAND_MODULES = ["plugins_cmd", "data_cmd", "cache_cmd", "run_cmd", "leaderboard_cmd"]
+COMMAND_MODULES = ["plugins_cmd", "data_cmd", "cache_cmd", "run_cmd", "leaderboard_cmd", "show_cmd",
+                   "compare_cmd"]
 
 log = logging.getLogger("ravlm_bench")
 
