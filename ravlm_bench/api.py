@@ -64,6 +64,7 @@ from ravlm_bench.hookspecs import hookimpl
 from ravlm_bench.options import option, parse_options
 from ravlm_bench.paths import DATA_ENV, cache_subdir, data_root, directory_written_atomically
 from ravlm_bench.ranking import ExactIndex, exact_top_k, pair_scores, sort_results
+from ravlm_bench.results import atomic_write_bytes
 from ravlm_bench.seeding import seed_everything
 
 __all__ = [
@@ -73,7 +74,8 @@ __all__ = [
     "FusionInputs", "ImageEncoder", "ImageFiles", "JointEmbedding", "KnowledgeBase",
     "LabelledSplit", "Metric", "PairedSplit", "Publisher", "RankingEvaluation", "Rankings",
     "RavlmError", "Resampler", "RetrievalData", "Retriever", "SingleLabelEvaluation", "Task",
-    "TextEncoder", "TrainingReport", "__version__", "all_gather_same_shape", "broadcast_object",
+    "TextEncoder", "TrainingReport", "__version__", "all_gather_same_shape", "atomic_write_bytes",
+    "broadcast_object",
     "cache_subdir", "capability", "cause", "data_root", "directory_written_atomically",
     "exact_top_k", "hookimpl", "option", "pair_scores", "parse_options", "percentile_interval",
     "seed_everything", "sort_results",
@@ -98,4 +100,13 @@ def __getattr__(name: str):
         from ravlm_bench import leaderboard
 
         return getattr(leaderboard, name)
+    if name in ("COST_AXES", "front_line", "front_points", "pareto_flags", "sweep_series",
+                "tasks_with_costs", "uses_log_scale"):
+        from ravlm_bench import fronts
+
+        return getattr(fronts, name)
+    if name in ("ExplorerItem", "Neighbour", "cell_items", "explorable_cells"):
+        from ravlm_bench import explorer
+
+        return getattr(explorer, name)
     raise AttributeError(f"module 'ravlm_bench.api' has no attribute {name!r}")

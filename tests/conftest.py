@@ -1,12 +1,15 @@
-"""Shared fixtures: an isolated cache directory for the whole session, and the demo world."""
+"""Shared fixtures: an isolated cache directory for the whole session, the demo world, and
+a headless Chromium for the pages people look at."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from testhelpers import BROWSER_HEIGHT, BROWSER_WIDTH
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -75,3 +78,51 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- a real headless Chromium, for the pages people look at --------------------------------
+
+
+def _missing() -> list[str]:
+    missing = []
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package (pip install 'selenium>=4.20')")
+    if not (shutil.which("chromium") or os.path.exists("/usr/bin/chromium")):
+        missing.append("chromium (/usr/bin/chromium; apt-get install chromium)")
+    if not (shutil.which("chromedriver") or os.path.exists("/usr/bin/chromedriver")):
+        missing.append("chromedriver (/usr/bin/chromedriver; apt-get install chromium-driver)")
+    return missing
+
+
+def _unavailable(reason: str):
+    if os.environ.get("RAVLM_BENCH_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"RAVLM_BENCH_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    missing = _missing()
+    if missing:
+        _unavailable("browser tests need " + " and ".join(missing))
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage",
+                     f"--window-size={BROWSER_WIDTH},{BROWSER_HEIGHT}"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    try:
+        browser = webdriver.Chrome(options=options, service=service)
+    except WebDriverException as exc:
+        _unavailable(f"chromium did not start: {exc.msg}")
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()

@@ -8,7 +8,8 @@ from test_leaderboard import build_run
 from ravlm_bench.cli import main
 
 ALL_FILES = {"leaderboard.md", "leaderboard.csv", "overview.csv", "leaderboard.json",
-             "leaderboard.tex", "leaderboard.html", "leaderboard.png"}
+             "leaderboard.tex", "leaderboard.html", "leaderboard.png", "fronts.png",
+             "fronts.svg", "explorer.html"}
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ REFERENCE_DISTRIBUTION = "ravlm-bench"
 IMAGE_ENCODERS = ("resnet18", "resnet50")
 TEXT_ENCODERS = ("bert", "bert-base-uncased", "minilm-l6")
 DATASETS = ("coco", "flickr30k", "visual_genome")
-PUBLISHERS = ("csv", "html", "json", "latex", "markdown", "png")
+PUBLISHERS = ("csv", "explorer", "fronts", "html", "json", "latex", "markdown", "png")
 # suite role -> component kind
 ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
               "retriever": "retrievers", "fusion_head": "fusion-heads",

@@ -135,3 +135,32 @@ def test_show_names_what_is_wrong_in_one_line(swept_run, tmp_path):
     damaged = run_cli("show", str(copy), "coco-category", "concat", "--seed", "0")
     assert damaged.returncode == 2 and len(damaged.stderr.strip().splitlines()) == 1
     assert f"{npz}: damaged (checksum mismatch)" in damaged.stderr
+
+
+@pytest.mark.slow
+def test_the_explorer_page_shows_a_real_cells_neighbours(swept_run, tmp_path, driver):
+    """The published explorer over a real run: real arrays, real images, real browser."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from test_browser import console_errors, open_page
+
+    from ravlm_bench.host import get_plugin_manager
+    from ravlm_bench.leaderboard import load_run
+    from ravlm_bench.registry import Registry
+
+    _, run_dir, _ = swept_run
+    registry = Registry(get_plugin_manager(["ravlm_plugins.publishers"], entry_points=False))
+    [page] = registry.create("publishers", "explorer").publish(load_run(run_dir), tmp_path)
+    assert "could not be read" not in page.read_text()  # every thumbnail was made
+    system = "knn[expansion_search=64,k=5]"
+    items = cell_items(run_dir, "coco-category", system, 0)
+    open_page(driver, page.as_uri())
+    Select(driver.find_element(By.ID, "system")).select_by_visible_text(system)
+    buttons = driver.find_elements(By.CSS_SELECTOR, "#items button.item")
+    assert [int(b.get_attribute("data-index")) for b in buttons] == [i.index for i in items]
+    buttons[3].click()
+    rows = driver.find_elements(By.CSS_SELECTOR, "#neighbours tr.neighbour")
+    assert [r.find_elements(By.TAG_NAME, "td")[2].text for r in rows] == \
+        [n.text for n in items[3].neighbours]
+    assert not driver.find_elements(By.CSS_SELECTOR, "#neighbours .placeholder")
+    assert console_errors(driver) == []

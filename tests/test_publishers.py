@@ -5,34 +5,113 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_leaderboard import SYSTEMS, build_run, stored
+from test_leaderboard import CLASSES, SYSTEMS, build_run, stored
 
+from ravlm_bench import api
+from ravlm_bench.errors import DataError
+from ravlm_bench.explorer import ExplorerItem, Neighbour
 from ravlm_bench.host import get_plugin_manager
 from ravlm_bench.leaderboard import load_run
 from ravlm_bench.registry import Registry
 
 FORMATS = {"markdown": ["leaderboard.md"], "csv": ["leaderboard.csv", "overview.csv"],
            "json": ["leaderboard.json"], "latex": ["leaderboard.tex"],
-           "html": ["leaderboard.html"], "png": ["leaderboard.png"]}
+           "html": ["leaderboard.html"], "png": ["leaderboard.png"],
+           "fronts": ["fronts.png", "fronts.svg"], "explorer": ["explorer.html"]}
+FAILED = {
+    ("shape-category", "knn", 1): ("retrievers", "search returned NaN scores"),
+    ("shape-retrieval", "knn", 0): ("retrievers", "index | build failed"),
+    ("shape-retrieval", "knn", 1): ("retrievers", "index | build failed"),
+    ("shape-retrieval", "knn", 2): ("retrievers", "index | build failed"),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# A run with a sweep and explorer data (shared with test_browser.py)
+# ---------------------------------------------------------------------------------------
+
+N_ITEMS = 30  # explorer items per cell
+
+
+def build_published_run(root: Path) -> Path:
+    """build_run's run, with knn and xattn recorded as two variants of one sweep."""
+    run_dir = build_run(root, failed=FAILED)
+    run = json.loads((run_dir / "run.json").read_text())
+    for system, ef in (("knn", 16), ("xattn", 64)):
+        run["systems"][system]["sweep"] = {"base": "hnsw",
+                                           "values": {"retriever.expansion_search": ef}}
+    (run_dir / "run.json").write_text(json.dumps(run, indent=2))
+    return run_dir
+
+
+def explorer_images(root: Path) -> list[str]:
+    """Five small images, one unreadable file and one missing path."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, colour in enumerate(["red", "green", "blue", "yellow", "purple"]):
+        path = root / f"image-{i}.png"
+        Image.new("RGB", (64, 40), colour).save(path)
+        paths.append(str(path))
+    broken = root / "broken.png"
+    broken.write_bytes(b"not an image")
+    return [*paths, str(broken), str(root / "missing.png")]
+
+
+def right_answer(system: str, index: int) -> bool:
+    return {"concat": index % 3 != 0, "knn": index % 2 == 0, "xattn": index % 5 != 0}[system]
+
+
+def fake_items(images: list[str], system: str) -> list[ExplorerItem]:
+    """Explorer items of shape-category: concat without neighbours, knn and xattn with."""
+    items = []
+    for i in range(N_ITEMS):
+        truth = CLASSES[i % len(CLASSES)]
+        wrong = CLASSES[(i + 1) % len(CLASSES)]
+        neighbours = () if system == "concat" else tuple(
+            Neighbour(images[(i + k) % len(images)] if k < 3 else "",
+                      f"neighbour {k} of item {i} <b>{system}</b>",
+                      CLASSES[(i + k) % len(CLASSES)], round(0.9 - 0.1 * k - i / 1000, 4))
+            for k in range(4))
+        correct = right_answer(system, i)
+        items.append(ExplorerItem(i, images[i % len(images)], f"item {i}: a {truth} </script>",
+                                  truth, truth if correct else wrong,
+                                  0.5 + (i % 10) / 20, correct, neighbours))
+    return items
+
+
+def fake_explorer(monkeypatch, images: list[str]) -> None:
+    """api.explorable_cells / cell_items serving :func:`fake_items` for shape-category."""
+    def explorable_cells(board):
+        cells = board.cells[(board.cells["task"] == "shape-category")
+                            & (board.cells["status"] == "ok")]
+        return [(r.task, r.system, int(r.seed)) for r in cells.itertuples()]
+
+    def cell_items(run_dir, task, system, seed):
+        if task != "shape-category":
+            raise DataError(f"{run_dir}: no explorer arrays for {task}")
+        return fake_items(images, system)
+
+    monkeypatch.setattr(api, "explorable_cells", explorable_cells, raising=False)
+    monkeypatch.setattr(api, "cell_items", cell_items, raising=False)
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("publish")
-    run_dir = build_run(root, failed={
-        ("shape-category", "knn", 1): ("retrievers", "search returned NaN scores"),
-        ("shape-retrieval", "knn", 0): ("retrievers", "index | build failed"),
-        ("shape-retrieval", "knn", 1): ("retrievers", "index | build failed"),
-        ("shape-retrieval", "knn", 2): ("retrievers", "index | build failed"),
-    })
+    run_dir = build_published_run(root)
     registry = Registry(get_plugin_manager(["ravlm_plugins.publishers"], entry_points=False))
     board = load_run(run_dir)
     out = root / "out"
-    written = {name: registry.create("publishers", name).publish(board, out)
-               for name in FORMATS}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fake_explorer(monkeypatch, explorer_images(root / "images"))
+        written = {name: registry.create("publishers", name).publish(board, out)
+                   for name in FORMATS}
     return run_dir, out, written
 
 
@@ -111,11 +190,100 @@ def test_latex_uses_booktabs_and_escapes(published):
 
 def test_html_is_one_self_contained_page(published):
     text = (published[1] / "leaderboard.html").read_text()
-    assert text.startswith("<!DOCTYPE html>") and "<style>" in text
-    for external in ("<link", "src=", "http://", "https://", "<script"):
+    assert text.startswith("<!DOCTYPE html>") and "<style>" in text and "<script>" in text
+    for external in ("<link", "src=", "http://", "https://", "@import", "url("):
         assert external not in text
-    assert '<td class="failed">failed</td>' in text
-    assert "search returned NaN scores" in text
+    assert "search returned NaN scores" in text and "index | build failed" in text
+    assert text.count("<table>") == 3 + 2  # overview, two tasks, two provenance tables
+
+
+def _rows(text: str, task: str) -> dict[str, str]:
+    """The <tr> of each system in ``task``'s table, as HTML."""
+    section = text.split(f'<h2 id="task-{task}">', 1)[1].split("</section>", 1)[0]
+    rows = section.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")[:-1]
+    return {row.split('data-system="', 1)[1].split('"', 1)[0]: row for row in rows}
+
+
+def test_html_tables_carry_raw_values_best_markers_and_errors(published):
+    run_dir, out, _ = published
+    text = (out / "leaderboard.html").read_text()
+    assert '<th scope="col" data-type="num"' in text and 'class="sort"' in text
+    rows = _rows(text, "shape-category")
+    accuracy = {s: float(np.mean(stored(run_dir, "shape-category", s, "accuracy")))
+                for s in SYSTEMS}
+    for system, row in rows.items():
+        assert f'data-value="{accuracy[system]!r}"' in row
+    # xattn is best on accuracy; the marker is text, not colour alone
+    assert '<strong>' in rows["xattn"] and "(best)</span>" in rows["xattn"]
+    failed = _rows(text, "shape-retrieval")["knn"]
+    assert '<td class="failed" data-value="">failed</td>' in failed
+    assert 'class="error">seeds 0, 1, 2: plugin &#x27;retrievers&#x27;: index | build' in failed
+    assert '<svg class="range"' in rows["xattn"]
+
+
+def test_html_draws_fronts_with_the_sweep_and_provenance(published):
+    text = (published[1] / "leaderboard.html").read_text()
+    category = text.split('<h2 id="task-shape-category">', 1)[1].split("</section>", 1)[0]
+    assert category.count("<figure>") == 3  # qps, latency, memory
+    assert '<polyline class="sweep" data-base="hnsw"' in category
+    assert 'class="point on-front" data-system=' in category and "<title>" in category
+    assert "knn" in category and "concat" not in category.split("<table>")[0].split(
+        "<figcaption>")[-1]  # no retrieval, no cost: not on the fronts
+    details = text.split("<details>", 1)[1]
+    assert "ab" * 32 in details and "tiny-cnn" in details and "sweep of <b>hnsw</b>" in details
+
+
+def test_fronts_chart_is_written_as_png_and_svg(published):
+    import matplotlib.image
+
+    out = published[1]
+    assert (out / "fronts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert float(matplotlib.image.imread(out / "fronts.png").std()) > 0
+    svg = (out / "fronts.svg").read_text()
+    assert "<svg" in svg and "Pareto front" in svg
+
+
+def _explorer_data(path: Path) -> dict:
+    text = path.read_text()
+    payload = text.split('<script type="application/json" id="explorer-data">', 1)[1]
+    return json.loads(payload.split("</script>", 1)[0])
+
+
+def test_explorer_page_holds_each_cell_once_with_shared_thumbnails(published):
+    out = published[1]
+    text = (out / "explorer.html").read_text()
+    for external in ("<link", "src=", "http://", "https://"):
+        assert external not in text
+    data = _explorer_data(out / "explorer.html")
+    (task,) = data["tasks"]
+    assert task["name"] == "shape-category" and task["classes"] == sorted(CLASSES)
+    systems = {s["name"]: s for s in task["systems"]}
+    assert set(systems) == set(SYSTEMS) and systems["knn"]["seed"] == 0
+    assert len(data["thumbs"]) == 5  # five readable images, each once
+    assert "2 image(s) could not be read" in text  # the broken and the missing one
+    strings = data["strings"]
+    item = systems["xattn"]["items"][7]
+    assert strings[item[2]] == "item 7: a star </script>" and item[6] is True
+    assert [strings[n[1]] for n in item[8]][0] == "neighbour 0 of item 7 <b>xattn</b>"
+    assert item[8][3][0] == -1  # padding: no image
+    # index 0: concat wrong, xattn wrong; 3: concat wrong, xattn right; 5: xattn broke it
+    changes = {row[0]: row[7] for row in systems["xattn"]["items"]}
+    assert changes[3] == "fixed" and changes[5] == "broke" and changes[1] == "same"
+    baseline_said = {row[0]: strings[row[9]] for row in systems["xattn"]["items"]}
+    assert baseline_said[3] == CLASSES[0] and baseline_said[5] == CLASSES[1]  # 3: wrong
+    assert all(row[9] == -1 for row in systems["concat"]["items"])
+    assert systems["concat"]["compared"] is False and systems["knn"]["compared"] is True
+    assert "budget 5 MB" in text
+
+
+def test_explorer_page_without_explorer_data_says_so(tmp_path, published):
+    from ravlm_plugins.explorer_page import ExplorerPublisher
+
+    board = load_run(published[0])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(api, "explorable_cells", lambda board: [], raising=False)
+        (path,) = ExplorerPublisher().publish(board, tmp_path)
+    assert 'id="empty"' in path.read_text()
 
 
 def test_png_is_a_valid_image(published):
@@ -126,3 +294,21 @@ def test_png_is_a_valid_image(published):
     pixels = matplotlib.image.imread(path)
     assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 300
     assert not math.isclose(float(pixels.std()), 0.0)  # not a blank canvas
+
+
+def test_a_run_without_costs_or_baseline_still_publishes(published, tmp_path):
+    """No retrieval costs anywhere and no baseline: fronts say so, nothing crashes."""
+    from ravlm_bench.leaderboard import COST_COLUMNS
+    from ravlm_plugins.fronts_chart import FrontsPublisher
+    from ravlm_plugins.html_page import render_leaderboard
+
+    board = load_run(published[0])
+    board.baseline = None
+    for task, table in board.tables.items():
+        board.tables[task] = table.assign(**dict.fromkeys(COST_COLUMNS, math.nan)).drop(
+            columns=["delta_vs_baseline"])
+    page = render_leaderboard(board, "test")
+    assert page.count("No retrieval costs recorded") == 2 and "<figure>" not in page
+    assert "Δ vs" not in page
+    png, svg = FrontsPublisher().publish(board, tmp_path)
+    assert png.stat().st_size > 0 and "no task records retrieval costs" in svg.read_text()

@@ -8,6 +8,9 @@ from pathlib import Path
 # The head of the small suites the runner tests run on the tiny demo world: two seeds over
 # its COCO tree, a random 32-pixel ResNet-18 and MiniLM. ``str.format`` it with ``name`` and
 # ``root`` (the demo world) after appending the systems and tasks.
+# the window the HTML pages are tested in: the width the leaderboard must fit
+BROWSER_WIDTH, BROWSER_HEIGHT = 1400, 1000
+
 TINY_SUITE_HEAD = """
 name = "{name}"
 seeds = [0, 1]
