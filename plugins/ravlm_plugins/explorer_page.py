@@ -150,9 +150,13 @@ def collect(board, tables: Tables) -> tuple[list[dict], list[str]]:
                             "baseline": system == board.baseline,
                             "compared": baseline is not None, "items": rows})
         if systems:
-            classes = sorted({part.strip() for s in systems for row in s["items"]
-                              for part in tables.strings[row[3]].split(",") if part.strip()})
-            tasks.append({"name": task, "classes": classes, "systems": systems})
+            # a multi-label truth lists its classes joined by ", "; a single-label class
+            # name may itself hold a comma (a VQA answer), so only the former is split
+            multi = board.tasks[task].get("targets") == "multi-label"
+            classes = sorted({part for s in systems for row in s["items"]
+                              for part in _truth_classes(tables.strings[row[3]], multi)})
+            tasks.append({"name": task, "classes": classes, "multi": multi,
+                          "systems": systems})
     return tasks, notes
 
 
@@ -239,7 +243,7 @@ SCRIPT = """
     var outcome = outcomeSel.value, wanted = classSel.value, change = changeSel.value;
     if (outcome === "wrong" && item[6]) return false;
     if (outcome === "right" && !item[6]) return false;
-    if (wanted && S[item[3]].split(",").map(function (c) { return c.trim(); })
+    if (wanted && (task().multi ? S[item[3]].split(", ") : [S[item[3]]])
         .indexOf(wanted) === -1) return false;
     if (change === "changed" && ["fixed", "broke", "changed"].indexOf(item[7]) === -1)
       return false;
@@ -337,6 +341,11 @@ SCRIPT = """
 """
 
 SIZE_MARK = "@@PAGE_SIZE@@"
+
+
+def _truth_classes(truth: str, multi: bool) -> list[str]:
+    parts = truth.split(", ") if multi else [truth]
+    return [part for part in parts if part]
 
 
 def _select(ident: str, label: str, options: list[tuple[str, str]]) -> str:
