@@ -3,7 +3,8 @@
 Tolerance: data-parallel heads (``ddp_min_items = 0`` here) with dropout off differ only in
 the floating-point order of gradient reductions, so a 2-process run gives the same
 predictions and metrics as a 1-process run (asserted exactly here; in general, equal up to
-argmax ties within ~1e-6 in probability). Smaller heads are trained by rank 0 alone and
+argmax ties within ~1e-6 in probability); the probabilities and similarities themselves
+(the explorer's confidence and neighbour scores) agree to 1e-5. Smaller heads are trained by rank 0 alone and
 broadcast: identical to one process, dropout included.
 """
 
@@ -99,6 +100,10 @@ fusion_head = { name = "xattn", k = 5, epochs = 2, width = 32, heads = 2 }
 """
 
 
+# what the explorer shows of the predicted class's probability and of the neighbours'
+# similarities: equal up to the order of floating-point reductions (each rank encodes its
+# shard on one thread), as the module docstring says
+FLOAT_ORDER_ARRAYS = {"explore.confidence", "explore.neighbour_scores"}
 # one thread a rank, and a short collective timeout so a failing rank is seen quickly
 DIST_ENV = {"OMP_NUM_THREADS": "1", "RAVLM_BENCH_DIST_TIMEOUT": "30"}
 
@@ -142,7 +147,12 @@ def test_two_processes_give_the_same_results_as_one(tmp_path, demo_world):
                 np.load(twin.with_suffix(".npz")) as theirs:
             assert sorted(mine.files) == sorted(theirs.files)
             for name in mine.files:
-                assert np.array_equal(mine[name], theirs[name], equal_nan=True), (path, name)
+                a, b = mine[name], theirs[name]
+                if name in FLOAT_ORDER_ARRAYS:  # the floating-point order of reductions
+                    assert np.allclose(a, b, rtol=0, atol=1e-5), (path, name)
+                else:  # strings (the explorer's texts and paths) have no NaN
+                    floats = a.dtype.kind == "f"
+                    assert np.array_equal(a, b, equal_nan=floats), (path, name)
     # only rank 0 wrote: one leaderboard's worth of files, no duplicates from rank 1
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["cells", "checkpoints",
                                                                      "run.json"]
