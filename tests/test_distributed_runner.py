@@ -4,8 +4,8 @@ Tolerance: data-parallel heads (``ddp_min_items = 0`` here) with dropout off dif
 the floating-point order of gradient reductions, so a 2-process run gives the same
 predictions and metrics as a 1-process run (asserted exactly here; in general, equal up to
 argmax ties within ~1e-6 in probability); the probabilities and similarities themselves
-(the explorer's confidence and neighbour scores) agree to 1e-5. Smaller heads are trained by rank 0 alone and
-broadcast: identical to one process, dropout included.
+(the explorer's confidence and neighbour scores) agree to 1e-5. Smaller heads are trained
+by rank 0 alone and broadcast: identical to one process, dropout included.
 """
 
 from __future__ import annotations
