@@ -154,7 +154,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, metrics: str = "main",
     for ``metrics`` other than "main" or "all"."""
     if metrics not in ("main", "all"):
         raise ConfigError(f"metrics {metrics!r}: expected 'main' or 'all'")
-    board_a, board_b = load_run(run_a), load_run(run_b)
+    # the cells alone: the comparison reads the resamples it needs itself
+    board_a, board_b = load_run(run_a, tables=False), load_run(run_b, tables=False)
     changes: list[Change] = []
     shared_any = False
     for task in list(board_a.tasks) + [t for t in board_b.tasks if t not in board_a.tasks]:

@@ -377,8 +377,9 @@ def read_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     return run, _read_cells(run_dir, run)
 
 
-def load_run(run_dir: str | Path) -> Leaderboard:
-    """Read ``run_dir`` (run.json and the finished cells) into a :class:`Leaderboard`.
+def load_run(run_dir: str | Path, *, tables: bool = True) -> Leaderboard:
+    """Read ``run_dir`` (run.json and the finished cells) into a :class:`Leaderboard`;
+    ``tables=False`` leaves out its tables, intervals and paired tests (the cells only).
 
     Raises :class:`DataError` naming the file for a missing or malformed run directory.
     Cells of tasks, systems or seeds that run.json does not list are ignored, as is every
@@ -395,6 +396,8 @@ def load_run(run_dir: str | Path) -> Leaderboard:
     if board.baseline is not None and board.baseline not in board.systems:
         raise DataError(f"{run_dir / 'run.json'}: baseline {board.baseline!r} is not one of "
                         f"the systems ({', '.join(board.systems)})")
+    if not tables:
+        return board
     overview = {}
     for task, meta in board.tasks.items():
         declarations = board.declarations(task)
