@@ -167,7 +167,9 @@ class RunLedger:
             arrays.update({REPLICATE_PREFIX + name: np.asarray(values, np.float64)
                            for name, values in evaluation.replicates.items()})
             buffer = io.BytesIO()
-            np.savez(buffer, **arrays)
+            # compressed: the explorer's strings are fixed-width UTF-32 in numpy, mostly
+            # padding (a demo cell: 608 KB plain, 85 KB compressed, 13 ms)
+            np.savez_compressed(buffer, **arrays)
             data = buffer.getvalue()
             atomic_write_bytes(self.dir.cell_path(task, system, seed, ".npz"), data)
             record["arrays_sha256"] = hashlib.sha256(data).hexdigest()
