@@ -95,7 +95,8 @@ def __getattr__(name: str):
         from ravlm_bench import testing
 
         return getattr(testing, name)
-    if name in ("Leaderboard", "describe", "display_overview", "display_table",
+    if name in ("COLUMN_BETTER", "COMPACT_HEADERS", "COST_COLUMNS", "DIAGNOSTIC_COLUMNS",
+                "Leaderboard", "describe", "display_overview", "display_table",
                 "format_cost", "format_metric"):
         from ravlm_bench import leaderboard
 
@@ -105,6 +106,10 @@ def __getattr__(name: str):
         from ravlm_bench import fronts
 
         return getattr(fronts, name)
+    if name == "ROLE_KINDS":  # suite role -> component kind, as run.json and cells name them
+        from ravlm_bench.suite import ROLE_KINDS
+
+        return ROLE_KINDS
     if name in ("ExplorerItem", "Neighbour", "cell_items", "explorable_cells"):
         from ravlm_bench import explorer
 

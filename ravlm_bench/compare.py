@@ -50,7 +50,6 @@ from ravlm_bench.leaderboard import (
     holm,
     load_run,
 )
-from ravlm_bench.ledger import read_cell
 
 REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no significant change"
 UNPAIRED, MISSING_IN_A, MISSING_IN_B = "unpaired", "missing in A", "missing in B"
@@ -312,9 +311,9 @@ def _split_sizes_problem(sizes_a: dict, sizes_b: dict) -> str:
 def _cells_problem(row_a: dict, row_b: dict) -> str:
     """What, in a seed's two cells, shows they did not score the same test items on the
     same resamples; checked where both cells record it."""
-    cell_a, cell_b = (read_cell(Path(row["path"]))[0] or {} for row in (row_a, row_b))
-    settings_a, settings_b = cell_a.get("bootstrap"), cell_b.get("bootstrap")
-    if settings_a is not None and settings_b is not None and settings_a != settings_b:
+    # JSON text, or missing (NaN in the frame) where a cell does not record them
+    settings_a, settings_b = row_a.get("bootstrap"), row_b.get("bootstrap")
+    if isinstance(settings_a, str) and isinstance(settings_b, str) and settings_a != settings_b:
         return f"bootstrap settings differ (A: {settings_a}, B: {settings_b})"
     arrays_a, arrays_b = _test_item_arrays(row_a), _test_item_arrays(row_b)
     for name in TEST_ITEM_ARRAYS:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ravlm_bench.leaderboard import Leaderboard
+from ravlm_bench.leaderboard import COLUMN_BETTER, Leaderboard
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,12 @@ class CostAxis:
     log_candidate: bool    # drawn on a log scale when its values span more than 10x
 
 
-COST_AXES = (
-    CostAxis("retrieval_qps", "retrieval queries / s", True, True),
-    CostAxis("latency_p99_ms", "latency p99 (ms)", False, False),
-    CostAxis("index_memory_bytes", "index memory (bytes)", False, True),
-)
+COST_AXES = tuple(
+    CostAxis(column, label, COLUMN_BETTER[column] == "higher", log_candidate)
+    for column, label, log_candidate in (
+        ("retrieval_qps", "retrieval queries / s", True),
+        ("latency_p99_ms", "latency p99 (ms)", False),
+        ("index_memory_bytes", "index memory (bytes)", True)))
 AXES_BY_COLUMN = {axis.column: axis for axis in COST_AXES}
 
 

@@ -42,6 +42,12 @@ COST_COLUMNS = ("retrieval_qps", "latency_p50_ms", "latency_p99_ms", "index_memo
                 "index_build_s", "train_s")
 # What retrieval found (knowledge.retrieval_diagnostics), seed means
 DIAGNOSTIC_COLUMNS = ("label_precision_at_k", "recall_vs_exact", "all_padding", "one_image")
+# which way is better for each cost and diagnostic column (metrics declare their own)
+COLUMN_BETTER = {"retrieval_qps": "higher", "latency_p50_ms": "lower",
+                 "latency_p99_ms": "lower", "index_memory_bytes": "lower",
+                 "index_build_s": "lower", "train_s": "lower",
+                 "label_precision_at_k": "higher", "recall_vs_exact": "higher",
+                 "all_padding": "lower", "one_image": "lower"}
 COMPARISON_COLUMNS = ("delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi", "p_value",
                       "p_holm", "paired_seeds")
 # Only files named exactly so are cells; the runner's temporary files never match.
@@ -69,6 +75,9 @@ class Leaderboard:
     ``n_seeds`` (finished seeds), ``n_failed``, ``status`` (``ok``, ``failed``, ``partial``,
     ``incomplete``, ``not run``), ``error``, and with a baseline :data:`COMPARISON_COLUMNS`.
     ``overview``: index ``system``, one column per task: the main metric's mean.
+    ``cells``: one row per cell read (checked against its checksum), with its metrics,
+    costs, diagnostics, ``bootstrap`` settings (JSON text) and ``fingerprint:<kind>`` of its
+    components. ``versions``: the library versions run.json records.
     """
 
     run_dir: Path
@@ -80,6 +89,7 @@ class Leaderboard:
     seeds: list[int]
     created: str
     cells: pd.DataFrame
+    versions: dict[str, str] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     overview: pd.DataFrame | None = None
 
@@ -160,7 +170,14 @@ def _cell_row(path: Path, cell: dict) -> dict:
     row = {"task": cell["task"], "system": cell["system"], "seed": int(cell["seed"]),
            "status": cell["status"], "error_plugin": error.get("plugin"),
            "error_message": error.get("message"), "path": str(path),
-           "arrays_sha256": cell.get("arrays_sha256")}
+           "arrays_sha256": cell.get("arrays_sha256"),
+           "bootstrap": json.dumps(cell["bootstrap"], sort_keys=True)
+           if isinstance(cell.get("bootstrap"), dict) else None}
+    components = (cell.get("provenance") or {}).get("components") \
+        if isinstance(cell.get("provenance"), dict) else None
+    for kind, component in (components or {}).items():
+        if isinstance(component, dict) and component.get("fingerprint"):
+            row[f"fingerprint:{kind}"] = str(component["fingerprint"])
     metrics = cell.get("metrics") or {}
     for name, value in metrics.items():
         if name != "ci95" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -392,6 +409,7 @@ def load_run(run_dir: str | Path, *, tables: bool = True) -> Leaderboard:
         baseline=run.get("baseline"), tasks=run["tasks"], systems=run["systems"],
         seeds=[int(s) for s in run["seeds"]], created=str(run.get("created", "")),
         cells=cells,
+        versions=run["versions"] if isinstance(run.get("versions"), dict) else {},
     )
     if board.baseline is not None and board.baseline not in board.systems:
         raise DataError(f"{run_dir / 'run.json'}: baseline {board.baseline!r} is not one of "

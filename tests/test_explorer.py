@@ -164,3 +164,23 @@ def test_the_explorer_page_shows_a_real_cells_neighbours(swept_run, tmp_path, dr
         [n.text for n in items[3].neighbours]
     assert not driver.find_elements(By.CSS_SELECTOR, "#neighbours .placeholder")
     assert console_errors(driver) == []
+
+
+@pytest.mark.slow
+def test_the_leaderboard_page_shows_a_real_runs_provenance(swept_run, tmp_path):
+    """Versions from run.json and fingerprints from the checked cells reach the panel."""
+    from ravlm_bench.host import get_plugin_manager
+    from ravlm_bench.leaderboard import load_run
+    from ravlm_bench.registry import Registry
+
+    _, run_dir, _ = swept_run
+    board = load_run(run_dir)
+    registry = Registry(get_plugin_manager(["ravlm_plugins.publishers"], entry_points=False))
+    [page] = registry.create("publishers", "html").publish(board, tmp_path)
+    details = page.read_text().split("<details>", 1)[1]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert f"<code>{run['versions']['torch']}</code>" in details
+    cell = json.loads((run_dir / "cells/coco-category/concat/seed-0.json").read_text())
+    fingerprint = cell["provenance"]["components"]["image-encoders"]["fingerprint"]
+    assert f"fingerprint <code>{fingerprint}</code>" in details
+    assert "sweep of <b>knn</b>" in details

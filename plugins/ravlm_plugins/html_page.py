@@ -12,24 +12,16 @@ last in both directions.
 from __future__ import annotations
 
 import html
-import json
 import math
-from pathlib import Path
 
-from ravlm_bench.api import format_cost
-
-# direction of "better" for the non-metric columns; None: not ranked
-COST_BETTER = {"retrieval_qps": "higher", "latency_p50_ms": "lower", "latency_p99_ms": "lower",
-               "index_memory_bytes": "lower", "index_build_s": "lower", "train_s": "lower"}
-DIAGNOSTIC_BETTER = {"label_precision_at_k": "higher", "recall_vs_exact": "higher",
-                     "all_padding": "lower", "one_image": "lower"}
-SHORT = {"retrieval_qps": "qps", "latency_p50_ms": "p50 ms", "latency_p99_ms": "p99 ms",
-         "index_memory_bytes": "index mem", "index_build_s": "build s", "train_s": "train s",
-         "retrieval_key": "key", "label_precision_at_k": "label P@k",
-         "recall_vs_exact": "R vs exact", "all_padding": "no nbrs", "one_image": "one image"}
-COMPONENT_KINDS = (("image_encoder", "image-encoders"), ("text_encoder", "text-encoders"),
-                   ("retriever", "retrievers"), ("fusion_head", "fusion-heads"),
-                   ("joint_embedding", "joint-embeddings"))
+from ravlm_bench.api import (
+    COLUMN_BETTER,
+    COMPACT_HEADERS,
+    COST_COLUMNS,
+    DIAGNOSTIC_COLUMNS,
+    ROLE_KINDS,
+    format_cost,
+)
 
 CSS = """
 * { box-sizing: border-box; }
@@ -250,19 +242,20 @@ def task_table(board, task: str) -> str:
     declarations = board.declarations(task)
     metrics = board.metrics(task)
     main = board.main_metric(task)
-    costs = [c for c in COST_BETTER if c in table.columns and table[c].map(_finite).any()]
+    costs = [c for c in COST_COLUMNS if c in table.columns and table[c].map(_finite).any()]
     with_key = "retrieval_key" in table.columns and table["retrieval_key"].astype(bool).any()
-    diagnostics = [d for d in DIAGNOSTIC_BETTER if with_key and d in table.columns]
+    diagnostics = [d for d in DIAGNOSTIC_COLUMNS if with_key and d in table.columns]
     compared = board.baseline is not None and "delta_vs_baseline" in table.columns
 
     headers = [_header(m + (" (main)" if m == main else ""), True,
                        f"{m}: mean over seeds (hover: ± std), bar: 95% CI"
                        f" ({'higher' if declarations[m].higher_is_better else 'lower'} "
                        f"is better)") for m in metrics]
-    headers += [_header(SHORT[c], True, f"{c} ({COST_BETTER[c]} is better)") for c in costs]
+    headers += [_header(COMPACT_HEADERS[c], True, f"{c} ({COLUMN_BETTER[c]} is better)")
+                for c in costs]
     if with_key:
         headers.append(_header("key", False, "what the retriever searches with"))
-        headers += [_header(SHORT[d], True, d) for d in diagnostics]
+        headers += [_header(COMPACT_HEADERS[d], True, d) for d in diagnostics]
     if compared:
         headers.append(_header(f"Δ vs {board.baseline}", True,
                                f"{main} minus the baseline's, paired over the same "
@@ -272,8 +265,7 @@ def task_table(board, task: str) -> str:
     domains = {m: _domain(table, m, f"{m}_ci95_lo", f"{m}_ci95_hi") for m in metrics}
     best = {m: _best_values(table, m, "higher" if declarations[m].higher_is_better
                             else "lower") for m in metrics}
-    best.update({c: _best_values(table, c, COST_BETTER[c]) for c in costs})
-    best.update({d: _best_values(table, d, DIAGNOSTIC_BETTER[d]) for d in diagnostics})
+    best.update({c: _best_values(table, c, COLUMN_BETTER[c]) for c in (*costs, *diagnostics)})
     higher_main = declarations[main].higher_is_better if main else True
     best["delta"] = _best_values(table, "delta_vs_baseline",
                                  "higher" if higher_main else "lower") if compared else set()
@@ -536,38 +528,21 @@ def fronts_section(board, task: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def _run_versions(board) -> dict:
-    try:
-        run = json.loads((board.run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    versions = run.get("versions") if isinstance(run, dict) else None
-    return versions if isinstance(versions, dict) else {}
-
-
 def _fingerprints(board) -> dict[str, dict[str, str]]:
-    """system -> component kind -> fingerprint, from the first finished cell that has them."""
+    """system -> component kind -> fingerprint, from its first finished cell that has them
+    (the cells as the leaderboard read and checked them)."""
     out: dict[str, dict[str, str]] = {}
     cells = board.cells
-    if not len(cells) or "path" not in cells.columns:
-        return out
-    for row in cells[cells["status"] == "ok"].to_dict("records"):
-        if row["system"] in out:
-            continue
-        try:
-            cell = json.loads(Path(row["path"]).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        components = ((cell.get("provenance") or {}).get("components") or {}) \
-            if isinstance(cell, dict) else {}
-        found = {kind: str(c.get("fingerprint")) for kind, c in components.items()
-                 if isinstance(c, dict) and c.get("fingerprint")}
-        out[row["system"]] = found
+    columns = [c for c in cells.columns if c.startswith("fingerprint:")] if len(cells) else []
+    for row in cells[cells["status"] == "ok"].to_dict("records") if columns else []:
+        found = {c.split(":", 1)[1]: row[c] for c in columns if isinstance(row[c], str)}
+        if found and row["system"] not in out:
+            out[row["system"]] = found
     return out
 
 
 def provenance_panel(board) -> str:
-    versions = _run_versions(board)
+    versions = board.versions
     fingerprints = _fingerprints(board)
     facts = [("suite", board.suite), ("suite sha256", board.suite_sha256 or "unknown"),
              ("created", board.created or "unknown"), ("baseline", board.baseline or "none"),
@@ -578,7 +553,7 @@ def provenance_panel(board) -> str:
     system_rows = []
     for system, record in board.systems.items():
         items = []
-        for field, kind in COMPONENT_KINDS:
+        for field, kind in ROLE_KINDS.items():
             component = record.get(field) if isinstance(record, dict) else None
             if not isinstance(component, dict):
                 continue
