@@ -123,8 +123,8 @@ def measure(mode: str, root: Path) -> dict:
     import numpy  # noqa: F401
     import pyarrow  # noqa: F401
 
-    from ravlm_bench.host import get_plugin_manager
-    from ravlm_bench.registry import Registry
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
 
     registry = Registry(get_plugin_manager())
     files = sorted((root / "annotations").glob("*.json"))

@@ -26,9 +26,9 @@ import torch  # noqa: E402
 from _timing import best_of, matmul_rate, square_matmuls  # noqa: E402 (benchmarks/ on sys.path)
 from tabulate import tabulate  # noqa: E402
 
-from ravlm_bench.encoding import encode_images  # noqa: E402
-from ravlm_bench.host import get_plugin_manager  # noqa: E402
-from ravlm_bench.registry import Registry  # noqa: E402
+from ravlm_bench.plugin_host.host import get_plugin_manager  # noqa: E402
+from ravlm_bench.plugin_host.registry import Registry  # noqa: E402
+from ravlm_bench.stages.encoding import encode_images  # noqa: E402
 
 
 def conv_linear_flops(model: torch.nn.Module, pixels: torch.Tensor) -> float:

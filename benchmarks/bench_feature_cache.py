@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from ravlm_bench.encoding import encode_images
-from ravlm_bench.feature_cache import FeatureCache
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.registry import Registry
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.stages.encoding import encode_images
+from ravlm_bench.store.feature_cache import FeatureCache
 
 
 def timed(fn):

@@ -28,9 +28,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from ravlm_bench import Registry, get_plugin_manager  # noqa: E402
-from ravlm_bench.contracts import KnowledgeBase  # noqa: E402
-from ravlm_bench.knowledge import build_index, fusion_inputs  # noqa: E402
+from ravlm_bench.plugin_host.contracts import KnowledgeBase  # noqa: E402
+from ravlm_bench.plugin_host.host import get_plugin_manager  # noqa: E402
+from ravlm_bench.plugin_host.registry import Registry  # noqa: E402
+from ravlm_bench.stages.retrieval import build_index, fusion_inputs  # noqa: E402
 
 
 def make_data(items: int, d_image: int, d_text: int, classes: int, seed: int = 0):

@@ -20,8 +20,8 @@ import numpy as np
 from _timing import best_of, matmul_rate, square_matmuls  # benchmarks/ is on sys.path
 from tabulate import tabulate
 
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.registry import Registry
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
 
 
 def clustered_vectors(n: int, dim: int, seed: int = 0, latent: int = 32,
@@ -47,7 +47,7 @@ def gemm_only(vectors: np.ndarray, queries: np.ndarray) -> None:
     would cost with free selection."""
     import torch
 
-    from ravlm_bench.ranking import exact_blocking
+    from ravlm_bench.scoring.ranking import exact_blocking
 
     base = torch.from_numpy(vectors)
     chunk, rows_per_block = exact_blocking(len(queries), len(vectors))

@@ -1,25 +1,22 @@
 """ravlm-bench: a plugin-based harness for retrieval-augmented vision-language models.
 
-The public names a plugin author needs are re-exported here; everything else is internal.
+Plugins import :mod:`ravlm_bench.api` and nothing else. The subpackages are the harness
+itself, in the order data flows through a run; each may import only those listed before it:
+
+* ``foundation``: errors, paths, atomic files, seeding, torch.distributed helpers, version;
+* ``plugin_host``: hook specs, the pluggy host, the component registry, contracts, options;
+* ``scoring``: metric declarations, shared resamples, metrics, exact ranking;
+* ``config``: suite files, typed run options, the preflight check;
+* ``store``: the run directory, its ledger, checked cell records and arrays, feature cache;
+* ``demo``: the embedded demo world, written in the real dataset formats;
+* ``stages``: components, data sources, encoding, features, retrieval, execution;
+* ``run``: a cell's pipeline and the runner over a suite;
+* ``publish``: leaderboards, quality-against-cost fronts, run comparison;
+* ``cli``: the ``ravlm-bench`` command.
+
+``api`` (the plugin API) and ``testing`` (the conformance kit) sit above them all.
 """
 
-__version__ = "0.1.0"
+from ravlm_bench.foundation.version import __version__
 
-from ravlm_bench.errors import ComponentError, ConfigError, DataError, RavlmError
-from ravlm_bench.hookspecs import hookimpl, hookspec
-from ravlm_bench.host import PROJECT_NAME, get_plugin_manager
-from ravlm_bench.registry import KINDS, Registry
-
-__all__ = [
-    "KINDS",
-    "PROJECT_NAME",
-    "ComponentError",
-    "ConfigError",
-    "DataError",
-    "RavlmError",
-    "Registry",
-    "__version__",
-    "get_plugin_manager",
-    "hookimpl",
-    "hookspec",
-]
+__all__ = ["__version__"]

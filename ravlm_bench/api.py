@@ -4,10 +4,11 @@ Names here are a contract: none is renamed or removed without a deprecation path
 rest of ``ravlm_bench`` is internal and may change in any release.
 
 * Hooks: :data:`hookimpl` marks a plugin's registration functions (the hooks are listed in
-  :mod:`ravlm_bench.hookspecs`); each gets ``register(name, factory, *, description="",
+  :mod:`ravlm_bench.plugin_host.hookspecs`); each gets ``register(name, factory, *, description="",
   options=None)``.
 * Typed parameters: :func:`option` fields in an ``options`` dataclass
-  (:mod:`ravlm_bench.options`); :func:`parse_options` builds one from a suite's parameters.
+  (:mod:`ravlm_bench.plugin_host.options`); :func:`parse_options` builds one from a
+  suite's parameters.
 * Component kinds: the base classes :class:`FusionHead` and :class:`JointEmbedding`, the
   protocols :class:`ImageEncoder`, :class:`TextEncoder`, :class:`Retriever`,
   :class:`Dataset`, :class:`Task`, :class:`Publisher`, and every optional capability with
@@ -24,8 +25,17 @@ rest of ``ravlm_bench`` is internal and may change in any release.
 
 from __future__ import annotations
 
-from ravlm_bench import __version__
-from ravlm_bench.contracts import (
+from ravlm_bench.foundation.distributed import DistContext, all_gather_same_shape, broadcast_object
+from ravlm_bench.foundation.errors import ComponentError, ConfigError, DataError, RavlmError, cause
+from ravlm_bench.foundation.paths import (
+    DATA_ENV,
+    cache_subdir,
+    data_root,
+    directory_written_atomically,
+)
+from ravlm_bench.foundation.seeding import seed_everything
+from ravlm_bench.foundation.version import __version__
+from ravlm_bench.plugin_host.contracts import (
     CAPABILITIES,
     METRICS,
     RECORD_SCHEMAS,
@@ -47,25 +57,20 @@ from ravlm_bench.contracts import (
     TrainingReport,
     capability,
 )
-from ravlm_bench.distributed import DistContext, all_gather_same_shape, broadcast_object
-from ravlm_bench.encoding import ImageFiles
-from ravlm_bench.errors import ComponentError, ConfigError, DataError, RavlmError, cause
-from ravlm_bench.evaluation import (
+from ravlm_bench.plugin_host.hookspecs import hookimpl
+from ravlm_bench.plugin_host.options import option, parse_options
+from ravlm_bench.scoring.evaluation import (
     ClassScores,
     Evaluation,
     Metric,
     RankingEvaluation,
     Rankings,
-    Resampler,
     SingleLabelEvaluation,
-    percentile_interval,
 )
-from ravlm_bench.hookspecs import hookimpl
-from ravlm_bench.options import option, parse_options
-from ravlm_bench.paths import DATA_ENV, cache_subdir, data_root, directory_written_atomically
-from ravlm_bench.ranking import ExactIndex, exact_top_k, pair_scores, sort_results
-from ravlm_bench.results import atomic_write_bytes
-from ravlm_bench.seeding import seed_everything
+from ravlm_bench.scoring.ranking import ExactIndex, exact_top_k, pair_scores, sort_results
+from ravlm_bench.scoring.resampling import Resampler, percentile_interval
+from ravlm_bench.stages.encoding import ImageFiles
+from ravlm_bench.store.run_dir import atomic_write_bytes
 
 __all__ = [
     "CAPABILITIES", "DATA_ENV", "METRICS", "RECORD_SCHEMAS",
@@ -98,20 +103,20 @@ def __getattr__(name: str):
     if name in ("COLUMN_BETTER", "COMPACT_HEADERS", "COST_COLUMNS", "DIAGNOSTIC_COLUMNS",
                 "Leaderboard", "describe", "display_overview", "display_table",
                 "format_cost", "format_metric"):
-        from ravlm_bench import leaderboard
+        from ravlm_bench.publish import leaderboard
 
         return getattr(leaderboard, name)
     if name in ("COST_AXES", "front_line", "front_points", "pareto_flags", "sweep_series",
                 "tasks_with_costs", "uses_log_scale"):
-        from ravlm_bench import fronts
+        from ravlm_bench.publish import fronts
 
         return getattr(fronts, name)
     if name == "ROLE_KINDS":  # suite role -> component kind, as run.json and cells name them
-        from ravlm_bench.suite import ROLE_KINDS
+        from ravlm_bench.config.suite import ROLE_KINDS
 
         return ROLE_KINDS
     if name in ("ExplorerItem", "Neighbour", "cell_items", "explorable_cells"):
-        from ravlm_bench import explorer
+        from ravlm_bench.store import explorer_arrays as explorer
 
         return getattr(explorer, name)
     raise AttributeError(f"module 'ravlm_bench.api' has no attribute {name!r}")

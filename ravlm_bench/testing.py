@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.contracts import (
+from ravlm_bench.plugin_host.contracts import (
     METRICS,
     ContractViolation,
     validate_search,
@@ -145,7 +145,7 @@ def check_retriever(
 
 def _built_retriever(factory: Callable[..., Any], dim: int, metric: str, vectors: np.ndarray,
                      keys: np.ndarray) -> Any:
-    from ravlm_bench.contracts import capability
+    from ravlm_bench.plugin_host.contracts import capability
 
     retriever = factory(dim=dim, metric=metric)
     if capability(retriever, "retrievers", "uses_labels"):
@@ -157,7 +157,7 @@ def _built_retriever(factory: Callable[..., Any], dim: int, metric: str, vectors
 
 def _checked_search(retriever: Any, queries: np.ndarray, k: int,
                     where: str) -> tuple[np.ndarray, np.ndarray]:
-    from ravlm_bench.contracts import capability
+    from ravlm_bench.plugin_host.contracts import capability
 
     try:
         if capability(retriever, "retrievers", "uses_labels"):
@@ -304,7 +304,7 @@ def check_dataset(dataset: Any) -> None:
 def _check_dataset_attributes(dataset: Any) -> None:
     from pathlib import Path
 
-    from ravlm_bench.contracts import RECORD_SCHEMAS
+    from ravlm_bench.plugin_host.contracts import RECORD_SCHEMAS
 
     name = getattr(dataset, "name", None)
     if not isinstance(name, str) or not name:
@@ -335,7 +335,7 @@ def _dataset_splits(dataset: Any, where: str) -> list[str]:
 
 def _tables_of_kind(dataset: Any, kind: str, splits: list[str], where: str) -> dict:
     """The non-empty tables of ``kind`` by split; an empty split raises DataError."""
-    from ravlm_bench.errors import DataError
+    from ravlm_bench.foundation.errors import DataError
 
     tables = {}
     for split in splits:
@@ -356,7 +356,7 @@ def _tables_of_kind(dataset: Any, kind: str, splits: list[str], where: str) -> d
 def _check_table(table: Any, kind: str, split: str, where: str) -> None:
     import os
 
-    from ravlm_bench.contracts import RECORD_SCHEMAS
+    from ravlm_bench.plugin_host.contracts import RECORD_SCHEMAS
 
     columns = getattr(table, "column_names", None)
     if not isinstance(columns, list):
@@ -384,7 +384,7 @@ def _column(table: Any, name: str) -> list:
 
 
 def _check_absent_split(dataset: Any, where: str) -> None:
-    from ravlm_bench.errors import DataError
+    from ravlm_bench.foundation.errors import DataError
 
     kind = dataset.kinds[0]
     try:
@@ -433,8 +433,8 @@ def check_task(task: Any, dataset: Any, *, seed: int = 0) -> None:
     seed; labels fitting the targets) and ``evaluate`` on outputs of the declared head
     interface: an Evaluation with a value for every declared metric, a resample value per
     bootstrapped metric, the same result twice."""
-    from ravlm_bench.contracts import CAPABILITIES, capability
-    from ravlm_bench.evaluation import (
+    from ravlm_bench.plugin_host.contracts import CAPABILITIES, capability
+    from ravlm_bench.scoring.evaluation import (
         ClassScores,
         Evaluation,
         Metric,
@@ -558,7 +558,7 @@ def check_fusion_head(factory: Callable[..., Any], *, targets: str = "single-lab
 
 
 def _check_head_capabilities(head: Any, targets: str) -> None:
-    from ravlm_bench.contracts import CAPABILITIES, capability
+    from ravlm_bench.plugin_host.contracts import CAPABILITIES, capability
 
     declared = {name: capability(head, "fusion-heads", name)
                 for name in CAPABILITIES["fusion-heads"]}
@@ -593,7 +593,7 @@ def _check_training_keywords(fit: Callable[..., Any], what: str, declared: dict)
 
 def _synthetic_fusion_splits(head: Any, targets: str, seed: int, scratch) -> tuple:
     """(train, val, test) FusionInputs; the training split is the knowledge base."""
-    from ravlm_bench.contracts import FusionInputs, KnowledgeBase, capability
+    from ravlm_bench.plugin_host.contracts import FusionInputs, KnowledgeBase, capability
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(_CLASSES, _D_IMAGE + _D_TEXT))
@@ -671,8 +671,8 @@ def _fusion_rows(inputs: Any, part: slice) -> Any:
 def _training_kwargs(component: Any, kind: str, checkpoint_dir) -> dict:
     """The keywords a component's declared capabilities allow: a fresh checkpoint directory,
     a one-process distributed context."""
-    from ravlm_bench.contracts import capability
-    from ravlm_bench.distributed import DistContext
+    from ravlm_bench.foundation.distributed import DistContext
+    from ravlm_bench.plugin_host.contracts import capability
 
     kwargs: dict[str, Any] = {}
     if capability(component, kind, "checkpoints"):
@@ -683,7 +683,7 @@ def _training_kwargs(component: Any, kind: str, checkpoint_dir) -> dict:
 
 
 def _check_report(report: Any, what: str) -> None:
-    from ravlm_bench.contracts import TrainingReport
+    from ravlm_bench.plugin_host.contracts import TrainingReport
 
     if not isinstance(report, (TrainingReport, dict)):
         _fail(f"{what} returned {type(report).__name__}, expected a TrainingReport "
@@ -697,7 +697,7 @@ def _fit_and_predict(head: Any, train, val, test, seed: int, checkpoint_dir) -> 
 
 
 def _check_proba(proba: Any, n: int, targets: str, what: str) -> None:
-    from ravlm_bench.contracts import validate_proba
+    from ravlm_bench.plugin_host.contracts import validate_proba
 
     try:
         validate_proba(proba, n, _CLASSES)
@@ -726,7 +726,7 @@ def check_joint_embedding(factory: Callable[..., Any], *, seed: int = 0,
     import tempfile
     from pathlib import Path
 
-    from ravlm_bench.contracts import CAPABILITIES, capability
+    from ravlm_bench.plugin_host.contracts import CAPABILITIES, capability
 
     rng = np.random.default_rng(seed)
     latent = rng.normal(size=(24, 6))

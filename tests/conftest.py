@@ -50,8 +50,8 @@ def demo_copy(demo_world, tmp_path):
 
 @pytest.fixture
 def registry():
-    from ravlm_bench.host import get_plugin_manager
-    from ravlm_bench.registry import Registry
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
 
     return Registry(get_plugin_manager())
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from ravlm_bench import api
-from ravlm_bench.components import ComponentFactory
-from ravlm_bench.evaluation import adapt_task
-from ravlm_bench.suite import ComponentSpec
+from ravlm_bench.config.suite import ComponentSpec
+from ravlm_bench.scoring.evaluation import adapt_task
+from ravlm_bench.stages.components import ComponentFactory
 
 
 def test_every_public_name_resolves():
@@ -54,8 +54,8 @@ class ScalePlugin:
 
 
 def test_declared_parameters_feed_the_fingerprint_a_plugin_forgot():
-    from ravlm_bench.host import get_plugin_manager
-    from ravlm_bench.registry import Registry
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
 
     pm = get_plugin_manager(entry_points=False)
     pm.register(ScalePlugin(), name="scale-plugin")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravlm_bench import ConfigError, Registry, get_plugin_manager
-from ravlm_bench.contracts import LabelledRetriever, validate_search
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import LabelledRetriever, validate_search
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
 from ravlm_bench.testing import check_retriever
 
 DIM = 16

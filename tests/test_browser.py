@@ -22,9 +22,9 @@ from test_publishers import (
 )
 from testhelpers import BROWSER_WIDTH as WIDTH
 
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.leaderboard import load_run
-from ravlm_bench.registry import Registry
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.publish.leaderboard import load_run
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ravlm_bench.contracts import KnowledgeBase
-from ravlm_bench.knowledge import fusion_inputs
+from ravlm_bench.plugin_host.contracts import KnowledgeBase
+from ravlm_bench.stages.retrieval import fusion_inputs
 from ravlm_plugins.fusion import checkpoint as checkpoint_module
 from ravlm_plugins.fusion.checkpoint import (
     CHECKPOINT_NAME,

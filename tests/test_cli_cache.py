@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ravlm_bench.cli import main
-from ravlm_bench.feature_cache import FeatureCache
+from ravlm_bench.store.feature_cache import FeatureCache
 
 
 @pytest.fixture

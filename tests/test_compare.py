@@ -27,9 +27,9 @@ from test_leaderboard import (
 )
 
 from ravlm_bench.cli import main
-from ravlm_bench.compare import compare_runs
-from ravlm_bench.errors import DataError
-from ravlm_bench.evaluation import ClassScores, Resampler, SingleLabelEvaluation
+from ravlm_bench.foundation.errors import DataError
+from ravlm_bench.publish.compare import compare_runs
+from ravlm_bench.scoring.evaluation import ClassScores, Resampler, SingleLabelEvaluation
 
 TASK = "shape-category"
 

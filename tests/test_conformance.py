@@ -20,10 +20,10 @@ from ravlm_bench.api import (
     check_publisher,
     check_text_encoder,
 )
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.leaderboard import load_run
-from ravlm_bench.registry import KINDS, Registry
-from ravlm_bench.suite import BUILTIN_SUITES, load_suite
+from ravlm_bench.config.suite import BUILTIN_SUITES, load_suite
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import KINDS, Registry
+from ravlm_bench.publish.leaderboard import load_run
 
 PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
 REFERENCE_DISTRIBUTION = "ravlm-bench"
@@ -327,12 +327,12 @@ def test_the_import_rule_finds_every_form_of_core_import(tmp_path):
     source.write_text("import ravlm_bench.api\n"
                       "from ravlm_bench import api\n"
                       "from ravlm_bench.api import hookimpl\n"
-                      "import ravlm_bench.errors\n"
-                      "from ravlm_bench.paths import data_root\n"
+                      "import ravlm_bench.foundation.errors\n"
+                      "from ravlm_bench.foundation.paths import data_root\n"
                       "def f():\n"
                       "    from ravlm_bench import leaderboard, api\n"
                       "import ravlm_bench\n")
-    assert core_imports(source) == [f"{source}:4: ravlm_bench.errors",
-                                    f"{source}:5: ravlm_bench.paths",
-                                    f"{source}:7: ravlm_bench.leaderboard",
+    assert core_imports(source) == [f"{source}:4: ravlm_bench.foundation.errors",
+                                    f"{source}:5: ravlm_bench.foundation.paths",
+                                    f"{source}:7: ravlm_bench.publish.leaderboard",
                                     f"{source}:8: ravlm_bench"]

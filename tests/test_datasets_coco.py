@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from testhelpers import demo_tree
 
-from ravlm_bench.contracts import RECORD_SCHEMAS, Dataset
-from ravlm_bench.errors import ConfigError, DataError
+from ravlm_bench.foundation.errors import ConfigError, DataError
+from ravlm_bench.plugin_host.contracts import RECORD_SCHEMAS, Dataset
 
 ARROW_TYPES = {"int64": "int64", "int32": "int32", "string": "string", "float32": "float",
                "bool": "bool", "list<float32>": "list<item: float>",

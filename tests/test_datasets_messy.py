@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ravlm_bench.errors import DataError
+from ravlm_bench.foundation.errors import DataError
 
 
 def create(registry, name, root, **params):

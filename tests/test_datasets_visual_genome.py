@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from testhelpers import demo_tree
 
-from ravlm_bench.contracts import Dataset
+from ravlm_bench.plugin_host.contracts import Dataset
 
 
 def test_counts_match_what_the_demo_wrote(registry, demo_world):

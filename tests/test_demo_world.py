@@ -14,7 +14,7 @@ import pytest
 from ravlm_bench import demo
 from ravlm_bench.demo import SIZES, ensure_demo_world, generate_demo_world
 from ravlm_bench.demo.shapes import CATEGORIES
-from ravlm_bench.errors import ConfigError
+from ravlm_bench.foundation.errors import ConfigError
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -140,7 +140,7 @@ def test_ensure_generates_once_and_atomically(monkeypatch):
 
 
 def test_a_killed_writers_temporary_directory_is_swept_once_a_day_old(tmp_path):
-    from ravlm_bench.paths import STALE_TEMPORARY_S, directory_written_atomically
+    from ravlm_bench.foundation.paths import STALE_TEMPORARY_S, directory_written_atomically
 
     target = tmp_path / "entry"
     old, recent = tmp_path / ".tmp-entry-old", tmp_path / ".tmp-other-recent"

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 from clitools import free_port
 
-from ravlm_bench.distributed import merge_topk, shard_bounds
+from ravlm_bench.foundation.distributed import merge_topk, shard_bounds
 
 WORKER = textwrap.dedent('''
     import json, sys
     import numpy as np
-    from ravlm_bench import Registry, get_plugin_manager
-    from ravlm_bench.distributed import (ShardedRetriever, check_ranks, init_distributed,
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
+    from ravlm_bench.foundation.distributed import (ShardedRetriever, check_ranks, init_distributed,
                                          shutdown)
 
     mode, out = sys.argv[1], sys.argv[2]
@@ -37,7 +38,7 @@ WORKER = textwrap.dedent('''
                 np.savez(f"{out}-{metric}.npz", keys=found, scores=scores, memory=memory)
     elif mode == "resume":
         import torch
-        from ravlm_bench.errors import ConfigError
+        from ravlm_bench.foundation.errors import ConfigError
         from ravlm_plugins.fusion.training import TrainConfig, train_classifier
 
         x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
@@ -141,7 +142,8 @@ def test_merge_topk_breaks_ties_by_ascending_key():
 
 @pytest.mark.parametrize("world", [2, 3, 5])
 def test_merged_shards_with_ties_equal_the_unsharded_exact_search(world):
-    from ravlm_bench import Registry, get_plugin_manager
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
 
     vectors, keys, queries = search_data()
     registry = Registry(get_plugin_manager())
@@ -168,7 +170,8 @@ def test_merged_shards_with_ties_equal_the_unsharded_exact_search(world):
 
 @pytest.mark.slow
 def test_sharded_exact_search_equals_unsharded(tmp_path):
-    from ravlm_bench import Registry, get_plugin_manager
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
 
     vectors, keys, queries = search_data()
     np.savez(tmp_path / "data.npz", vectors=vectors, keys=keys, queries=queries)

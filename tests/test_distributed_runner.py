@@ -70,7 +70,7 @@ systems = ["infonce-exact"]
 RANK_ONE_FAILS = '''
 import os
 import numpy as np
-from ravlm_bench import hookimpl
+from ravlm_bench.api import hookimpl
 
 
 class FailsOnRankOne:

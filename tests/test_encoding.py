@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ravlm_bench.contracts import ContractViolation
-from ravlm_bench.encoding import EncodedImages, encode_images, encode_texts, find_undecodable
-from ravlm_bench.errors import DataError
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.registry import Registry
+from ravlm_bench.foundation.errors import DataError
+from ravlm_bench.plugin_host.contracts import ContractViolation
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.stages.encoding import EncodedImages, encode_images, encode_texts, find_undecodable
 from ravlm_bench.testing import sample_images
 
 

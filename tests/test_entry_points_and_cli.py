@@ -24,7 +24,7 @@ def write_distribution(site: Path, name: str, module_source: str, entry_point: s
 
 GOOD_RETRIEVER = """
     import numpy as np
-    from ravlm_bench import hookimpl
+    from ravlm_bench.api import hookimpl
 
     class Flat:
         def __init__(self, dim, metric):

@@ -11,7 +11,7 @@ import pytest
 from clitools import run_cli
 from testhelpers import TINY_SUITE_HEAD
 
-from ravlm_bench.explorer import cell_items
+from ravlm_bench.store.explorer_arrays import cell_items
 
 SUITE = TINY_SUITE_HEAD + """
 [systems.concat]
@@ -144,9 +144,9 @@ def test_the_explorer_page_shows_a_real_cells_neighbours(swept_run, tmp_path, dr
     from selenium.webdriver.support.ui import Select
     from test_browser import console_errors, open_page
 
-    from ravlm_bench.host import get_plugin_manager
-    from ravlm_bench.leaderboard import load_run
-    from ravlm_bench.registry import Registry
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
+    from ravlm_bench.publish.leaderboard import load_run
 
     _, run_dir, _ = swept_run
     registry = Registry(get_plugin_manager(["ravlm_plugins.publishers"], entry_points=False))
@@ -169,9 +169,9 @@ def test_the_explorer_page_shows_a_real_cells_neighbours(swept_run, tmp_path, dr
 @pytest.mark.slow
 def test_the_leaderboard_page_shows_a_real_runs_provenance(swept_run, tmp_path):
     """Versions from run.json and fingerprints from the checked cells reach the panel."""
-    from ravlm_bench.host import get_plugin_manager
-    from ravlm_bench.leaderboard import load_run
-    from ravlm_bench.registry import Registry
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
+    from ravlm_bench.publish.leaderboard import load_run
 
     _, run_dir, _ = swept_run
     board = load_run(run_dir)

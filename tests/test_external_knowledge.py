@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from clitools import run_cli
 
-from ravlm_bench.external_knowledge import KnowledgeSpec, external_items
+from ravlm_bench.stages.external_knowledge import KnowledgeSpec, external_items
 
 SUITE = """
 name = "ext"
@@ -31,7 +31,7 @@ fusion_head = {{ name = "{head}", k = 5, epochs = 2, width = 16, heads = 2 }}
 
 
 def task_images(registry, demo_world):
-    from ravlm_bench.runner import _task_images
+    from ravlm_bench.run.runner import _task_images
 
     dataset = registry.create("datasets", "visual_genome",
                               root=str(demo_world / "visual_genome"))

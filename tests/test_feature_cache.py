@@ -11,7 +11,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from ravlm_bench.feature_cache import FeatureCache
+from ravlm_bench.store.feature_cache import FeatureCache
 
 
 class Counter:

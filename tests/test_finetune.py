@@ -12,8 +12,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ravlm_bench.api import check_fusion_head
-from ravlm_bench.contracts import FusionInputs, KnowledgeBase
-from ravlm_bench.errors import ConfigError, DataError
+from ravlm_bench.foundation.errors import ConfigError, DataError
+from ravlm_bench.plugin_host.contracts import FusionInputs, KnowledgeBase
 from ravlm_plugins.fusion.checkpoint import CHECKSUM_KEY, checksum
 
 WORDS = ["a", "photo", "of", "the", "some", "thing", "picture", "an", "object"]

@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ravlm_bench.evaluation import Metric
-from ravlm_bench.fronts import (
+from ravlm_bench.publish.fronts import (
     front_points,
     pareto_flags,
     sweep_series,
     tasks_with_costs,
     uses_log_scale,
 )
-from ravlm_bench.leaderboard import Leaderboard
+from ravlm_bench.publish.leaderboard import Leaderboard
+from ravlm_bench.scoring.evaluation import Metric
 
 
 def test_a_single_point_is_the_front():

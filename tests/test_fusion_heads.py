@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tomllib
 
-from ravlm_bench import ConfigError
 from ravlm_bench.api import FusionHead, TrainingReport, check_fusion_head
-from ravlm_bench.contracts import KnowledgeBase, validate_proba
-from ravlm_bench.knowledge import build_index, fusion_inputs, query_vectors
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import KnowledgeBase, validate_proba
+from ravlm_bench.stages.retrieval import build_index, fusion_inputs, query_vectors
 from ravlm_plugins.fusion.checkpoint import Checkpoint
 
 D_IMAGE, D_TEXT = 24, 16

@@ -7,8 +7,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from ravlm_bench import ConfigError, Registry, get_plugin_manager, hookimpl
-from ravlm_bench.errors import ComponentError, PluginLoadError
+from ravlm_bench.api import hookimpl
+from ravlm_bench.foundation.errors import ComponentError, ConfigError, PluginLoadError
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
 
 
 class TinyRetriever:
@@ -86,7 +88,7 @@ def test_unknown_kind_is_a_config_error():
 def test_misspelt_hook_marks_the_plugin_broken(tmp_path):
     path = tmp_path / "typo_plugin.py"
     path.write_text(textwrap.dedent("""
-        from ravlm_bench import hookimpl
+        from ravlm_bench.api import hookimpl
 
         @hookimpl
         def register_retriever(register):
@@ -106,7 +108,7 @@ def test_plugin_whose_import_raises_is_reported_and_skipped(tmp_path):
     bad.write_text("raise RuntimeError('no GPU driver found')\n")
     good = tmp_path / "good.py"
     good.write_text(textwrap.dedent("""
-        from ravlm_bench import hookimpl
+        from ravlm_bench.api import hookimpl
 
         @hookimpl
         def register_retrievers(register):
@@ -156,7 +158,7 @@ def test_factory_error_names_the_plugin():
 
 def test_disable_by_name_and_by_env(tmp_path, monkeypatch):
     good = tmp_path / "switchable.py"
-    good.write_text("from ravlm_bench import hookimpl\n\n@hookimpl\n"
+    good.write_text("from ravlm_bench.api import hookimpl\n\n@hookimpl\n"
                     "def register_retrievers(register):\n    register('sw', dict)\n")
     assert Registry(get_plugin_manager([str(good)], entry_points=False)).names("retrievers")
     off = get_plugin_manager([str(good), "no:switchable"], entry_points=False)

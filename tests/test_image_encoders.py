@@ -13,9 +13,9 @@ from PIL import Image
 from testhelpers import count_loads, damaged_copy
 
 from ravlm_bench.cli import main
-from ravlm_bench.errors import RavlmError
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.registry import Registry
+from ravlm_bench.foundation.errors import RavlmError
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
 from ravlm_bench.testing import check_image_encoder, sample_images
 from ravlm_plugins.image_encoders import (
     IMAGENET_MEAN,

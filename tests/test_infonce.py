@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravlm_bench import ConfigError
 from ravlm_bench.api import JointEmbedding, TrainingReport, check_joint_embedding
-from ravlm_bench.contracts import validate_vectors
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import validate_vectors
 
 D_IMAGE, D_TEXT, LATENT = 48, 32, 12
 

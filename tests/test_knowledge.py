@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravlm_bench import ConfigError, Registry, get_plugin_manager
-from ravlm_bench.contracts import ContractViolation, KnowledgeBase, validate_search
-from ravlm_bench.knowledge import (
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import ContractViolation, KnowledgeBase, validate_search
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.stages.leakage import find_leakage
+from ravlm_bench.stages.retrieval import (
     build_index,
-    find_leakage,
     fusion_inputs,
     query_vectors,
     retrieve,

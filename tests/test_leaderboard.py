@@ -12,9 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ravlm_bench.contracts import ClassificationData, LabelledSplit, PairedSplit, RetrievalData
-from ravlm_bench.errors import DataError
-from ravlm_bench.evaluation import (
+from ravlm_bench.foundation.errors import DataError
+from ravlm_bench.plugin_host.contracts import (
+    ClassificationData,
+    LabelledSplit,
+    PairedSplit,
+    RetrievalData,
+)
+from ravlm_bench.publish.leaderboard import COST_COLUMNS, load_run, render_terminal
+from ravlm_bench.scoring.evaluation import (
     ClassScores,
     RankingEvaluation,
     Rankings,
@@ -22,9 +28,8 @@ from ravlm_bench.evaluation import (
     SingleLabelEvaluation,
     task_declaration,
 )
-from ravlm_bench.leaderboard import COST_COLUMNS, load_run, render_terminal
-from ravlm_bench.ledger import RunLedger, record_checksum
-from ravlm_bench.metrics import _top_k
+from ravlm_bench.scoring.metrics import _top_k
+from ravlm_bench.store.ledger import RunLedger, record_checksum
 
 CLASSES = ["circle", "square", "triangle", "star"]
 SYSTEMS = {"concat": 0.55, "knn": 0.45, "xattn": 0.8}  # system -> accuracy it is built with

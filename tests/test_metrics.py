@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from ravlm_bench.evaluation import Resampler
-from ravlm_bench.metrics import (
+from ravlm_bench.scoring.evaluation import Resampler
+from ravlm_bench.scoring.metrics import (
     classification_metrics,
     head_tail_classes,
     paired_bootstrap,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravlm_bench import ConfigError
 from ravlm_bench.api import FusionHead, FusionInputs, KnowledgeBase, check_fusion_head
-from ravlm_bench.contracts import validate_proba
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import validate_proba
 from ravlm_plugins.fusion.labels import mean_average_precision, micro_f1
 
 D_IMAGE, D_TEXT, CLASSES = 10, 6, 5

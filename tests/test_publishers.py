@@ -12,11 +12,11 @@ import pytest
 from test_leaderboard import CLASSES, SYSTEMS, build_run, stored
 
 from ravlm_bench import api
-from ravlm_bench.errors import DataError
-from ravlm_bench.explorer import ExplorerItem, Neighbour
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.leaderboard import load_run
-from ravlm_bench.registry import Registry
+from ravlm_bench.foundation.errors import DataError
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.publish.leaderboard import load_run
+from ravlm_bench.store.explorer_arrays import ExplorerItem, Neighbour
 
 FORMATS = {"markdown": ["leaderboard.md"], "csv": ["leaderboard.csv", "overview.csv"],
            "json": ["leaderboard.json"], "latex": ["leaderboard.tex"],
@@ -277,7 +277,7 @@ def test_explorer_page_holds_each_cell_once_with_shared_thumbnails(published):
 
 
 def test_explorer_page_without_explorer_data_says_so(tmp_path, published):
-    from ravlm_plugins.explorer_page import ExplorerPublisher
+    from ravlm_plugins.publishers.explorer_page import ExplorerPublisher
 
     board = load_run(published[0])
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -298,9 +298,9 @@ def test_png_is_a_valid_image(published):
 
 def test_a_run_without_costs_or_baseline_still_publishes(published, tmp_path):
     """No retrieval costs anywhere and no baseline: fronts say so, nothing crashes."""
-    from ravlm_bench.leaderboard import COST_COLUMNS
-    from ravlm_plugins.fronts_chart import FrontsPublisher
-    from ravlm_plugins.html_page import render_leaderboard
+    from ravlm_bench.publish.leaderboard import COST_COLUMNS
+    from ravlm_plugins.publishers.fronts_chart import FrontsPublisher
+    from ravlm_plugins.publishers.html_page import render_leaderboard
 
     board = load_run(published[0])
     board.baseline = None

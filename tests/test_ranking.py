@@ -1,5 +1,5 @@
-"""The exact search of ravlm_bench.ranking: true scores, and ties by ascending key whatever the
-blocking, the items' order or where copies of a vector lie."""
+"""The exact search of ravlm_bench.scoring.ranking: true scores, and ties by ascending key
+whatever the blocking, the items' order or where copies of a vector lie."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from testhelpers import tied_vectors
 
-import ravlm_bench.ranking
-from ravlm_bench.contracts import METRICS
-from ravlm_bench.errors import ConfigError
-from ravlm_bench.ranking import ExactIndex, exact_top_k, pair_scores, sort_results
+import ravlm_bench.scoring.ranking
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import METRICS
+from ravlm_bench.scoring.ranking import ExactIndex, exact_top_k, pair_scores, sort_results
 
 
 def float64_scores(queries, items, metric):
@@ -42,7 +42,7 @@ def data_with_copies(seed=0, dim=8):
 def test_ties_across_blocks_go_to_the_lowest_keys(metric, rows_per_block, monkeypatch):
     vectors, keys, queries = data_with_copies()
     if rows_per_block:  # the scores buffer is sized per query chunk (here all 8 queries)
-        monkeypatch.setattr(ravlm_bench.ranking, "SCORE_CHUNK_BYTES",
+        monkeypatch.setattr(ravlm_bench.scoring.ranking, "SCORE_CHUNK_BYTES",
                             4 * len(queries) * rows_per_block)
     expected = reference_top_k(queries, vectors, metric, 10, keys)
     found, scores = exact_top_k(queries, vectors, 10, metric, keys)
@@ -59,8 +59,8 @@ def test_ties_across_blocks_go_to_the_lowest_keys(metric, rows_per_block, monkey
 def test_results_do_not_depend_on_item_order_or_query_chunks(metric, monkeypatch):
     vectors, keys, queries = data_with_copies(seed=1)
     together = exact_top_k(queries, vectors, 10, metric, keys)
-    monkeypatch.setattr(ravlm_bench.ranking, "QUERY_CHUNK", 3)
-    monkeypatch.setattr(ravlm_bench.ranking, "SCORE_CHUNK_BYTES", 4 * 3 * 5)
+    monkeypatch.setattr(ravlm_bench.scoring.ranking, "QUERY_CHUNK", 3)
+    monkeypatch.setattr(ravlm_bench.scoring.ranking, "SCORE_CHUNK_BYTES", 4 * 3 * 5)
     shuffled = np.random.default_rng(2).permutation(len(keys))
     index = ExactIndex(vectors[shuffled], metric, keys[shuffled])
     backwards = [result[::-1] for result in index.search(queries[::-1], 10)]
@@ -79,7 +79,7 @@ def test_copies_at_different_positions_score_identically(metric):
     items[copy_rows] = 10 * rng.normal(size=37).astype(np.float32)
     queries = (items[:1] + 0.1 * rng.normal(size=(3, 37))).astype(np.float32)
     prepared = ExactIndex(items, metric)
-    scored = ravlm_bench.ranking.unit_rows(queries) if metric == "cos" else queries
+    scored = ravlm_bench.scoring.ranking.unit_rows(queries) if metric == "cos" else queries
     each = pair_scores(metric, scored, prepared.items, np.repeat(np.arange(3), len(copy_rows)),
                        np.tile(copy_rows, 3)).reshape(3, -1)
     assert (each == each[:, :1]).all()

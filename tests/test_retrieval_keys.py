@@ -18,9 +18,9 @@ import pytest
 from clitools import run_cli
 from PIL import Image
 
-from ravlm_bench.contracts import KnowledgeBase
-from ravlm_bench.knowledge import (
-    FIXED_KEYS,
+from ravlm_bench.config.suite import FIXED_KEYS
+from ravlm_bench.plugin_host.contracts import KnowledgeBase
+from ravlm_bench.stages.retrieval import (
     RetrievalKey,
     as_similarity,
     build_index,
@@ -82,7 +82,7 @@ fusion_head = {{ name = "knn", k = {k}, weights = "uniform" }}
 def test_image_key_knn_reproduces_scikit_learns_knn(tmp_path, registry, k):
     from sklearn.neighbors import KNeighborsClassifier
 
-    from ravlm_bench.encoding import encode_images
+    from ravlm_bench.stages.encoding import encode_images
 
     root = write_coco(tmp_path / "coco", {"train": 240, "val": 80})
     suite = tmp_path / "keys.toml"

@@ -9,12 +9,12 @@ import pytest
 from testhelpers import tied_vectors
 
 from ravlm_bench.cli import main
-from ravlm_bench.contracts import METRICS
-from ravlm_bench.errors import ConfigError, DataError, RavlmError
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.metrics import recall_from_rankings, retrieval_recall
-from ravlm_bench.ranking import pair_scores, sort_results
-from ravlm_bench.registry import Registry
+from ravlm_bench.foundation.errors import ConfigError, DataError, RavlmError
+from ravlm_bench.plugin_host.contracts import METRICS
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.scoring.metrics import recall_from_rankings, retrieval_recall
+from ravlm_bench.scoring.ranking import pair_scores, sort_results
 from ravlm_bench.testing import check_retriever
 
 
@@ -118,11 +118,11 @@ def test_the_kit_fails_an_exact_retriever_that_cuts_ties_by_insertion():
 @pytest.mark.parametrize("rows_per_block", [None, 4000, 1000])
 def test_exact_scores_are_the_true_similarities(registry, metric, n, rows_per_block,
                                                 monkeypatch):
-    import ravlm_bench.ranking
+    import ravlm_bench.scoring.ranking
 
     vectors, queries = clustered(n=n)
     if rows_per_block:  # the scores buffer is sized per query chunk (here all 15 queries)
-        monkeypatch.setattr(ravlm_bench.ranking, "SCORE_CHUNK_BYTES",
+        monkeypatch.setattr(ravlm_bench.scoring.ranking, "SCORE_CHUNK_BYTES",
                             4 * len(queries) * rows_per_block)
     keys = np.arange(len(vectors), dtype=np.int64) + 1000
     retriever = registry.create("retrievers", "exact", dim=12, metric=metric)
@@ -251,11 +251,11 @@ def data_with_copies(seed=0, dim=8):
 @pytest.mark.parametrize("rows_per_block", [None, 7])  # 7: ties spread over many blocks
 def test_exact_keeps_the_lowest_keys_of_every_tie(registry, metric, rows_per_block,
                                                   monkeypatch):
-    import ravlm_bench.ranking
+    import ravlm_bench.scoring.ranking
 
     vectors, keys, queries = data_with_copies()
     if rows_per_block:
-        monkeypatch.setattr(ravlm_bench.ranking, "SCORE_CHUNK_BYTES",
+        monkeypatch.setattr(ravlm_bench.scoring.ranking, "SCORE_CHUNK_BYTES",
                             4 * len(queries) * rows_per_block)
     expected = keys[tie_aware_top_k(vectors, queries, metric, 10, keys)]
     shuffled = np.random.default_rng(1).permutation(len(keys))

@@ -40,7 +40,7 @@ systems = ["infonce-exact"]
 
 FLAKY_PLUGIN = '''
 import numpy as np
-from ravlm_bench import hookimpl
+from ravlm_bench.api import hookimpl
 
 
 class NanRetriever:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ravlm_bench.errors import ConfigError
-from ravlm_bench.suite import BUILTIN_SUITES, load_suite, resolve_suite_path
+from ravlm_bench.config.suite import BUILTIN_SUITES, load_suite, resolve_suite_path
+from ravlm_bench.foundation.errors import ConfigError
 
 MINIMAL = """
 seeds = [0, 1]
@@ -139,9 +139,9 @@ text_encoder = {{ name = "minilm-l6" }}
 
 
 def test_every_built_in_suite_validates_against_the_reference_plugins():
-    from ravlm_bench.host import get_plugin_manager
-    from ravlm_bench.preflight import check_suite
-    from ravlm_bench.registry import Registry
+    from ravlm_bench.config.preflight import check_suite
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
 
     registry = Registry(get_plugin_manager())
     for path in sorted(BUILTIN_SUITES.glob("*.toml")):

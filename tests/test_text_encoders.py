@@ -11,9 +11,9 @@ import torch
 from testhelpers import count_loads, damaged_copy
 
 from ravlm_bench.cli import main
-from ravlm_bench.errors import RavlmError
-from ravlm_bench.host import get_plugin_manager
-from ravlm_bench.registry import Registry
+from ravlm_bench.foundation.errors import RavlmError
+from ravlm_bench.plugin_host.host import get_plugin_manager
+from ravlm_bench.plugin_host.registry import Registry
 from ravlm_bench.testing import SAMPLE_TEXTS, check_text_encoder
 
 WORDS = ("a red green blue yellow purple grey circle square triangle star above below next "

@@ -3,10 +3,10 @@
 ``oracle`` returns the knowledge-base items that share the query's label (nearest first):
 the most any retriever could hand the fusion head. ``random`` returns seeded random items:
 what a retriever that knows nothing hands it. Both declare ``uses_labels = True`` (the
-optional retriever extension in :mod:`ravlm_bench.contracts`): ``build`` and ``search`` take
-``labels=``, and :func:`ravlm_bench.knowledge.retrieve` passes them. Scores are the real
-similarities under ``metric`` (higher = more similar), best first, equal scores by ascending
-key, ``-1`` padding.
+optional retriever extension in :mod:`ravlm_bench.plugin_host.contracts`): ``build`` and
+``search`` take ``labels=``, and :func:`ravlm_bench.stages.retrieval.retrieve` passes them.
+Scores are the real similarities under ``metric`` (higher = more similar), best first, equal
+scores by ascending key, ``-1`` padding.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from functools import cached_property
 
-from ravlm_bench import __version__
-from ravlm_bench.errors import RavlmError
+from ravlm_bench.foundation.errors import RavlmError
+from ravlm_bench.foundation.version import __version__
 
 # Modules under ravlm_bench.cli, each with add_parser(subparsers, common) -> None.
 COMMAND_MODULES = ["plugins_cmd", "data_cmd", "cache_cmd", "run_cmd", "leaderboard_cmd", "show_cmd",
@@ -30,7 +30,7 @@ class Context:
 
     @cached_property
     def plugin_manager(self):
-        from ravlm_bench.host import get_plugin_manager
+        from ravlm_bench.plugin_host.host import get_plugin_manager
 
         return get_plugin_manager(
             self.args.plugin, disabled=self.args.disable, strict=self.args.strict
@@ -38,7 +38,7 @@ class Context:
 
     @cached_property
     def registry(self):
-        from ravlm_bench.registry import Registry
+        from ravlm_bench.plugin_host.registry import Registry
 
         return Registry(self.plugin_manager)
 

@@ -54,7 +54,7 @@ def _human_bytes(n: int) -> str:
 
 
 def list_cache(ctx) -> int:
-    from ravlm_bench.feature_cache import FeatureCache
+    from ravlm_bench.store.feature_cache import FeatureCache
 
     cache = FeatureCache()
     entries = cache.entries()
@@ -79,7 +79,7 @@ def list_cache(ctx) -> int:
 
 
 def clear_cache(ctx) -> int:
-    from ravlm_bench.feature_cache import FeatureCache
+    from ravlm_bench.store.feature_cache import FeatureCache
 
     cache = FeatureCache()
     removed = cache.clear(ctx.args.older_than)

@@ -3,7 +3,7 @@
 Prints a table per (task, system, metric) both runs hold: A, B, delta = B - A with its 95%
 interval, the one-sided paired p-value of "B is no worse than A" and its Holm adjustment
 over every tested row, the seeds paired and a verdict. ``--json PATH`` also writes the rows
-as JSON (schema: :meth:`ravlm_bench.compare.Comparison.as_dict`). Exit status: 0 no
+as JSON (schema: :meth:`ravlm_bench.publish.compare.Comparison.as_dict`). Exit status: 0 no
 significant regression, 1 at least one (for CI), 2 bad input.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ravlm_bench.errors import ConfigError
+from ravlm_bench.foundation.errors import ConfigError
 
 
 def add_parser(subparsers, common) -> None:
@@ -39,7 +39,7 @@ def add_parser(subparsers, common) -> None:
 
 
 def compare(ctx) -> int:
-    from ravlm_bench.compare import compare_runs, render_terminal
+    from ravlm_bench.publish.compare import compare_runs, render_terminal
 
     args = ctx.args
     if not 0 < args.alpha < 1:

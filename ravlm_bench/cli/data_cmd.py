@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ravlm_bench.errors import DataError
+from ravlm_bench.foundation.errors import DataError
 
 KIND_COLUMNS = ("images", "captions", "instances", "questions", "regions", "objects")
 # what data check says instead of "decoded N images" when it did not decode them
@@ -107,7 +107,7 @@ def check_tree(ctx) -> int:
 
 def decode_all(dataset, paths: list[str], progress: bool) -> list[tuple[str, str]]:
     """``(path relative to the root, why)`` of every image whose pixels do not decode."""
-    from ravlm_bench.encoding import find_undecodable
+    from ravlm_bench.stages.encoding import find_undecodable
 
     failed = find_undecodable(paths, progress=progress)
     return [(os.path.relpath(paths[i], dataset.root), why) for i, why in sorted(failed.items())]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ravlm_bench.errors import ComponentError, ConfigError
+from ravlm_bench.foundation.errors import ComponentError, ConfigError
 
 # Short spellings users type for the reference publishers.
 FORMAT_ALIASES = {"md": "markdown", "tex": "latex", "htm": "html"}
@@ -38,7 +38,7 @@ def publisher_names(spec: str, known: list[str]) -> list[str]:
 
 
 def publish_leaderboard(ctx) -> int:
-    from ravlm_bench.leaderboard import load_run, render_terminal
+    from ravlm_bench.publish.leaderboard import load_run, render_terminal
 
     args = ctx.args
     board = load_run(args.run_dir)

@@ -6,7 +6,7 @@ import json
 
 from tabulate import tabulate
 
-from ravlm_bench.registry import KINDS
+from ravlm_bench.plugin_host.registry import KINDS
 
 
 def add_parser(subparsers, common) -> None:

@@ -24,10 +24,10 @@ def add_parser(subparsers, common) -> None:
 
 
 def run_suite(ctx) -> int:
-    from ravlm_bench.distributed import init_distributed, shutdown
-    from ravlm_bench.leaderboard import load_run, render_terminal
-    from ravlm_bench.runner import Runner
-    from ravlm_bench.suite import load_suite, resolve_suite_path
+    from ravlm_bench.config.suite import load_suite, resolve_suite_path
+    from ravlm_bench.foundation.distributed import init_distributed, shutdown
+    from ravlm_bench.publish.leaderboard import load_run, render_terminal
+    from ravlm_bench.run.runner import Runner
 
     suite = load_suite(resolve_suite_path(ctx.args.suite))
     run_dir = ctx.args.out or Path("runs") / suite.name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from ravlm_bench.errors import ConfigError
+from ravlm_bench.foundation.errors import ConfigError
 
 
 def add_parser(subparsers, common) -> None:
@@ -34,8 +34,8 @@ def add_parser(subparsers, common) -> None:
 
 
 def show_cell(ctx) -> int:
-    from ravlm_bench.explorer import cell_items
-    from ravlm_bench.leaderboard import read_run
+    from ravlm_bench.publish.leaderboard import read_run
+    from ravlm_bench.store.explorer_arrays import cell_items
 
     args = ctx.args
     if args.limit < 0:
@@ -62,7 +62,7 @@ def show_cell(ctx) -> int:
 
 
 def _seed(run: dict, cells, args) -> int:
-    from ravlm_bench.errors import DataError
+    from ravlm_bench.foundation.errors import DataError
 
     if args.task not in run["tasks"]:
         raise ConfigError(f"{args.run_dir}: no task {args.task!r}; tasks: "

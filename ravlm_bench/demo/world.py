@@ -18,8 +18,8 @@ from ravlm_bench.demo.writers import (
     write_flickr30k,
     write_visual_genome,
 )
-from ravlm_bench.errors import ConfigError
-from ravlm_bench.paths import cache_subdir, directory_written_atomically
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.foundation.paths import cache_subdir, directory_written_atomically
 
 log = logging.getLogger(__name__)
 

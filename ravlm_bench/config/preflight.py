@@ -1,0 +1,192 @@
+"""Validate a suite against the registry before any work: every error here is exit 2.
+
+Checked: the ``[run]`` table; every component a system names exists and accepts the
+parameters given (declared types, did-you-mean for misspellings); every task exists,
+accepts its parameters and gets systems that have the head interface it needs; every
+``[data.*]`` table names a registered dataset and its parameters. Messages name the suite
+file, the table and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from ravlm_bench.config.suite import FIXED_KEYS, ROLE_KINDS, ROLES, Suite, SystemSpec
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import capability
+from ravlm_bench.plugin_host.options import ParamError, check_params, option, spec_from_options
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.scoring.evaluation import adapt_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """The suite's ``[run]`` table."""
+
+    data_seed: int = option(0, "seed of the tasks' data choices (captions picked, splits)",
+                            minimum=0)
+    demo: bool = option(False, "datasets without a root use the embedded demo world")
+    demo_size: Literal["tiny", "small", "medium"] = option("small", "size of the demo world")
+
+
+def check_suite(suite: Suite, registry: Registry) -> Suite:
+    """Raise :class:`ConfigError` for the first problem; return the suite with spellings
+    from before 1.0 mapped to today's (a joint embedding named as a fusion head)."""
+    where = str(suite.path)
+    try:
+        check_params(spec_from_options(RunOptions), suite.run)
+    except ParamError as exc:
+        raise ConfigError(f"{where}: [run]: {exc}") from None
+    systems = {name: _check_system(system, registry, where)
+               for name, system in suite.systems.items()}
+    for dataset, params in suite.data.items():
+        entry = _entry(registry, "datasets", dataset, f"{where}: [data.{dataset}]")
+        entry.check({k: v for k, v in params.items() if k != "root"} if
+                    entry.params.get("root") is None else params, f"{where}: [data.{dataset}]")
+    for task_spec in suite.tasks:
+        table = f"{where}: [tasks.{task_spec.name}]"
+        entry = _entry(registry, "tasks", task_spec.name, table)
+        entry.check(task_spec.params, table)
+        _check_task_systems(task_spec, systems, registry, table)
+    return dataclasses.replace(suite, systems=systems)
+
+
+def _entry(registry: Registry, kind: str, name: str, where: str):
+    try:
+        return registry.get(kind, name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_system(system: SystemSpec, registry: Registry, where: str) -> SystemSpec:
+    table = f"{where}: [systems.{system.name}]"
+    system = _legacy_joint_embedding(system, registry, table)
+    for role in ROLES:
+        spec = getattr(system, role)
+        if spec is None:
+            continue
+        entry = _entry(registry, ROLE_KINDS[role], spec.name, f"{table} {role}")
+        entry.check(spec.params, f"{table} {role}")
+    _check_retrieval_key(system, registry, table)
+    if system.knowledge is not None:
+        _entry(registry, "datasets", system.knowledge.dataset, f"{table} knowledge")
+        if system.retriever is None:
+            raise ConfigError(f"{table} knowledge: the system has no retriever to search it")
+    return system
+
+
+def _check_retrieval_key(system: SystemSpec, registry: Registry, table: str) -> None:
+
+    key = system.retrieval_key
+    if key.name in FIXED_KEYS:
+        if key.params:
+            raise ConfigError(f"{table} retrieval_key: {key.name!r} takes no parameters")
+        return
+    where = f"{table} retrieval_key"
+    if key.name not in registry.names("joint-embeddings"):
+        raise ConfigError(f"{where}: {key.name!r} is neither {', '.join(FIXED_KEYS)} nor a "
+                          f"joint embedding ({', '.join(registry.names('joint-embeddings'))})")
+    registry.get("joint-embeddings", key.name).check(key.params, where)
+
+
+def _legacy_joint_embedding(system: SystemSpec, registry: Registry, table: str) -> SystemSpec:
+    head = system.fusion_head
+    if head is None or system.joint_embedding is not None \
+            or head.name in registry.names("fusion-heads") \
+            or head.name not in registry.names("joint-embeddings"):
+        return system
+    log.warning("%s: fusion_head = %r is a joint embedding; write joint_embedding = "
+                "{ name = %r } (fusion_head for joint embeddings is deprecated since 1.0)",
+                table, head.name, head.name)
+    return dataclasses.replace(system, fusion_head=None, joint_embedding=head)
+
+
+def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Registry,
+                        table: str) -> None:
+    """Systems must have what the task's head interface needs. A task whose factory fails
+    is left to fail its own cells, with the plugin named."""
+    try:
+        task = adapt_task(registry.create("tasks", task_spec.name, **task_spec.params))
+        head = capability(task, "tasks", "head")
+    except Exception:
+        return
+    for name in task_spec.systems:
+        system = systems[name]
+        if head == "fusion-head" and system.fusion_head is None:
+            raise ConfigError(f"{table}: system {name!r} has no fusion_head, which this "
+                              f"task needs")
+        if head == "fusion-head" and system.retriever is None and _retrieves(system, registry):
+            raise ConfigError(f"{where_system(table, name)} fusion_head: "
+                              f"{system.fusion_head.name!r} uses retrieval; give the system a "
+                              f"retriever")
+        if head == "joint-embedding":
+            if system.joint_embedding is None and system.fusion_head is None:
+                raise ConfigError(f"{table}: system {name!r} has no joint_embedding, which "
+                                  f"this task needs")
+            if system.retriever is None:
+                raise ConfigError(f"{table}: system {name!r} has no retriever, which this "
+                                  f"task needs to rank")
+
+
+
+def _retrieves(system: SystemSpec, registry: Registry) -> bool:
+    """Does the system's fusion head declare that it retrieves? (Creating a head is cheap:
+    no weights; a factory that fails here fails again, naming its plugin, in its cells.)"""
+    head = system.fusion_head
+    try:
+        probe = registry.create("fusion-heads", head.name, dim=2, **head.params)
+    except Exception:
+        return False
+    return bool(capability(probe, "fusion-heads", "uses_retrieval"))
+
+
+def where_system(table: str, name: str) -> str:
+    """``[tasks.T]`` -> ``[systems.NAME]`` in the same file."""
+    return table.rsplit("[", 1)[0] + f"[systems.{name}]"
+
+
+class SuiteDataError(ConfigError):
+    """A suite setting that the task's data makes impossible: the run stops (exit 2)."""
+
+
+def check_against_data(suite: Suite, registry: Registry, task_spec, data,
+                       knowledge_sizes: dict | None = None) -> None:
+    """Settings only the task's data can refute, checked once it is built and before any of
+    its cells encode: a fusion head's ``k`` must be below the knowledge base's size, or
+    every query would retrieve the whole knowledge base; a head that reads the neighbours'
+    labels cannot use an external knowledge base (it has none).
+
+    ``knowledge_sizes``: system name -> its external knowledge base's size."""
+    from ravlm_bench.plugin_host.options import resolved
+
+    for name in task_spec.systems:
+        system = suite.systems[name]
+        head = system.fusion_head
+        if head is None or system.retriever is None:
+            continue
+        size = (knowledge_sizes or {}).get(name, len(data.train))
+        if system.knowledge is not None:
+            _check_labels_for_external_knowledge(suite, registry, system)
+        k = resolved(registry.get("fusion-heads", head.name).params, head.params).get("k")
+        if isinstance(k, int) and k >= size:
+            raise SuiteDataError(
+                f"{suite.path}: [systems.{name}] fusion_head: k = {k} is not below the "
+                f"{size} items of its knowledge base for task {task_spec.name!r}; every "
+                f"query would retrieve all of it")
+
+
+def _check_labels_for_external_knowledge(suite: Suite, registry: Registry,
+                                         system: SystemSpec) -> None:
+    head = system.fusion_head
+    # creating a head is cheap (no weights): its declared capability is what counts
+    probe = registry.create("fusion-heads", head.name, dim=2, **head.params)
+    if capability(probe, "fusion-heads", "neighbour_labels") == "required":
+        raise SuiteDataError(
+            f"{suite.path}: [systems.{system.name}] fusion_head: {head.name!r} reads its "
+            f"neighbours' labels, and the knowledge base {system.knowledge.dataset}/"
+            f"{system.knowledge.split} has none; use a head that does not (e.g. xattn)")

@@ -1,0 +1,373 @@
+"""Benchmark suites: a TOML file naming the data, the tasks, the systems and the seeds.
+
+Example::
+
+    name = "demo"
+    seeds = [0, 1, 2]
+    baseline = "concat"
+
+    [data.coco]                 # dataset plugin -> its parameters
+    root = "demo"               # "demo": the embedded demo world, generated on first use
+
+    [defaults]                  # components every system inherits unless it overrides them
+    image_encoder = { name = "resnet18", image_size = 128 }
+    text_encoder = { name = "minilm-l6" }
+
+    [tasks.coco-category]       # task plugin -> its parameters
+    systems = ["concat", "xattn-exact"]   # optional: which systems run on this task
+
+    [systems.xattn-exact]
+    retriever = { name = "exact" }
+    fusion_head = { name = "xattn", k = 8 }
+
+    [systems.knn-hnsw]          # a sweep: knn-hnsw[expansion_search=16], ...[=64]
+    retriever = { name = "usearch-hnsw", expansion_search = [16, 64] }
+    fusion_head = { name = "knn", k = 10 }
+
+A list where a component parameter takes one value is a sweep: the system expands to one
+system per value (the product of the values where several parameters are lists), each a
+normal system of the run. A task that names the swept system runs every variant. To pass a
+list to a parameter that takes one, sweep over a one-element list: ``ks = [[1, 5]]``.
+
+Validation errors name the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ravlm_bench.foundation.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# the retrieval keys that need no training (anything else names a joint embedding)
+FIXED_KEYS = ("image", "text", "image+text")
+
+ROLES = ("image_encoder", "text_encoder", "retriever", "fusion_head", "joint_embedding")
+# role -> registry kind
+ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
+              "retriever": "retrievers", "fusion_head": "fusion-heads",
+              "joint_embedding": "joint-embeddings"}
+SYSTEM_KEYS = (*ROLES, "retrieval_key", "knowledge")
+# Suite, system and task names become directory names of a run: one safe path component,
+# short enough that a cell's file name fits every file system's 255-byte limit.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]{0,119}$")
+TOP_LEVEL_KEYS = {"name", "description", "seeds", "baseline", "data", "defaults", "tasks",
+                  "systems", "run", "metric", "k"}
+BUILTIN_SUITES = Path(__file__).parent / "suites"
+
+
+@dataclass(frozen=True)
+class KnowledgeSpec:
+    """A suite's ``knowledge`` table."""
+
+    dataset: str
+    split: str = "train"
+    leakage_guard: bool = True
+
+    def as_dict(self) -> dict:
+        return {"dataset": self.dataset, "split": self.split,
+                "leakage_guard": self.leakage_guard}
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A component as a suite names it: a registered name and its parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A system: its encoders, and a fusion head (classification-style tasks) and/or a joint
+    embedding (retrieval tasks); a retriever where the head retrieves or the task ranks."""
+
+    name: str
+    image_encoder: ComponentSpec
+    text_encoder: ComponentSpec
+    fusion_head: ComponentSpec | None = None
+    retriever: ComponentSpec | None = None
+    joint_embedding: ComponentSpec | None = None
+    # what queries and knowledge-base items are embedded by: "image", "text", "image+text"
+    # or a joint embedding trained on the task's training split
+    retrieval_key: ComponentSpec = field(default_factory=lambda: ComponentSpec("image+text"))
+    # another dataset's split to retrieve from, instead of the task's training split
+    knowledge: KnowledgeSpec | None = None
+    # a variant of a sweep: the system it was expanded from and its swept values
+    sweep: Sweep | None = None
+
+    def components(self) -> dict[str, dict | None]:
+        parts = {role: (getattr(self, role).as_dict() if getattr(self, role) else None)
+                 for role in ROLES}
+        parts.update(retrieval_key=self.retrieval_key.as_dict(),
+                     knowledge=self.knowledge.as_dict() if self.knowledge else None)
+        if self.sweep is not None:
+            parts["sweep"] = self.sweep.as_dict()
+        return parts
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Which sweep a system is a variant of: ``base`` is the system as the suite names it,
+    ``values`` its swept parameters (``role.parameter``) and their values here."""
+
+    base: str
+    values: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "values": dict(self.values)}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    params: dict[str, Any]
+    systems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    sha256: str
+    seeds: tuple[int, ...]
+    baseline: str | None
+    data: dict[str, dict[str, Any]]
+    tasks: tuple[TaskSpec, ...]
+    systems: dict[str, SystemSpec]
+    metric: str = "cos"
+    description: str = ""
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+def builtin_suite(name: str) -> Path:
+    path = BUILTIN_SUITES / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in BUILTIN_SUITES.glob("*.toml")))
+        raise ConfigError(f"no built-in suite {name!r}; built-in suites: {known}")
+    return path
+
+
+def resolve_suite_path(spec: str | None) -> Path:
+    """A suite file path, or the name of a built-in suite (``demo``, ``coco``, ...)."""
+    if spec is None:
+        return builtin_suite("demo")
+    path = Path(spec)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such suite file")
+        return path
+    return builtin_suite(spec)
+
+
+def load_suite(path: Path) -> Suite:
+    raw_bytes = path.read_bytes()
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_suite(raw, path, hashlib.sha256(raw_bytes).hexdigest())
+
+
+def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
+    where = str(path)
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; "
+                          f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    seeds = raw.get("seeds", [0])
+    if not (isinstance(seeds, list) and seeds
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ConfigError(f"{where}: 'seeds' must be a non-empty list of integers, e.g. [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: 'seeds' has duplicates: {seeds}")
+
+    data = _table(raw, "data", where, default={})
+    for dataset, params in data.items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}: [data.{dataset}] must be a table, e.g. root = \"/data/x\"")
+
+    defaults = _table(raw, "defaults", where, default={})
+    for key in defaults:
+        if key not in SYSTEM_KEYS:
+            raise ConfigError(f"{where}: [defaults] has unknown key {key!r}; "
+                              f"allowed: {', '.join(SYSTEM_KEYS)}")
+    systems_raw = _table(raw, "systems", where)
+    if not systems_raw:
+        raise ConfigError(f"{where}: no systems; add at least one [systems.NAME] table")
+    for name in systems_raw:
+        _check_name(name, "systems", where)
+    systems, variants = {}, {}
+    for name, body in systems_raw.items():
+        expanded = [_system(variant, merged, where, sweep)
+                    for variant, merged, sweep in _expand_sweep(name, body, defaults, where)]
+        variants[name] = [system.name for system in expanded]
+        for system in expanded:
+            if system.name in systems or (system.name != name and system.name in systems_raw):
+                raise ConfigError(f"{where}: [systems.{name}]: the sweep variant "
+                                  f"{system.name!r} is also the name of another system")
+            systems[system.name] = system
+
+    tasks_raw = _table(raw, "tasks", where)
+    if not tasks_raw:
+        raise ConfigError(f"{where}: no tasks; add at least one [tasks.NAME] table")
+    tasks = []
+    for name, body in tasks_raw.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: [tasks.{name}] must be a table")
+        _check_name(name, "tasks", where)
+        params = dict(body)
+        task_systems = params.pop("systems", list(systems))
+        if not isinstance(task_systems, list) or not task_systems \
+                or not all(isinstance(s, str) for s in task_systems):
+            raise ConfigError(f"{where}: [tasks.{name}] systems must be a non-empty list of "
+                              f"system names")
+        for system in task_systems:
+            if system not in variants and system not in systems:
+                raise ConfigError(f"{where}: [tasks.{name}] systems names {system!r}, which "
+                                  f"is not a [systems.*] table; defined: "
+                                  f"{', '.join(systems_raw)}")
+        # a swept system runs as all its variants; a variant may also be named alone
+        expanded = [v for system in task_systems for v in variants.get(system, [system])]
+        tasks.append(TaskSpec(name, params, tuple(dict.fromkeys(expanded))))
+
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in systems:
+        swept = f" (a sweep: name one of its variants, e.g. {variants[baseline][0]!r})" \
+            if baseline in variants else ""
+        raise ConfigError(f"{where}: baseline {baseline!r} is not a system{swept}; "
+                          f"defined: {', '.join(systems)}")
+    metric = raw.get("metric", "cos")
+    if metric not in ("cos", "ip", "l2sq"):
+        raise ConfigError(f"{where}: metric must be 'cos', 'ip' or 'l2sq', got {metric!r}")
+    name = str(raw.get("name", path.stem))
+    if not SAFE_NAME.match(name) or ".." in name:
+        raise ConfigError(f"{where}: name {name!r} must be one path component: letters, "
+                          f"digits and _ . + = , @ [ ] -")
+    return Suite(
+        name=name, path=path, sha256=sha256, seeds=tuple(seeds),
+        baseline=baseline, data=data, tasks=tuple(tasks), systems=systems, metric=metric,
+        description=str(raw.get("description", "")), run=_table(raw, "run", where, default={}),
+    )
+
+
+def _table(raw: dict, key: str, where: str, default: dict | None = None) -> dict:
+    value = raw.get(key, default if default is not None else {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '{key}' must be a table ([{key}] or [{key}.NAME])")
+    return value
+
+
+def _component(value: Any, where: str) -> ComponentSpec:
+    if isinstance(value, str):
+        return ComponentSpec(value)
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        params = {k: v for k, v in value.items() if k != "name"}
+        return ComponentSpec(value["name"], params)
+    raise ConfigError(f"{where} must be a component name or a table with 'name', "
+                      f"e.g. {{ name = \"exact\" }}")
+
+
+def _expand_sweep(name: str, body: Any, defaults: dict,
+                  where: str) -> list[tuple[str, dict, Sweep | None]]:
+    """``(variant name, system table, sweep)`` per combination of the values of the
+    system's list-valued component parameters; the system itself when none is a list."""
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: [systems.{name}] must be a table")
+    unknown = set(body) - set(SYSTEM_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: [systems.{name}] has unknown key {sorted(unknown)[0]!r}; "
+                          f"allowed: {', '.join(SYSTEM_KEYS)}")
+    merged = {**defaults, **body}
+    axes = {(role, key): value for role in (*ROLES, "retrieval_key")
+            if isinstance(merged.get(role), dict)
+            for key, value in merged[role].items() if isinstance(value, list)}
+    if not axes:
+        return [(name, merged, None)]
+    for (role, key), values in axes.items():
+        table = f"{where}: [systems.{name}] {role}.{key}"
+        if not values:
+            raise ConfigError(f"{table}: an empty sweep; give at least one value")
+        if len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"{table}: the sweep repeats a value: {values}")
+    # a one-value list passes that value on; it is no sweep and leaves the name alone
+    swept = [axis for axis, values in axes.items() if len(values) > 1]
+    # a parameter swept in two roles (k of the head and of the key) is named with its role
+    short = [key for _, key in swept]
+    labels = {(role, key): key if short.count(key) == 1 else f"{role}.{key}"
+              for role, key in swept}
+    out = []
+    for combination in itertools.product(*axes.values()):
+        system = {role: dict(value) if isinstance(value, dict) else value
+                  for role, value in merged.items()}
+        chosen = dict(zip(axes, combination, strict=True))
+        for (role, key), value in chosen.items():
+            system[role][key] = value
+        if not swept:
+            return [(name, system, None)]
+        suffix = ",".join(f"{labels[axis]}={_value_label(chosen[axis])}" for axis in swept)
+        variant = f"{name}[{suffix}]"
+        if not SAFE_NAME.match(variant):
+            raise ConfigError(f"{where}: [systems.{name}]: the sweep variant {variant!r} is "
+                              f"not a usable name (at most 120 characters: letters, digits "
+                              f"and _ . + = , @ [ ] -); shorten the system name or use "
+                              f"simpler values")
+        out.append((variant, system, Sweep(name, {f"{role}.{key}": chosen[(role, key)]
+                                                  for role, key in swept})))
+    return out
+
+
+def _value_label(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "-".join(map(_value_label, value)) if isinstance(value, list) else str(value)
+
+
+def _system(name: str, merged: dict, where: str, sweep: Sweep | None = None) -> SystemSpec:
+    """The system ``name`` from its table merged over [defaults]."""
+    parts = {}
+    for role in ROLES:
+        if role in merged:
+            parts[role] = _component(merged[role], f"{where}: [systems.{name}] {role}")
+        elif role in ("image_encoder", "text_encoder"):
+            raise ConfigError(f"{where}: [systems.{name}] has no {role}; set it there or "
+                              f"in [defaults]")
+    if "retrieval_key" in merged:
+        parts["retrieval_key"] = _component(merged["retrieval_key"],
+                                            f"{where}: [systems.{name}] retrieval_key")
+    if "knowledge" in merged:
+        parts["knowledge"] = _knowledge(merged["knowledge"], f"{where}: [systems.{name}] "
+                                                             f"knowledge")
+    if "fusion_head" not in parts and "joint_embedding" not in parts:
+        raise ConfigError(f"{where}: [systems.{name}] has neither a fusion_head nor a "
+                          f"joint_embedding; give it one")
+    return SystemSpec(name=name, sweep=sweep, **parts)
+
+
+def _knowledge(value: Any, where: str) -> KnowledgeSpec:
+    from ravlm_bench.plugin_host.options import parse_options
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table, e.g. {{ dataset = \"coco\", "
+                          f"split = \"train\" }}")
+    return parse_options(KnowledgeSpec, value, where)
+
+
+def _check_name(name: str, table: str, where: str) -> None:
+    if not SAFE_NAME.match(name) or ".." in name:
+        raise ConfigError(f"{where}: [{table}.{name!r}]: a name must be one path component "
+                          f"of at most 120 characters (letters, digits and _ . + = , @ [ ] -), "
+                          f"since it names a directory of the run")

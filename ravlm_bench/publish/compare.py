@@ -1,0 +1,378 @@
+"""Comparing two runs: did anything get worse from run A (before) to run B (after)?
+
+For every (task, system) both runs hold, :func:`compare_runs` takes each compared metric
+(the task's main metric, or with ``metrics="all"`` every bootstrapped one) over the seeds
+both runs finished and reports A and B (seed means, as the leaderboard's paired test takes
+them), their difference ``delta = B - A``, a 95% percentile interval of the delta and two
+one-sided paired tests:
+
+* regression: the null is "B is no worse than A"; p = (1 + #{resamples whose delta is in
+  the better-or-equal direction}) / (1 + #resamples), so identical runs give p = 1;
+* improvement: the mirror image (null "B is no better than A").
+
+The resamples are the run's shared cluster bootstrap over test units (items; captions and
+images for Recall@K): resample b draws the same test units in both runs, because the
+resampler is seeded by (resample seed, unit name, unit count) alone, and each drawn unit
+carries its rows from every paired seed, so resample b of a run is the mean over the paired
+seeds of their values on resample b (:func:`ravlm_bench.publish.leaderboard.cluster_replicates`).
+The test therefore assumes both runs scored the same test items with the same bootstrap
+settings. Where the cells show otherwise (different bootstrap settings or resample counts,
+different test split sizes in run.json, different ``image_ids`` or ``y_true`` arrays where
+both cells hold them) the row is ``unpaired: <reason>``: its point delta only, no test,
+never counted as a regression. Holm's adjustment runs over the whole family of tested rows
+(every task, system and metric compared), once per direction; a row is a regression (or an
+improvement) when its Holm-adjusted p-value is below ``alpha``.
+
+A system that finished in A and whose every cell failed in B is ``failed in B``, which
+counts as a regression.
+
+Output: the terminal table (:func:`render_terminal`) always, and with ``--json PATH`` the
+same rows as JSON (:meth:`Comparison.as_dict`). Exit status of ``ravlm-bench compare``: 0 no
+significant regression, 1 at least one (or a system failed in B), 2 bad input (a missing
+run directory, runs sharing no (task, system)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ravlm_bench.foundation.errors import ConfigError, DataError
+from ravlm_bench.publish.leaderboard import (
+    Leaderboard,
+    _fmt,
+    _Replicates,
+    cluster_replicates,
+    holm,
+    load_run,
+)
+from ravlm_bench.scoring.resampling import percentile_interval
+
+REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no significant change"
+UNPAIRED, MISSING_IN_A, MISSING_IN_B = "unpaired", "missing in A", "missing in B"
+# finished in A, only failed cells in B: for CI as bad as a regression
+FAILED_IN_B = "failed in B"
+# Prediction arrays that name a classification cell's test items; equal where both hold them.
+TEST_ITEM_ARRAYS = ("image_ids", "y_true")
+
+
+@dataclass
+class Change:
+    """One row: a metric of a (task, system) from A to B. ``reason`` says why an
+    ``unpaired`` row has no test; p-values are NaN for rows without one."""
+
+    task: str
+    system: str
+    metric: str
+    verdict: str
+    higher_is_better: bool = True
+    a: float = math.nan
+    b: float = math.nan
+    delta: float = math.nan
+    delta_ci95: tuple[float, float] | None = None
+    p_regression: float = math.nan
+    p_regression_holm: float = math.nan
+    p_improvement: float = math.nan
+    p_improvement_holm: float = math.nan
+    paired_seeds: list[int] = field(default_factory=list)
+    n_resamples: int = 0
+    reason: str = ""
+
+    @property
+    def tested(self) -> bool:
+        return not math.isnan(self.p_regression)
+
+    def as_dict(self) -> dict:
+        def number(value):
+            return None if value is None or math.isnan(value) else float(value)
+
+        return {"task": self.task, "system": self.system, "metric": self.metric,
+                "verdict": self.verdict, "reason": self.reason or None,
+                "higher_is_better": self.higher_is_better,
+                "a": number(self.a), "b": number(self.b), "delta": number(self.delta),
+                "delta_ci95": list(self.delta_ci95) if self.delta_ci95 else None,
+                "p_regression": number(self.p_regression),
+                "p_regression_holm": number(self.p_regression_holm),
+                "p_improvement": number(self.p_improvement),
+                "p_improvement_holm": number(self.p_improvement_holm),
+                "paired_seeds": list(self.paired_seeds), "n_resamples": self.n_resamples}
+
+
+@dataclass
+class Comparison:
+    run_a: Leaderboard
+    run_b: Leaderboard
+    metrics: str
+    alpha: float
+    changes: list[Change]
+
+    def having(self, verdict: str) -> list[Change]:
+        return [c for c in self.changes if c.verdict == verdict]
+
+    @property
+    def n_tests(self) -> int:
+        return sum(c.tested for c in self.changes)
+
+    @property
+    def resolution_note(self) -> str:
+        """Non-empty when no row can be significant: a bootstrap p-value is at least
+        1/(1 + #resamples), and Holm multiplies the smallest by the number of tests."""
+        resamples = max((c.n_resamples for c in self.changes if c.tested), default=0)
+        if not resamples or self.n_tests / (1 + resamples) < self.alpha:
+            return ""
+        return (f"no row can be significant: with {resamples} resamples the smallest p is "
+                f"1/{1 + resamples}, and Holm over {self.n_tests} tests needs one below "
+                f"{self.alpha:g}/{self.n_tests}; compare fewer metrics or run more resamples")
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.having(REGRESSION) or self.having(FAILED_IN_B) else 0
+
+    def as_dict(self) -> dict:
+        def run(board: Leaderboard) -> dict:
+            return {"path": str(board.run_dir), "suite": board.suite,
+                    "suite_sha256": board.suite_sha256, "seeds": board.seeds}
+
+        return {"run_a": run(self.run_a), "run_b": run(self.run_b),
+                "metrics": self.metrics, "alpha": self.alpha, "n_tests": self.n_tests,
+                "regressions": len(self.having(REGRESSION)),
+                "failed_in_b": len(self.having(FAILED_IN_B)),
+                "improvements": len(self.having(IMPROVEMENT)),
+                "unpaired": len(self.having(UNPAIRED)), "exit_status": self.exit_status,
+                "note": self.resolution_note or None,
+                "rows": [c.as_dict() for c in self.changes]}
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, *, metrics: str = "main",
+                 alpha: float = 0.05) -> Comparison:
+    """Compare run B against run A (see the module docstring). Raises :class:`DataError`
+    for a bad run directory or runs that share no (task, system), :class:`ConfigError`
+    for ``metrics`` other than "main" or "all"."""
+    if metrics not in ("main", "all"):
+        raise ConfigError(f"metrics {metrics!r}: expected 'main' or 'all'")
+    # the cells alone: the comparison reads the resamples it needs itself
+    board_a, board_b = load_run(run_a, tables=False), load_run(run_b, tables=False)
+    changes: list[Change] = []
+    shared_any = False
+    for task in list(board_a.tasks) + [t for t in board_b.tasks if t not in board_a.tasks]:
+        systems_a, systems_b = _systems(board_a, task), _systems(board_b, task)
+        pair = _TaskPair(board_a, board_b, task) if systems_a and systems_b else None
+        for system in systems_a + [s for s in systems_b if s not in systems_a]:
+            if system not in systems_b or system not in systems_a:
+                board, verdict = (board_a, MISSING_IN_B) if system in systems_a \
+                    else (board_b, MISSING_IN_A)
+                changes.append(Change(task, system, board.main_metric(task) or "–", verdict))
+                continue
+            shared_any = True
+            changes += [pair.change(system, metric) for metric in pair.metrics(metrics)]
+    if not shared_any:
+        raise DataError(f"{board_a.run_dir} (suite {board_a.suite!r}) and {board_b.run_dir} "
+                        f"(suite {board_b.suite!r}) share no (task, system) to compare")
+    tested = {i: c for i, c in enumerate(changes) if c.tested}
+    regression_holm = holm({i: c.p_regression for i, c in tested.items()})
+    improvement_holm = holm({i: c.p_improvement for i, c in tested.items()})
+    for i, change in tested.items():
+        change.p_regression_holm = regression_holm[i]
+        change.p_improvement_holm = improvement_holm[i]
+        change.verdict = (REGRESSION if change.p_regression_holm < alpha
+                          else IMPROVEMENT if change.p_improvement_holm < alpha else NO_CHANGE)
+    return Comparison(board_a, board_b, metrics, alpha, changes)
+
+
+def _systems(board: Leaderboard, task: str) -> list[str]:
+    if task not in board.tasks:
+        return []
+    return list(board.tasks[task].get("systems", board.systems))
+
+
+class _TaskPair:
+    """One task as both runs hold it: its cells, resamples and what identifies its test
+    items, loaded once for all its systems and metrics."""
+
+    def __init__(self, board_a: Leaderboard, board_b: Leaderboard, task: str):
+        self.task = task
+        self.boards = (board_a, board_b)
+        self.cells = tuple(b.cells[b.cells["task"] == task] if len(b.cells) else b.cells
+                           for b in self.boards)
+        self.replicates = tuple(_Replicates(cells) for cells in self.cells)
+        self.declarations = tuple(b.declarations(task) for b in self.boards)
+        self.split_problem = _split_sizes_problem(*(b.tasks[task].get("sizes") or {}
+                                                    for b in self.boards))
+
+    def metrics(self, which: str) -> list[str]:
+        if which == "main":
+            mains = [b.main_metric(self.task) for b in self.boards]
+            return [m for i, m in enumerate(mains) if m and m not in mains[:i]]
+        names = [name for declarations in self.declarations
+                 for name, metric in declarations.items() if metric.bootstrap]
+        return list(dict.fromkeys(names))
+
+    def finished(self, side: int, system: str) -> dict[int, dict]:
+        """seed -> the cell's row, for the seeds ``system`` finished on this side."""
+        cells = self.cells[side]
+        if not len(cells):
+            return {}
+        ok = cells[(cells["system"] == system) & (cells["status"] == "ok")]
+        return {int(row["seed"]): row for row in ok.to_dict("records")}
+
+    def failed(self, side: int, system: str) -> str:
+        """The first error message of ``system``'s failed cells on this side, or ""."""
+        cells = self.cells[side]
+        if not len(cells):
+            return ""
+        failed = cells[(cells["system"] == system) & (cells["status"] == "failed")]
+        return str(failed["error_message"].iloc[0]) if len(failed) else ""
+
+    def change(self, system: str, metric: str) -> Change:
+        declared_a, declared_b = (d.get(metric) for d in self.declarations)
+        if declared_a is None or declared_b is None:
+            return Change(self.task, system, metric,
+                          MISSING_IN_A if declared_a is None else MISSING_IN_B)
+        change = Change(self.task, system, metric, UNPAIRED,
+                        higher_is_better=declared_a.higher_is_better)
+        rows_a, rows_b = self.finished(0, system), self.finished(1, system)
+        shared = sorted(set(rows_a) & set(rows_b))
+        if rows_a and not rows_b and self.failed(1, system):
+            change.verdict = FAILED_IN_B
+            change.reason = f"every cell of B failed ({self.failed(1, system)})"
+            return change
+        if not shared:
+            change.reason = (f"no seed finished in both runs (A: {_seed_list(rows_a)}; "
+                             f"B: {_seed_list(rows_b)})")
+            return change
+        resamples_a = self.replicates[0].of(system, shared, metric)
+        resamples_b = self.replicates[1].of(system, shared, metric)
+        # a seed whose arrays are missing or damaged (the loader warned) cannot pair
+        both = sorted(set(resamples_a) & set(resamples_b))
+        paired = both or shared
+        change.paired_seeds = paired
+        change.a = _seed_mean(rows_a, paired, metric)
+        change.b = _seed_mean(rows_b, paired, metric)
+        change.delta = change.b - change.a
+        a = cluster_replicates({s: resamples_a[s] for s in both})
+        b = cluster_replicates({s: resamples_b[s] for s in both})
+        change.reason = self._pairing_problem(declared_a, declared_b, rows_a, rows_b,
+                                              paired, a, b)
+        if change.reason:
+            return change
+        resampled = b - a
+        resampled = resampled[np.isfinite(resampled)]
+        if not len(resampled):
+            change.reason = "the metric is undefined on every resample"
+            return change
+        better_or_equal = resampled >= 0 if declared_a.higher_is_better else resampled <= 0
+        worse_or_equal = resampled <= 0 if declared_a.higher_is_better else resampled >= 0
+        change.p_regression = (1 + int(better_or_equal.sum())) / (1 + len(resampled))
+        change.p_improvement = (1 + int(worse_or_equal.sum())) / (1 + len(resampled))
+        change.delta_ci95 = tuple(percentile_interval(resampled))
+        change.n_resamples = len(resampled)
+        return change
+
+    def _pairing_problem(self, declared_a, declared_b, rows_a, rows_b, paired, a, b) -> str:
+        """Why the resamples of A and B cannot be paired; "" when they can."""
+        if not (declared_a.bootstrap and declared_b.bootstrap):
+            side = "B" if declared_a.bootstrap else "A"
+            return f"the metric has no bootstrap resamples in {side}"
+        if declared_a.higher_is_better != declared_b.higher_is_better:
+            return "the runs declare opposite directions for this metric"
+        if a is None or b is None:
+            return "no seed has usable resample arrays in both runs (see the warnings)"
+        if len(a) != len(b):
+            return f"resample counts differ (A: {len(a)}, B: {len(b)})"
+        if self.split_problem:
+            return self.split_problem
+        for seed in paired:
+            problem = _cells_problem(rows_a[seed], rows_b[seed])
+            if problem:
+                return f"{problem} on seed {seed}"
+        return ""
+
+
+def _seed_list(rows: dict) -> str:
+    return ", ".join(map(str, sorted(rows))) or "none"
+
+
+def _seed_mean(rows: dict[int, dict], seeds: list[int], metric: str) -> float:
+    values = [rows[s].get(f"metric:{metric}", math.nan) for s in seeds]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _split_sizes_problem(sizes_a: dict, sizes_b: dict) -> str:
+    # only the test split matters: the resamples draw test units
+    differ = [k for k in sizes_a if k.startswith("test") and k in sizes_b
+              and sizes_a[k] != sizes_b[k]]
+    return "; ".join(f"{k} sizes differ (A: {sizes_a[k]}, B: {sizes_b[k]})" for k in differ)
+
+
+def _cells_problem(row_a: dict, row_b: dict) -> str:
+    """What, in a seed's two cells, shows they did not score the same test items on the
+    same resamples; checked where both cells record it."""
+    # JSON text, or missing (NaN in the frame) where a cell does not record them
+    settings_a, settings_b = row_a.get("bootstrap"), row_b.get("bootstrap")
+    if isinstance(settings_a, str) and isinstance(settings_b, str) and settings_a != settings_b:
+        return f"bootstrap settings differ (A: {settings_a}, B: {settings_b})"
+    arrays_a, arrays_b = _test_item_arrays(row_a), _test_item_arrays(row_b)
+    for name in TEST_ITEM_ARRAYS:
+        if name in arrays_a and name in arrays_b \
+                and not np.array_equal(arrays_a[name], arrays_b[name]):
+            return f"test items differ ({name})"
+    return ""
+
+
+def _test_item_arrays(row: dict) -> dict[str, np.ndarray]:
+    try:
+        with np.load(Path(row["path"]).with_suffix(".npz")) as arrays:
+            return {name: arrays[name] for name in TEST_ITEM_ARRAYS if name in arrays.files}
+    except (OSError, ValueError):
+        return {}  # the resample arrays come from the same file: their loader warned
+
+
+# ---------------------------------------------------------------------------------------
+# Display
+# ---------------------------------------------------------------------------------------
+
+
+def describe(comparison: Comparison) -> str:
+    """What the numbers are, for the header of the table."""
+    a, b = comparison.run_a, comparison.run_b
+    suites = f"suite {a.suite!r}" if (a.suite, a.suite_sha256) == (b.suite, b.suite_sha256) \
+        else f"suites {a.suite!r} (A) and {b.suite!r} (B), which differ"
+    return (f"A = {a.run_dir}, B = {b.run_dir}, {suites}.\ndelta = B - A over the seeds "
+            f"both finished, [95% interval]; p: one-sided, of 'B is no worse than A', paired "
+            f"on the shared cluster bootstrap over test units; p_holm: Holm over the "
+            f"{comparison.n_tests} tested rows; alpha {comparison.alpha:g}")
+
+
+def display_rows(comparison: Comparison) -> list[dict[str, str]]:
+    rows = []
+    for c in comparison.changes:
+        delta = _fmt(c.delta, "+.3f")
+        if c.delta_ci95:
+            delta += f" [{c.delta_ci95[0]:+.3f}, {c.delta_ci95[1]:+.3f}]"
+        rows.append({"task": c.task, "system": c.system, "metric": c.metric,
+                     "A": _fmt(c.a), "B": _fmt(c.b), "delta [lo, hi]": delta,
+                     "p": _fmt(c.p_regression), "p_holm": _fmt(c.p_regression_holm),
+                     "seeds": str(len(c.paired_seeds)) if c.paired_seeds else "–",
+                     "verdict": f"{c.verdict}: {c.reason}" if c.reason else c.verdict})
+    return rows
+
+
+def render_terminal(comparison: Comparison) -> str:
+    from tabulate import tabulate
+
+    table = tabulate(display_rows(comparison), headers="keys", tablefmt="simple",
+                     disable_numparse=True)
+    regressions = comparison.having(REGRESSION) + comparison.having(FAILED_IN_B)
+    summary = (f"{len(regressions)} significant regression(s): "
+               + ", ".join(f"{c.task} / {c.system} / {c.metric}" for c in regressions)
+               if regressions else "no significant regression")
+    unpaired = comparison.having(UNPAIRED)
+    if unpaired:
+        summary += f"; {len(unpaired)} unpaired row(s) not tested, so not counted"
+    if comparison.resolution_note:
+        summary += f"\nnote: {comparison.resolution_note}"
+    return "\n".join([f"Compare: {describe(comparison)}", "", table, "", summary])

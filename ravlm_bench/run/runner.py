@@ -1,0 +1,367 @@
+"""The runner: every (task, system, seed) cell of a suite, resumable and failure-tolerant.
+
+The stages, each in its own module, in the order data flows:
+
+* :mod:`~ravlm_bench.config.preflight`: the suite checked against the registry (before any work);
+* :mod:`~ravlm_bench.stages.data_sources`: each task's dataset found or generated (the demo world);
+* the task's ``build``: its splits; :mod:`~ravlm_bench.stages.leakage`: the leakage audit;
+* :mod:`~ravlm_bench.stages.features`: encoding, cached;
+* :mod:`~ravlm_bench.run.cells`: retrieval, the head and the task's evaluation;
+* :mod:`~ravlm_bench.store.ledger`: run.json and the finished cells, read back checked.
+
+Distribution is :mod:`~ravlm_bench.stages.execution`'s wrapper around these. A finished cell is
+written atomically, so a killed run resumes where it stopped; a cell that raises is recorded
+as failed, with the plugin and the message, and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ravlm_bench.config.preflight import check_against_data, check_suite
+from ravlm_bench.config.suite import ComponentSpec, Suite, TaskSpec
+from ravlm_bench.foundation.distributed import SINGLE, DistContext, broadcast_object
+from ravlm_bench.foundation.version import __version__
+from ravlm_bench.plugin_host.contracts import capability
+from ravlm_bench.plugin_host.registry import Registry
+from ravlm_bench.run.cells import CellContext, run_cell
+from ravlm_bench.scoring.evaluation import Resampler, adapt_task, task_declaration
+from ravlm_bench.stages.bad_images import drop_undecodable
+from ravlm_bench.stages.components import ComponentFactory, guard
+from ravlm_bench.stages.data_sources import DataSources
+from ravlm_bench.stages.execution import execution_for, one_line, stops_run
+from ravlm_bench.stages.external_knowledge import ExternalItems, external_items
+from ravlm_bench.stages.features import FeatureStore
+from ravlm_bench.stages.leakage import audit_leakage
+from ravlm_bench.store.ledger import RunLedger
+from ravlm_bench.store.run_dir import environment_versions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    done: list[tuple[str, str, int]] = field(default_factory=list)
+    skipped: list[tuple[str, str, int]] = field(default_factory=list)
+    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+@dataclass
+class PreparedTask:
+    """What every cell of a task shares."""
+
+    task: Any  # a Component holding the (adapted) task
+    data: Any
+    features: FeatureStore
+    declaration: dict
+    # system -> its external knowledge base's items and their feature store
+    knowledge: dict[str, tuple[ExternalItems, FeatureStore]] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, registry: Registry, suite: Suite, run_dir: Path, *, force: bool = False,
+                 retrain: bool = False, progress: bool = True, feature_cache=None,
+                 dist: DistContext = SINGLE):
+        from ravlm_bench.store.feature_cache import FeatureCache
+
+        self.registry = registry
+        self.suite = check_suite(suite, registry)
+        self.force = force or retrain
+        self.retrain = retrain
+        self.progress = progress
+        self.cache = feature_cache or FeatureCache()
+        self.factory = ComponentFactory(registry)
+        self.execution = execution_for(dist)
+        self.ledger = RunLedger(run_dir, writes=self.execution.is_main)
+        self.sources = DataSources(self.suite, self.factory)
+        self.resampler = Resampler()
+        self.learned_keys: dict = {}  # trained retrieval keys, shared across a run's cells
+        self._knowledge: dict = {}  # (task, KnowledgeSpec) -> external knowledge base
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        self._check_data()
+        with self.ledger.locked():
+            return self._run()
+
+    def _run(self) -> RunSummary:
+        summary = RunSummary(self.ledger.root)
+        cells = [(t, s, seed) for t in self.suite.tasks for s in t.systems
+                 for seed in self.suite.seeds]
+        if self.retrain and self.execution.is_main:
+            # --force alone reloads finished trainings whose signature matches (same data,
+            # hyperparameters, seed, code); --retrain starts every training afresh
+            shutil.rmtree(self.ledger.root / "checkpoints", ignore_errors=True)
+        self.ledger.start(self.suite, environment_versions(self.registry.pm.sources))
+        # rank 0 decides what is finished: every rank must run the same cells in lockstep
+        finished = broadcast_object(self.execution.dist, [
+            not self.force and self.ledger.finished(t.name, s, seed) is not None
+            for t, s, seed in cells] if self.execution.is_main else None)
+        # every task's data is built (and checked against the suite) before any encoding
+        pending = {t.name for (t, _, _), done in zip(cells, finished, strict=True) if not done}
+        prepared = {t.name: self._prepare_or_error(t) for t in self.suite.tasks
+                    if t.name in pending}
+        bar = _progress_bar(len(cells), enabled=self.progress and self.execution.is_main)
+        eta = _Eta(len(cells))
+        for (task_spec, system_name, seed), done in zip(cells, finished, strict=True):
+            label = f"{task_spec.name} / {system_name} / seed {seed}"
+            if done:
+                summary.skipped.append((task_spec.name, system_name, seed))
+                eta.skip()
+                bar.update(1)
+                continue
+            bar.set_postfix_str(f"{label}: running", refresh=True)
+            error = None
+            try:
+                ready = prepared[task_spec.name]
+                if isinstance(ready, BaseException):
+                    raise ready
+                self._run_cell(task_spec, system_name, seed, ready,
+                               on_stage=lambda stage, label=label: bar.set_postfix_str(
+                                   f"{label}: {stage}", refresh=True))
+            except Exception as exc:  # one broken cell never stops the suite
+                error = exc
+                log.debug("%s", traceback.format_exc())
+            self.execution.agree_on_outcome(label, error)
+            if error is None:
+                summary.done.append((task_spec.name, system_name, seed))
+                log.info("[%d/%d] %s done; %s", eta.finished + 1, len(cells), label,
+                         eta.remaining_text())
+            else:
+                message = one_line(error)
+                if self.execution.is_main:  # every rank failed alike; one report is enough
+                    log.error("%s failed: %s", label, message)
+                self._write_failed(task_spec, system_name, seed, error)
+                summary.failed.append((task_spec.name, system_name, seed, message))
+            eta.tick()
+            bar.update(1)
+        bar.close()
+        return summary
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _check_data(self) -> None:
+        """Stop before any cell when a task's data directory is missing: one clear error
+        instead of the same failure in every cell."""
+        for task_spec in self.suite.tasks:
+            try:
+                dataset_name = self._task(task_spec).obj.dataset
+            except Exception:  # a broken task fails its own cells, later
+                continue
+            self.sources.check(dataset_name)
+        for system in self.suite.systems.values():
+            if system.knowledge is not None:
+                self.sources.check(system.knowledge.dataset)
+
+    def _task(self, task_spec: TaskSpec):
+        task = self.factory.create("tasks", ComponentSpec(task_spec.name, task_spec.params))
+        with guard(task, "adapting it to the 1.0 task contract"):
+            task.obj = adapt_task(task.obj)
+        return task
+
+    def _prepare_or_error(self, task_spec: TaskSpec) -> PreparedTask | Exception:
+        """The task prepared, or the error its cells will report (a broken plugin); bad
+        data or configuration stops the run (exit 2) before anything is encoded."""
+        try:
+            return self._prepare(task_spec)
+        except Exception as exc:
+            if stops_run(exc):
+                raise
+            log.debug("%s", traceback.format_exc())
+            return exc
+
+    def _prepare(self, task_spec: TaskSpec) -> PreparedTask:
+        """Create the task and its dataset and build the task's data (shared by its cells)."""
+        task = self._task(task_spec)
+        with guard(task, "declaring its metrics"):
+            declaration = task_declaration(task.obj)
+            dataset_name = task.obj.dataset
+        entry = {**declaration, "systems": list(task_spec.systems)}
+        self.ledger.record_task(task_spec.name, entry)
+        dataset = self.execution.main_first(lambda: self.sources.dataset(dataset_name))
+        data_seed = int(self.suite.run.get("data_seed", 0))
+        with guard(task, "build"):
+            data = task.obj.build(dataset.obj, data_seed)
+        skipped: dict[str, str] = {}
+        if capability(dataset.obj, "datasets", "skips_bad_images"):
+            data, skipped = self.execution.main_first_value(
+                lambda: drop_undecodable(task_spec.name, data, self.progress))
+        knowledge = self._external_knowledge(task_spec, dataset, data)
+        check_against_data(self.suite, self.registry, task_spec, data,
+                           {name: len(items) for name, (items, _) in knowledge.items()})
+        with guard(dataset, "fingerprint"):
+            fingerprint = f"{dataset.obj.fingerprint()}-{task_spec.name}-{data_seed}"
+        if self.execution.is_main:
+            audit_leakage(task_spec.name, data)
+        features = FeatureStore(fingerprint, self.cache, progress=self.progress,
+                                dist=self.execution.dist)
+        entry.update(_sizes(data), skipped_images=len(skipped))
+        self.ledger.record_task(task_spec.name, entry)
+        return PreparedTask(task, data, features, entry, knowledge)
+
+    def _external_knowledge(self, task_spec: TaskSpec, dataset, data) -> dict:
+        """The external knowledge bases the task's systems name, each read once."""
+        wanted = {name: self.suite.systems[name].knowledge for name in task_spec.systems
+                  if self.suite.systems[name].knowledge is not None}
+        if not wanted:
+            return {}
+        task_images = _task_images(dataset, data)
+        out = {}
+        for name, spec in wanted.items():
+            memo = (task_spec.name, spec)
+            if memo not in self._knowledge:
+                source = self.execution.main_first(lambda s=spec: self.sources.dataset(s.dataset))
+                with guard(source, f"reading split {spec.split!r} as a knowledge base"):
+                    items = external_items(spec, source.obj, task_images)
+                    fingerprint = f"{source.obj.fingerprint()}-knowledge-{spec.split}"
+                store = FeatureStore(fingerprint, self.cache, progress=self.progress,
+                                     dist=self.execution.dist)
+                self._knowledge[memo] = (items, store)
+            out[name] = self._knowledge[memo]
+        return out
+
+    def _run_cell(self, task_spec: TaskSpec, system_name: str, seed: int,
+                  ready: PreparedTask, on_stage=None) -> None:
+        system = self.suite.systems[system_name]
+        context = CellContext(factory=self.factory, features=ready.features,
+                              metric=self.suite.metric, execution=self.execution,
+                              resampler=self.resampler, on_stage=on_stage,
+                              learned_keys=self.learned_keys,
+                              knowledge=ready.knowledge.get(system_name))
+        checkpoint_dir = (self.ledger.root / "checkpoints" / task_spec.name / system_name
+                          / f"seed-{seed}")
+        result = run_cell(ready.task, ready.data, system, seed, context, checkpoint_dir)
+        evaluation = result.evaluation
+        units = {"resamples": self.resampler.n_resamples, "resample_seed": self.resampler.seed}
+        record = self._record_base(task_spec.name, system_name, seed)
+        record.update(
+            status="ok", error=None,
+            metrics={**_jsonable(evaluation.metrics), "ci95": _intervals(evaluation)},
+            details={**_jsonable(evaluation.details),
+                     "skipped_images": ready.declaration.get("skipped_images", 0)},
+            bootstrap=units,
+            cost=result.cost, timings=result.timings, training=_jsonable(result.training),
+            retrieval=result.retrieval, knowledge=result.knowledge,
+            task_declaration=ready.declaration)
+        record["provenance"]["components"] = result.components
+        record["provenance"]["world_size"] = self.execution.world_size
+        self.ledger.write_cell(record, evaluation)
+
+    # -- records ----------------------------------------------------------------------------
+
+    def _record_base(self, task: str, system: str, seed: int) -> dict:
+        return {
+            "task": task, "system": system, "seed": seed,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "provenance": {"suite": self.suite.name, "suite_sha256": self.suite.sha256,
+                           "ravlm_bench": __version__, "seed": seed,
+                           "versions": environment_versions(self.registry.pm.sources),
+                           "system": self.suite.systems[system].components()},
+        }
+
+    def _write_failed(self, task_spec: TaskSpec, system: str, seed: int, exc: Exception):
+        if task_spec.name not in self.ledger.run["tasks"]:
+            # the task could not even declare itself: its failed cells still need a table
+            self.ledger.record_task(task_spec.name, {
+                "head": None, "targets": None, "metrics": [], "main_metric": None,
+                "systems": list(task_spec.systems)})
+        record = self._record_base(task_spec.name, system, seed)
+        plugin = getattr(exc, "plugin", None)
+        record.update(status="failed", metrics={}, cost={}, timings={},
+                      error={"plugin": plugin, "type": type(exc).__name__,
+                             "message": one_line(exc)})
+        self.ledger.write_cell(record, None)
+
+
+def _task_images(dataset, data):
+    """The task's images (every split) with their cross ids and paths, for the guard."""
+    import pandas as pd
+
+    ids = np.unique(np.concatenate([np.asarray(getattr(data, role).image_ids)
+                                    for role in ("train", "val", "test")
+                                    if getattr(data, role, None) is not None]))
+    tables = [dataset.obj.table("images", split).to_pandas() for split in dataset.obj.splits()]
+    images = pd.concat(tables, ignore_index=True)
+    return images[images["image_id"].isin(ids)].reset_index(drop=True)
+
+
+def _sizes(data) -> dict:
+    sizes = {}
+    for role in ("train", "val", "test"):
+        split = getattr(data, role, None)
+        if split is not None:
+            sizes[role] = len(split)
+            if hasattr(split, "caption_image"):
+                sizes[f"{role}_captions"] = len(split.texts)
+    out: dict[str, Any] = {"sizes": sizes}
+    if hasattr(data, "classes"):
+        out["classes"] = list(data.classes)
+    return out
+
+
+def _intervals(evaluation) -> dict:
+    from ravlm_bench.scoring.resampling import percentile_interval
+
+    return {name: percentile_interval(values) for name, values in evaluation.replicates.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=lambda v: getattr(v, "item", lambda: str(v))()))
+
+
+class _Eta:
+    """Time left, estimated from the cells this process actually ran (not skipped ones)."""
+
+    def __init__(self, total: int):
+        import time
+
+        self.total, self.finished, self.ran = total, 0, 0
+        self.started = time.monotonic()
+        self._clock = time.monotonic
+
+    def skip(self) -> None:
+        self.finished += 1
+
+    def tick(self) -> None:
+        self.finished += 1
+        self.ran += 1
+
+    def remaining_text(self) -> str:
+        if not self.ran:
+            return "estimating time left"
+        per_cell = (self._clock() - self.started) / (self.ran + 1)
+        left = per_cell * (self.total - self.finished - 1)
+        return f"about {left / 60:.1f} min left"
+
+
+class _NullBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or not sys.stderr.isatty():
+        return _NullBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="cell", desc="suite", dynamic_ncols=True)

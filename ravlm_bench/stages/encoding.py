@@ -1,0 +1,237 @@
+"""Running encoders over a dataset's images and texts, the way the runner needs it.
+
+Image decoding (and, for encoders that expose ``preprocess``, resizing and normalising)
+runs in DataLoader worker processes so that it overlaps the model. Every batch the encoder
+returns is checked against the contract; a violation raises ``ContractViolation`` for the
+caller to wrap in a ``ComponentError`` naming the plugin.
+
+An image that does not decode is a one-line ``DataError`` naming the file, or, with
+``on_error="skip"``, a row the result marks as failed. :func:`find_undecodable` runs the
+same decoding alone, on every core, for ``ravlm-bench data check``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, overload
+
+import numpy as np
+
+from ravlm_bench.foundation.errors import DataError
+from ravlm_bench.plugin_host.contracts import validate_vectors
+
+log = logging.getLogger(__name__)
+
+
+class ImageFiles:
+    """A map-style dataset of image files: each item is (index, image or tensor, error)."""
+
+    def __init__(self, paths: list[str], preprocess=None):
+        self.paths = paths
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image, error = decode_image(self.paths[index])
+        if error is not None or self.preprocess is None:
+            return index, image, error
+        return index, self.preprocess(image), None
+
+
+def decode_image(path: str):
+    """``(RGB image, None)``, or ``(None, why)`` when the file is missing or its pixels do not
+    decode: ``load()`` decodes them all, so a truncated file fails here, not in the model.
+
+    Errors are returned as text: a DataLoader re-raises worker exceptions with a multi-line
+    traceback, and the user needs one line naming the file.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB"), None
+    except FileNotFoundError:
+        return None, "file not found"
+    except Exception as exc:
+        # besides OSError and UnidentifiedImageError, PIL's decoders raise SyntaxError,
+        # ValueError, struct.error, DecompressionBombError... on damaged or hostile files
+        return None, f"cannot decode ({type(exc).__name__}: {exc})"
+
+
+_ImageFiles = ImageFiles  # the name before 1.0; plugins import ravlm_bench.api.ImageFiles
+
+
+def _collate(items):
+    return items  # stacking happens in the main process, after checking for errors
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
+def default_num_workers() -> int:
+    """Decoding workers: half the cores, leaving the rest to the model (at least one)."""
+    return max(1, min(8, available_cores() // 2))
+
+
+def _reject_truncated_files() -> None:
+    # A library or plugin may have set LOAD_TRUNCATED_IMAGES in the parent to decode partial
+    # files as grey; forked workers inherit it, and finding those files is the point here.
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def _decode_error(path: str) -> str | None:
+    return decode_image(path)[1]
+
+
+def find_undecodable(paths: list[str], *, workers: int | None = None,
+                     progress: bool = False) -> dict[int, str]:
+    """Decode every image's pixels and return ``{index: why}`` for those that fail.
+
+    This is the decoding ``encode_images`` does, so it finds exactly the files a run would
+    fail on. Decoding is CPU bound: it runs in a process pool, one process per core unless
+    ``workers`` says otherwise.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    if not paths:
+        return {}
+    workers = max(1, min(available_cores() if workers is None else workers, len(paths)))
+    # chunks amortise the round trips; several per worker keep the pool busy to the end
+    chunk = max(1, min(64, len(paths) // (workers * 8)))
+    with ProcessPoolExecutor(workers, initializer=_reject_truncated_files) as pool:
+        errors = pool.map(_decode_error, paths, chunksize=chunk)
+        bar = tqdm(errors, total=len(paths), unit="img", desc="decoding images",
+                   disable=not progress, leave=False)
+        return {index: error for index, error in enumerate(bar) if error is not None}
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedImages:
+    """What ``encode_images(..., on_error="skip")`` returns.
+
+    ``features`` has one row per input path, in input order, so indices line up with the
+    caller's lists; the rows of images that failed to decode are zeros, to be dropped using
+    ``failed`` (input index -> why, e.g. ``"cannot decode (OSError: image file is
+    truncated ...)"``) or ``ok`` (a boolean mask of the rows that were encoded).
+    """
+
+    features: np.ndarray  # float32 (n, dim)
+    failed: dict[int, str]
+
+    @property
+    def ok(self) -> np.ndarray:
+        mask = np.ones(len(self.features), dtype=bool)
+        mask[list(self.failed)] = False
+        return mask
+
+
+@overload
+def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = ...,
+                  num_workers: int | None = ..., progress: bool = ...,
+                  on_error: Literal["raise"] = ...) -> np.ndarray: ...
+
+
+@overload
+def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = ...,
+                  num_workers: int | None = ..., progress: bool = ...,
+                  on_error: Literal["skip"]) -> EncodedImages: ...
+
+
+def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = 64,
+                  num_workers: int | None = None, progress: bool = True,
+                  on_error: Literal["raise", "skip"] = "raise") -> np.ndarray | EncodedImages:
+    """Encode image files into float32 features (n, encoder.dim), in order.
+
+    ``on_error="raise"`` (default) returns the array; ``"skip"`` encodes the images that
+    decode and returns an :class:`EncodedImages` naming the others.
+
+    :raises DataError: with ``on_error="raise"``, an image file is missing or cannot be
+        decoded (naming the file).
+    :raises ContractViolation: the encoder returned the wrong shape, dtype or NaN.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
+    dim = int(encoder.dim)
+    out = np.zeros((len(image_paths), dim), np.float32)
+    failed: dict[int, str] = {}
+    for items in _decoded_batches(encoder, image_paths, batch_size, num_workers, progress):
+        good = []
+        for index, value, error in items:
+            if error is None:
+                good.append((index, value))
+            elif on_error == "raise":
+                raise DataError(f"image {image_paths[index]}: {error}")
+            else:
+                failed[index] = error
+        if good:
+            rows = [index for index, _ in good]
+            out[rows] = _encode_batch(encoder, [value for _, value in good], dim)
+    # no warning here: the caller knows the split and the cell, and reports the count
+    return out if on_error == "raise" else EncodedImages(out, failed)
+
+
+def _decoded_batches(encoder: Any, image_paths: list[str], batch_size: int,
+                     num_workers: int | None, progress: bool) -> Iterator[list]:
+    """Batches of ``(index, image or tensor, error)``, decoded in DataLoader workers."""
+    if not image_paths:
+        return
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    preprocess = getattr(encoder, "preprocess", None) if _takes_tensors(encoder) else None
+    workers = default_num_workers() if num_workers is None else int(num_workers)
+    loader = DataLoader(
+        ImageFiles(list(image_paths), preprocess),
+        batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+        prefetch_factor=4 if workers else None, persistent_workers=False,
+    )
+    with tqdm(total=len(image_paths), unit="img", desc="encoding images",
+              disable=not progress, leave=False) as bar:
+        for items in loader:
+            yield items
+            bar.update(len(items))
+
+
+def _takes_tensors(encoder: Any) -> bool:
+    return callable(getattr(encoder, "preprocess", None)) and callable(
+        getattr(encoder, "encode_batch", None))
+
+
+def _encode_batch(encoder: Any, payload: list, dim: int) -> np.ndarray:
+    import torch
+
+    if _takes_tensors(encoder):
+        features = encoder.encode_batch(torch.stack(payload))
+    else:
+        features = encoder.encode(payload)
+    return validate_vectors(features, len(payload), dim, what="encode")
+
+
+def encode_texts(encoder: Any, texts: list[str], *, batch_size: int = 256,
+                 progress: bool = True) -> np.ndarray:
+    """Encode texts into float32 features (n, encoder.dim), in order, checking each batch."""
+    from tqdm.auto import tqdm
+
+    dim = int(encoder.dim)
+    out = np.empty((len(texts), dim), np.float32)
+    with tqdm(total=len(texts), unit="text", desc="encoding texts", disable=not progress,
+              leave=False) as bar:
+        for start in range(0, len(texts), batch_size):
+            chunk = list(texts[start:start + batch_size])
+            features = validate_vectors(encoder.encode(chunk), len(chunk), dim, what="encode")
+            out[start:start + len(chunk)] = features
+            bar.update(len(chunk))
+    return out

@@ -1,0 +1,81 @@
+"""An external knowledge base: the image-caption pairs of another dataset's split.
+
+A system's ``knowledge = { dataset = "coco", split = "train" }`` retrieves from that split's
+(image, caption) pairs instead of its task's training split: one item per caption, with no
+labels (label-reading heads cannot use it; :mod:`~ravlm_bench.config.preflight` refuses them).
+
+The leakage guard (on unless ``leakage_guard = false``) drops every knowledge-base item that
+shows an image of the task (any split): one that shares a COCO or Flickr id with it (Visual
+Genome records both), or whose file is byte-identical to one of the task's. What it found is
+kept in the cell. Since no remaining item shows a task image, the knowledge base's images
+get ids of their own (negative, never a task id), and leave-one-out needs nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ravlm_bench.config.suite import KnowledgeSpec
+from ravlm_bench.stages.leakage import same_bytes
+
+log = logging.getLogger(__name__)
+
+CROSS_IDS = ("coco_id", "flickr_id")
+
+
+@dataclass
+class ExternalItems:
+    """The items a system retrieves from, with what the guard found."""
+
+    image_paths: list[str]
+    texts: list[str]
+    image_ids: np.ndarray  # int64, negative: a namespace of their own
+    findings: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def external_items(spec: KnowledgeSpec, dataset, task_images) -> ExternalItems:
+    """The (image, caption) pairs of ``spec.split`` of ``dataset`` (a loaded dataset), less
+    those showing an image of ``task_images`` (a DataFrame with the task's image_id,
+    image_path and the cross ids) when the guard is on."""
+    images = dataset.table("images", spec.split).to_pandas()
+    captions = dataset.table("captions", spec.split).to_pandas()
+    pairs = captions.merge(images, on="image_id", suffixes=("", "_image"))
+    pairs = pairs.sort_values(["image_id", "caption_id"]).reset_index(drop=True)
+    findings = {**spec.as_dict(), "items": int(len(pairs)), "excluded": 0, "by_route": {}}
+    if spec.leakage_guard and len(pairs):
+        leaked, by_route = _shows_a_task_image(pairs, task_images)
+        findings.update(excluded=int(leaked.sum()), by_route=by_route)
+        if leaked.any():
+            log.info("knowledge base %s/%s: %d of %d items show a task image; left out",
+                     spec.dataset, spec.split, int(leaked.sum()), len(pairs))
+        pairs = pairs[~leaked].reset_index(drop=True)
+    first_row = {image: -(i + 2) for i, image in enumerate(pd_unique(pairs["image_id"]))}
+    return ExternalItems(
+        image_paths=pairs["image_path"].tolist(), texts=pairs["caption"].tolist(),
+        image_ids=np.array([first_row[i] for i in pairs["image_id"]], dtype=np.int64),
+        findings=findings)
+
+
+def _shows_a_task_image(pairs, task_images) -> tuple[np.ndarray, dict[str, int]]:
+    """Knowledge-base rows sharing a cross id or the bytes of a task image, and how many
+    each route found (image ids of two datasets mean nothing to each other)."""
+    leaked, by_route = np.zeros(len(pairs), dtype=bool), {}
+    for name in CROSS_IDS:
+        ours = task_images[name].to_numpy()
+        values = pairs[name].to_numpy()
+        hits = (values >= 0) & np.isin(values, ours[ours >= 0])
+        by_route[name], leaked = int(hits.sum()), leaked | hits
+    hits, _, _ = same_bytes(task_images["image_path"].tolist(), pairs["image_path"].tolist())
+    by_route["file hash"] = int(hits.sum())
+    return leaked | hits, by_route
+
+
+def pd_unique(values) -> list:
+    """Distinct values in first-seen order."""
+    return list(dict.fromkeys(values.tolist()))

@@ -1,0 +1,115 @@
+"""The feature stage: encoded features of a task's splits, computed once and cached.
+
+Features go through the on-disk cache (:mod:`ravlm_bench.store.feature_cache`) keyed by the
+encoder's fingerprint and a hash of the dataset and the exact items. Under torchrun every
+rank encodes a shard of a cache miss and rank 0 writes the assembled rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+import numpy as np
+
+from ravlm_bench.foundation.distributed import (
+    SINGLE,
+    DistContext,
+    all_gather_rows,
+    broadcast_object,
+)
+from ravlm_bench.plugin_host.contracts import validate_vectors
+from ravlm_bench.stages.components import Component, guard
+
+
+class FeatureStore:
+    """Encoded features of one task's splits, computed once per encoder and kept for the run.
+
+    Features go through the on-disk cache keyed by the encoder's fingerprint and a hash of
+    the dataset and the exact items, so a rerun (or another suite) never encodes twice.
+    """
+
+    def __init__(self, dataset_fingerprint: str, cache, progress: bool = True,
+                 dist: DistContext = SINGLE):
+        self.dataset_fingerprint = dataset_fingerprint
+        self.cache = cache
+        # bars only on a terminal: logs of batch jobs stay readable
+        self.progress = progress and dist.is_main and sys.stderr.isatty()
+        self.dist = dist
+        self._memo: dict[tuple, np.ndarray] = {}
+
+    def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
+        from ravlm_bench.stages.encoding import encode_images
+
+        return self._encode(encoder, f"{split}/images", paths, encode_images)
+
+    def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
+        from ravlm_bench.stages.encoding import encode_texts
+
+        return self._encode(encoder, f"{split}/texts", texts, encode_texts)
+
+    def _encode(self, encoder: Component, split: str, items: list[str], encode) -> np.ndarray:
+        def compute(part: list[str]):
+            with guard(encoder, "encode"):
+                return encode(encoder.obj, part, progress=self.progress)
+
+        # items repeat images and texts (several captions, questions or pairs per image):
+        # each distinct one is encoded once, then its row is repeated
+        unique, rows = _unique(items)
+        return self._get(encoder, split, unique, compute)[rows]
+
+    def _get(self, encoder: Component, split: str, items: list[str], compute) -> np.ndarray:
+        items_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+        key = (encoder.name, encoder.fingerprint() or id(encoder.obj), split, items_hash)
+        if key not in self._memo:
+            fingerprint = encoder.fingerprint()
+            dataset_key = f"{self.dataset_fingerprint}-{items_hash}"
+            if self.dist.enabled:
+                array = self._get_sharded(fingerprint, dataset_key, split, items, compute,
+                                          encoder.obj.dim)
+            else:
+                array = self.cache.get_or_compute(fingerprint, dataset_key, split,
+                                                  lambda: compute(items))
+            with guard(encoder, "encode"):
+                validate_vectors(array, len(items), encoder.obj.dim)
+            self._memo[key] = array
+        return self._memo[key]
+
+    def _get_sharded(self, fingerprint, dataset_key, split, items, compute,
+                     dim: int) -> np.ndarray:
+        """Rank 0 reads the cache; on a miss every rank encodes its shard and rank 0 stores
+        the assembled features, so nothing is encoded twice and only rank 0 writes."""
+        ctx = self.dist
+        cached = None
+        if ctx.is_main and fingerprint is not None:
+            try:
+                cached = self.cache.get_or_compute(fingerprint, dataset_key, split, _miss)
+            except _CacheMiss:
+                cached = None
+        if broadcast_object(ctx, cached is not None):
+            # a hit: rank 0 holds every row, the other ranks contribute none
+            width = broadcast_object(ctx, cached.shape[1] if ctx.is_main else None)
+            local = cached if ctx.is_main else np.empty((0, width), np.float32)
+        else:
+            shard = items[ctx.shard(len(items))]
+            local = compute(shard) if shard else np.empty((0, dim), np.float32)
+        array = all_gather_rows(ctx, np.asarray(local, dtype=np.float32))
+        if ctx.is_main and cached is None and fingerprint is not None:
+            self.cache.get_or_compute(fingerprint, dataset_key, split, lambda: array)
+        return array
+
+
+def _unique(items: list[str]) -> tuple[list[str], np.ndarray]:
+    """Distinct items in first-seen order, and each item's row among them."""
+    first: dict[str, int] = {}
+    rows = np.fromiter((first.setdefault(item, len(first)) for item in items), np.int64,
+                       count=len(items))
+    return list(first), rows
+
+
+class _CacheMiss(Exception):
+    pass
+
+
+def _miss():
+    raise _CacheMiss

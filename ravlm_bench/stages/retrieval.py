@@ -1,0 +1,296 @@
+"""From queries and a knowledge base to :class:`FusionInputs`: the retrieval stage of a run.
+
+The knowledge base is a task's training split. Queries and knowledge-base items are embedded
+the same way, by the system's retrieval key (:class:`RetrievalKey`: the image, the text,
+both side by side, or both in a trained joint embedding), always as unit vectors; index keys
+are knowledge-base row numbers. Heads get one kind of score whatever the suite's metric:
+the cosine similarity of query and item (:func:`as_similarity`). During training,
+:func:`retrieve` with ``exclude_same_image`` never returns an item showing the query's own
+image (leave-one-out by image id, not by row: the other captions or questions of the same
+image would leak its label). :func:`retrieval_diagnostics` says what retrieval found.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.contracts import (
+    FusionInputs,
+    KnowledgeBase,
+    capability,
+    validate_search,
+)
+
+log = logging.getLogger(__name__)
+
+SEARCH_BATCH = 4096  # queries per search call: bounds an exact retriever's score matrix
+
+
+def query_vectors(image: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """L2-normalised image and text features side by side, scaled to unit length.
+
+    Each half is normalised on its own so neither modality dominates the cosine similarity;
+    the ``1/sqrt(2)`` makes the whole vector unit length. Zero rows stay zero.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    text = np.asarray(text, dtype=np.float32)
+    if image.ndim != 2 or text.ndim != 2 or len(image) != len(text):
+        raise ConfigError(f"query_vectors needs image (n, d) and text (n, d) features with the "
+                          f"same n, got shapes {image.shape} and {text.shape}")
+    halves = [_unit_rows(image), _unit_rows(text)]
+    return (np.concatenate(halves, axis=1) / np.float32(np.sqrt(2.0))).astype(np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, np.float32(1e-12))
+
+
+
+
+@dataclass(frozen=True)
+class RetrievalKey:
+    """What a system searches with: ``"image"``, ``"text"``, ``"image+text"`` (each half
+    unit length, side by side: :func:`query_vectors`) or a trained joint embedding's name,
+    with ``embedding`` the trained object (image and text embedded, then side by side)."""
+
+    name: str = "image+text"
+    embedding: object | None = field(default=None, compare=False)
+
+    def vectors(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """Unit-length search vectors of (image, text) features."""
+        if self.name == "image":
+            return _unit_rows(np.asarray(image, np.float32))
+        if self.name == "text":
+            return _unit_rows(np.asarray(text, np.float32))
+        if self.name == "image+text":
+            return query_vectors(image, text)
+        if self.embedding is None:
+            raise ConfigError(f"retrieval key {self.name!r} is a joint embedding that was "
+                              f"not trained")
+        return query_vectors(self.embedding.embed_images(np.asarray(image, np.float32)),
+                             self.embedding.embed_texts(np.asarray(text, np.float32)))
+
+
+IMAGE_AND_TEXT = RetrievalKey()
+
+
+def as_similarity(scores: np.ndarray, metric: str) -> np.ndarray:
+    """A retriever's scores as the cosine similarity heads read. Search vectors are unit
+    length, so ``ip`` already is one and ``l2sq``'s ``-|q - v|^2 = 2 cos - 2``."""
+    if metric == "l2sq":
+        return (np.float32(1) + scores / np.float32(2)).astype(np.float32)
+    return scores
+
+
+def build_index(retriever, kb: KnowledgeBase, key: RetrievalKey = IMAGE_AND_TEXT) -> None:
+    """Add every knowledge-base item to ``retriever``, embedded by ``key``; its keys are row
+    numbers 0..N-1.
+
+    A retriever with ``uses_labels = True`` (the attribution retrievers) also gets the
+    knowledge base's labels.
+    """
+    vectors = key.vectors(kb.image, kb.text)
+    keys = np.arange(len(kb), dtype=np.int64)
+    if capability(retriever, "retrievers", "uses_labels"):
+        retriever.build(vectors, keys, labels=_labels(kb.labels))
+    else:
+        retriever.build(vectors, keys)
+
+
+def retrieve(
+    retriever,
+    queries: np.ndarray,
+    k: int,
+    *,
+    query_image_ids: np.ndarray | None = None,
+    kb_image_ids: np.ndarray | None = None,
+    exclude_same_image: bool = False,
+    labels: np.ndarray | None = None,
+    metric: str = "cos",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` knowledge-base rows of each query: (rows int64 (n,k), similarities
+    float32 (n,k), :func:`as_similarity` of the retriever's scores under ``metric``).
+
+    Best first; ``-1`` rows (score 0) pad queries with fewer than ``k`` results. With
+    ``exclude_same_image`` a neighbour showing the query's own image is dropped: the search
+    over-fetches by the number of knowledge-base rows sharing that image and fetches more
+    (doubling) while an approximate retriever leaves a query short. ``labels`` are the
+    queries' labels, passed to retrievers with ``uses_labels = True``.
+    Raises :class:`~ravlm_bench.plugin_host.contracts.ContractViolation` if the retriever breaks the
+    search contract.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    n = len(queries)
+    if k <= 0 or n == 0:
+        return np.full((n, max(k, 0)), -1, np.int64), np.zeros((n, max(k, 0)), np.float32)
+    labels = _labels(labels)
+    if not exclude_same_image:
+        rows, scores = _search(retriever, queries, k, labels)
+        scores = as_similarity(scores, metric)
+        return rows, np.where(rows >= 0, scores, np.float32(0)).astype(np.float32)
+
+    if query_image_ids is None or kb_image_ids is None:
+        raise ConfigError("retrieve(exclude_same_image=True) needs query_image_ids and "
+                          "kb_image_ids to know which neighbours show the query's own image")
+    query_image_ids = np.asarray(query_image_ids, dtype=np.int64)
+    kb_image_ids = np.asarray(kb_image_ids, dtype=np.int64)
+    size = len(kb_image_ids)
+    out_rows = np.full((n, k), -1, np.int64)
+    out_scores = np.zeros((n, k), np.float32)
+    # An exact retriever needs k + (rows showing the query's image) results; fetch that first.
+    ids, counts = np.unique(kb_image_ids, return_counts=True)
+    same = np.zeros(n, np.int64)
+    if len(ids):
+        pos = np.clip(np.searchsorted(ids, query_image_ids), 0, len(ids) - 1)
+        match = ids[pos] == query_image_ids
+        same[match] = counts[pos[match]]
+    pending = np.arange(n)
+    fetch = min(k + int(same.max(initial=0)), size)
+    while len(pending) and fetch > 0:
+        sub_labels = labels[pending] if labels is not None else None
+        rows, scores = _search(retriever, queries[pending], fetch, sub_labels)
+        if (rows >= size).any():
+            raise ConfigError(f"retriever returned key {int(rows.max())} but the knowledge base "
+                              f"has {size} rows; build it with build_index")
+        keep = rows >= 0
+        keep[keep] = kb_image_ids[rows[keep]] != np.repeat(query_image_ids[pending],
+                                                            keep.sum(axis=1))
+        rank = np.cumsum(keep, axis=1)  # 1-based slot of each kept neighbour
+        r, c = np.nonzero(keep & (rank <= k))
+        out_rows[pending[r], rank[r, c] - 1] = rows[r, c]
+        out_scores[pending[r], rank[r, c] - 1] = as_similarity(scores[r, c], metric)
+        if fetch >= size:
+            break  # every item was searched: what is missing does not exist
+        pending = pending[rank[:, -1] < k]
+        fetch = min(fetch * 2, size)
+    return out_rows, out_scores
+
+
+def _labels(labels: np.ndarray | None) -> np.ndarray | None:
+    """Single labels as int64; multi-hot label rows as they are."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    return labels.astype(np.int64) if labels.ndim == 1 else labels
+
+
+def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None):
+    uses_labels = capability(retriever, "retrievers", "uses_labels")
+    if uses_labels and labels is None:
+        raise ConfigError(f"retriever {type(retriever).__name__} needs the queries' labels "
+                          f"(uses_labels = True); pass labels= to retrieve / fusion_inputs")
+    rows, scores = [], []
+    for start in range(0, len(queries), SEARCH_BATCH):
+        chunk = queries[start:start + SEARCH_BATCH]
+        if uses_labels:
+            result = retriever.search(chunk, k, labels=labels[start:start + SEARCH_BATCH])
+        else:
+            result = retriever.search(chunk, k)
+        found, found_scores = validate_search(result, len(chunk), k)
+        rows.append(found)
+        scores.append(found_scores)
+    return np.concatenate(rows), np.concatenate(scores)
+
+
+def fusion_inputs(
+    image: np.ndarray,
+    text: np.ndarray,
+    *,
+    retriever,
+    kb: KnowledgeBase,
+    k: int,
+    labels: np.ndarray | None = None,
+    image_ids: np.ndarray | None = None,
+    exclude_same_image: bool = False,
+    num_classes: int | None = None,
+    key: RetrievalKey = IMAGE_AND_TEXT,
+    metric: str = "cos",
+) -> FusionInputs:
+    """Queries with their top-``k`` neighbours in ``kb`` (an index built by
+    :func:`build_index` with the same ``key``), scored as cosine similarities.
+
+    ``retriever=None`` (a head that does not use retrieval) gives empty ``(n, 0)`` neighbour
+    arrays. ``exclude_same_image=True`` is for training queries drawn from ``kb`` itself.
+    ``num_classes`` defaults to one more than the largest label seen.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    text = np.asarray(text, dtype=np.float32)
+    n = len(image)
+    labels = _labels(labels)
+    if image_ids is not None:
+        image_ids = np.asarray(image_ids, dtype=np.int64)
+    if retriever is None or k <= 0:
+        rows, scores = np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
+    else:
+        rows, scores = retrieve(
+            retriever, key.vectors(image, text), k, query_image_ids=image_ids,
+            kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image, labels=labels,
+            metric=metric)
+    if num_classes is None:
+        seen = [np.asarray(kb.labels).max(initial=-1)]
+        if labels is not None:
+            seen.append(labels.max(initial=-1))
+        num_classes = int(max(seen)) + 1
+    return FusionInputs(image=image, text=text, neighbours=rows, neighbour_scores=scores,
+                        knowledge=kb, num_classes=int(num_classes), labels=labels,
+                        image_ids=image_ids)
+
+
+# ---------------------------------------------------------------------------------------
+# What retrieval found
+# ---------------------------------------------------------------------------------------
+
+DIAGNOSTIC_QUERIES = 1000  # test queries an approximate retriever is checked against exact
+
+
+def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
+                          exact_rows: np.ndarray | None = None) -> dict[str, float | None]:
+    """What the test queries' neighbours were.
+
+    * ``label_precision_at_k``: the share of the k neighbour slots (padding counts as a miss)
+      holding an item whose label equals the query's (multi-label: shares one); None
+      without labels on both sides (an external knowledge base has none);
+    * ``recall_vs_exact``: the share of exact search's top-k that the retriever returned,
+      over the queries ``exact_rows`` (their first rows of ``inputs``) covers;
+    * ``all_padding``: the share of queries that got no neighbour at all;
+    * ``one_image``: the share of queries whose neighbours all show one image.
+    """
+    rows = inputs.neighbours
+    n, k = rows.shape
+    out: dict[str, float | None] = {"label_precision_at_k": None, "recall_vs_exact": None,
+                                    "all_padding": None, "one_image": None}
+    if n == 0 or k == 0:
+        return out
+    valid = rows >= 0
+    out["all_padding"] = float((~valid.any(axis=1)).mean())
+    images = np.where(valid, np.asarray(inputs.knowledge.image_ids)[np.maximum(rows, 0)], -1)
+    first = images[:, :1]
+    out["one_image"] = float((valid.any(axis=1) & ((images == first) | ~valid).all(axis=1)
+                              ).mean())
+    kb_labels = np.asarray(inputs.knowledge.labels)
+    labelled = kb_labels.any() if kb_labels.ndim == 2 else (kb_labels >= 0).any()
+    if query_labels is not None and len(kb_labels) and labelled:
+        query_labels = np.asarray(query_labels)
+        neighbour = kb_labels[np.maximum(rows, 0)]
+        if query_labels.ndim == 2:  # multi-hot rows: a hit shares one label
+            same = (neighbour * query_labels[:, None, :]).sum(axis=2) > 0
+        else:
+            same = (neighbour == query_labels[:, None]) & (query_labels[:, None] >= 0)
+        out["label_precision_at_k"] = float((same & valid).sum() / (n * k))
+    if exact_rows is not None and len(exact_rows):
+        found = rows[:len(exact_rows)]
+        hits = [len(set(a[a >= 0]) & set(b[b >= 0])) for a, b in zip(found, exact_rows,
+                                                                     strict=True)]
+        wanted = int((exact_rows >= 0).sum())
+        out["recall_vs_exact"] = float(sum(hits) / wanted) if wanted else None
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Leakage: test images that are also training images
+# ---------------------------------------------------------------------------------------
