@@ -1,49 +1,35 @@
-"""Validate a suite against the registry before any work: every error here is exit 2.
+"""Validate a parsed suite against the registry before any work: every error here is exit 2.
 
-Checked: the ``[run]`` table; every component a system names exists and accepts the
-parameters given (declared types, did-you-mean for misspellings); every task exists,
-accepts its parameters and gets systems that have the head interface it needs; every
-``[data.*]`` table names a registered dataset and its parameters. Messages name the suite
-file, the table and the key.
+Checked before the run starts (:func:`check_suite`): every component a system names exists
+and accepts the parameters given (declared types, did-you-mean for misspellings); a joint
+embedding sits in ``joint_embedding``, not ``fusion_head``; every task exists, accepts its
+parameters and gets systems that have the head interface it needs; every ``[data.*]`` table
+names a registered dataset and its parameters. Checked once a task's data is built
+(:func:`check_against_data`): a fusion head's ``k`` against its knowledge base. Messages
+name the suite file, the table and the key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-from dataclasses import dataclass
-from typing import Literal
-
-from ravlm_bench.config.suite import FIXED_KEYS, ROLE_KINDS, ROLES, Suite, SystemSpec
+from ravlm_bench.config.suite import (
+    FIXED_KEYS,
+    ROLE_KINDS,
+    ROLES,
+    ComponentSpec,
+    KnowledgeSpec,
+    Suite,
+    SystemSpec,
+)
 from ravlm_bench.foundation.errors import ConfigError
 from ravlm_bench.plugin_host.contracts import capability
-from ravlm_bench.plugin_host.options import ParamError, check_params, option, spec_from_options
 from ravlm_bench.plugin_host.registry import Registry
-from ravlm_bench.scoring.evaluation import adapt_task
-
-log = logging.getLogger(__name__)
 
 
-@dataclass
-class RunOptions:
-    """The suite's ``[run]`` table."""
-
-    data_seed: int = option(0, "seed of the tasks' data choices (captions picked, splits)",
-                            minimum=0)
-    demo: bool = option(False, "datasets without a root use the embedded demo world")
-    demo_size: Literal["tiny", "small", "medium"] = option("small", "size of the demo world")
-
-
-def check_suite(suite: Suite, registry: Registry) -> Suite:
-    """Raise :class:`ConfigError` for the first problem; return the suite with spellings
-    from before 1.0 mapped to today's (a joint embedding named as a fusion head)."""
+def check_suite(suite: Suite, registry: Registry) -> None:
+    """Raise :class:`ConfigError` for the first problem."""
     where = str(suite.path)
-    try:
-        check_params(spec_from_options(RunOptions), suite.run)
-    except ParamError as exc:
-        raise ConfigError(f"{where}: [run]: {exc}") from None
-    systems = {name: _check_system(system, registry, where)
-               for name, system in suite.systems.items()}
+    for system in suite.systems.values():
+        _check_system(system, registry, where)
     for dataset, params in suite.data.items():
         entry = _entry(registry, "datasets", dataset, f"{where}: [data.{dataset}]")
         entry.check({k: v for k, v in params.items() if k != "root"} if
@@ -52,8 +38,7 @@ def check_suite(suite: Suite, registry: Registry) -> Suite:
         table = f"{where}: [tasks.{task_spec.name}]"
         entry = _entry(registry, "tasks", task_spec.name, table)
         entry.check(task_spec.params, table)
-        _check_task_systems(task_spec, systems, registry, table)
-    return dataclasses.replace(suite, systems=systems)
+        _check_task_systems(task_spec, suite.systems, registry, table)
 
 
 def _entry(registry: Registry, kind: str, name: str, where: str):
@@ -63,9 +48,9 @@ def _entry(registry: Registry, kind: str, name: str, where: str):
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _check_system(system: SystemSpec, registry: Registry, where: str) -> SystemSpec:
+def _check_system(system: SystemSpec, registry: Registry, where: str) -> None:
     table = f"{where}: [systems.{system.name}]"
-    system = _legacy_joint_embedding(system, registry, table)
+    _check_joint_embedding_role(system, registry, table)
     for role in ROLES:
         spec = getattr(system, role)
         if spec is None:
@@ -77,11 +62,10 @@ def _check_system(system: SystemSpec, registry: Registry, where: str) -> SystemS
         _entry(registry, "datasets", system.knowledge.dataset, f"{table} knowledge")
         if system.retriever is None:
             raise ConfigError(f"{table} knowledge: the system has no retriever to search it")
-    return system
 
 
 def _check_retrieval_key(system: SystemSpec, registry: Registry, table: str) -> None:
-
+    """A fixed key takes no parameters; any other names a joint embedding."""
     key = system.retrieval_key
     if key.name in FIXED_KEYS:
         if key.params:
@@ -94,16 +78,14 @@ def _check_retrieval_key(system: SystemSpec, registry: Registry, table: str) -> 
     registry.get("joint-embeddings", key.name).check(key.params, where)
 
 
-def _legacy_joint_embedding(system: SystemSpec, registry: Registry, table: str) -> SystemSpec:
+def _check_joint_embedding_role(system: SystemSpec, registry: Registry, table: str) -> None:
+    """A joint embedding named as the fusion head is refused with the line to write."""
     head = system.fusion_head
-    if head is None or system.joint_embedding is not None \
-            or head.name in registry.names("fusion-heads") \
+    if head is None or head.name in registry.names("fusion-heads") \
             or head.name not in registry.names("joint-embeddings"):
-        return system
-    log.warning("%s: fusion_head = %r is a joint embedding; write joint_embedding = "
-                "{ name = %r } (fusion_head for joint embeddings is deprecated since 1.0)",
-                table, head.name, head.name)
-    return dataclasses.replace(system, fusion_head=None, joint_embedding=head)
+        return
+    raise ConfigError(f"{table} fusion_head: {head.name!r} is a joint embedding, not a fusion "
+                      f"head; write joint_embedding = {{ name = \"{head.name}\" }} instead")
 
 
 def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Registry,
@@ -111,21 +93,22 @@ def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Reg
     """Systems must have what the task's head interface needs. A task whose factory fails
     is left to fail its own cells, with the plugin named."""
     try:
-        task = adapt_task(registry.create("tasks", task_spec.name, **task_spec.params))
+        task = registry.create("tasks", task_spec.name, **task_spec.params)
         head = capability(task, "tasks", "head")
     except Exception:
         return
     for name in task_spec.systems:
         system = systems[name]
-        if head == "fusion-head" and system.fusion_head is None:
-            raise ConfigError(f"{table}: system {name!r} has no fusion_head, which this "
-                              f"task needs")
-        if head == "fusion-head" and system.retriever is None and _retrieves(system, registry):
-            raise ConfigError(f"{where_system(table, name)} fusion_head: "
-                              f"{system.fusion_head.name!r} uses retrieval; give the system a "
-                              f"retriever")
+        if head == "fusion-head":
+            if system.fusion_head is None:
+                raise ConfigError(f"{table}: system {name!r} has no fusion_head, which this "
+                                  f"task needs")
+            if system.retriever is None and _retrieves(system.fusion_head, registry):
+                raise ConfigError(f"{where_system(table, name)} fusion_head: "
+                                  f"{system.fusion_head.name!r} uses retrieval; give the "
+                                  f"system a retriever")
         if head == "joint-embedding":
-            if system.joint_embedding is None and system.fusion_head is None:
+            if system.joint_embedding is None:
                 raise ConfigError(f"{table}: system {name!r} has no joint_embedding, which "
                                   f"this task needs")
             if system.retriever is None:
@@ -133,11 +116,9 @@ def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Reg
                                   f"task needs to rank")
 
 
-
-def _retrieves(system: SystemSpec, registry: Registry) -> bool:
-    """Does the system's fusion head declare that it retrieves? (Creating a head is cheap:
-    no weights; a factory that fails here fails again, naming its plugin, in its cells.)"""
-    head = system.fusion_head
+def _retrieves(head: ComponentSpec, registry: Registry) -> bool:
+    """Does the fusion head declare that it retrieves? (Creating a head is cheap: no
+    weights; a factory that fails here fails again, naming its plugin, in its cells.)"""
     try:
         probe = registry.create("fusion-heads", head.name, dim=2, **head.params)
     except Exception:
@@ -171,7 +152,8 @@ def check_against_data(suite: Suite, registry: Registry, task_spec, data,
             continue
         size = (knowledge_sizes or {}).get(name, len(data.train))
         if system.knowledge is not None:
-            _check_labels_for_external_knowledge(suite, registry, system)
+            _check_labels_for_external_knowledge(suite, registry, system.name, head,
+                                                 system.knowledge)
         k = resolved(registry.get("fusion-heads", head.name).params, head.params).get("k")
         if isinstance(k, int) and k >= size:
             raise SuiteDataError(
@@ -180,13 +162,14 @@ def check_against_data(suite: Suite, registry: Registry, task_spec, data,
                 f"query would retrieve all of it")
 
 
-def _check_labels_for_external_knowledge(suite: Suite, registry: Registry,
-                                         system: SystemSpec) -> None:
-    head = system.fusion_head
+def _check_labels_for_external_knowledge(suite: Suite, registry: Registry, system: str,
+                                         head: ComponentSpec, knowledge: KnowledgeSpec) -> None:
+    """A head that reads its neighbours' labels cannot retrieve from an external knowledge
+    base, whose items have none."""
     # creating a head is cheap (no weights): its declared capability is what counts
     probe = registry.create("fusion-heads", head.name, dim=2, **head.params)
     if capability(probe, "fusion-heads", "neighbour_labels") == "required":
         raise SuiteDataError(
-            f"{suite.path}: [systems.{system.name}] fusion_head: {head.name!r} reads its "
-            f"neighbours' labels, and the knowledge base {system.knowledge.dataset}/"
-            f"{system.knowledge.split} has none; use a head that does not (e.g. xattn)")
+            f"{suite.path}: [systems.{system}] fusion_head: {head.name!r} reads its "
+            f"neighbours' labels, and the knowledge base {knowledge.dataset}/"
+            f"{knowledge.split} has none; use a head that does not (e.g. xattn)")

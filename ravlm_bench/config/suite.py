@@ -1,48 +1,25 @@
-"""Benchmark suites: a TOML file naming the data, the tasks, the systems and the seeds.
-
-Example::
-
-    name = "demo"
-    seeds = [0, 1, 2]
-    baseline = "concat"
-
-    [data.coco]                 # dataset plugin -> its parameters
-    root = "demo"               # "demo": the embedded demo world, generated on first use
-
-    [defaults]                  # components every system inherits unless it overrides them
-    image_encoder = { name = "resnet18", image_size = 128 }
-    text_encoder = { name = "minilm-l6" }
-
-    [tasks.coco-category]       # task plugin -> its parameters
-    systems = ["concat", "xattn-exact"]   # optional: which systems run on this task
-
-    [systems.xattn-exact]
-    retriever = { name = "exact" }
-    fusion_head = { name = "xattn", k = 8 }
-
-    [systems.knn-hnsw]          # a sweep: knn-hnsw[expansion_search=16], ...[=64]
-    retriever = { name = "usearch-hnsw", expansion_search = [16, 64] }
-    fusion_head = { name = "knn", k = 10 }
-
-A list where a component parameter takes one value is a sweep: the system expands to one
-system per value (the product of the values where several parameters are lists), each a
-normal system of the run. A task that names the swept system runs every variant. To pass a
-list to a parameter that takes one, sweep over a one-element list: ``ks = [[1, 5]]``.
-
-Validation errors name the file, the key and the fix.
+"""Benchmark suites: a TOML file naming the data, the tasks, the systems, the seeds and the
+``[run]`` options, parsed into a :class:`Suite` (``ravlm_bench/suites/demo.toml`` is a
+complete example). A list where a component parameter takes one value is a sweep: the
+system expands to one named system per value (per combination where several are lists;
+``ks = [[1, 5]]`` passes one list), and a task naming it runs every variant. Every mistake
+is a one-line ``ConfigError`` naming the file, the key and the fix (unknown keys with a
+did-you-mean).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.plugin_host.options import option, parse_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,9 +38,19 @@ SYSTEM_KEYS = (*ROLES, "retrieval_key", "knowledge")
 # Suite, system and task names become directory names of a run: one safe path component,
 # short enough that a cell's file name fits every file system's 255-byte limit.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]{0,119}$")
-TOP_LEVEL_KEYS = {"name", "description", "seeds", "baseline", "data", "defaults", "tasks",
-                  "systems", "run", "metric", "k"}
-BUILTIN_SUITES = Path(__file__).parent / "suites"
+TOP_LEVEL_KEYS = ("name", "description", "seeds", "baseline", "metric", "data", "defaults",
+                  "systems", "tasks", "run")
+BUILTIN_SUITES = Path(__file__).parents[1] / "suites"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The suite's ``[run]`` table: how the run prepares its data."""
+
+    data_seed: int = option(0, "seed of the tasks' data choices (captions picked, splits)",
+                            minimum=0)
+    demo: bool = option(False, "datasets without a root use the embedded demo world")
+    demo_size: Literal["tiny", "small", "medium"] = option("small", "size of the demo world")
 
 
 @dataclass(frozen=True)
@@ -150,7 +137,7 @@ class Suite:
     systems: dict[str, SystemSpec]
     metric: str = "cos"
     description: str = ""
-    run: dict[str, Any] = field(default_factory=dict)
+    run: RunOptions = field(default_factory=RunOptions)
 
 
 def builtin_suite(name: str) -> Path:
@@ -183,11 +170,10 @@ def load_suite(path: Path) -> Suite:
 
 
 def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
+    """The suite in ``raw`` (a parsed TOML file at ``path``), or a ConfigError for its
+    first mistake."""
     where = str(path)
-    unknown = set(raw) - TOP_LEVEL_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    _check_keys(raw, TOP_LEVEL_KEYS, f"{where}: unknown top-level key")
     seeds = raw.get("seeds", [0])
     if not (isinstance(seeds, list) and seeds
             and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
@@ -200,49 +186,8 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
         if not isinstance(params, dict):
             raise ConfigError(f"{where}: [data.{dataset}] must be a table, e.g. root = \"/data/x\"")
 
-    defaults = _table(raw, "defaults", where, default={})
-    for key in defaults:
-        if key not in SYSTEM_KEYS:
-            raise ConfigError(f"{where}: [defaults] has unknown key {key!r}; "
-                              f"allowed: {', '.join(SYSTEM_KEYS)}")
-    systems_raw = _table(raw, "systems", where)
-    if not systems_raw:
-        raise ConfigError(f"{where}: no systems; add at least one [systems.NAME] table")
-    for name in systems_raw:
-        _check_name(name, "systems", where)
-    systems, variants = {}, {}
-    for name, body in systems_raw.items():
-        expanded = [_system(variant, merged, where, sweep)
-                    for variant, merged, sweep in _expand_sweep(name, body, defaults, where)]
-        variants[name] = [system.name for system in expanded]
-        for system in expanded:
-            if system.name in systems or (system.name != name and system.name in systems_raw):
-                raise ConfigError(f"{where}: [systems.{name}]: the sweep variant "
-                                  f"{system.name!r} is also the name of another system")
-            systems[system.name] = system
-
-    tasks_raw = _table(raw, "tasks", where)
-    if not tasks_raw:
-        raise ConfigError(f"{where}: no tasks; add at least one [tasks.NAME] table")
-    tasks = []
-    for name, body in tasks_raw.items():
-        if not isinstance(body, dict):
-            raise ConfigError(f"{where}: [tasks.{name}] must be a table")
-        _check_name(name, "tasks", where)
-        params = dict(body)
-        task_systems = params.pop("systems", list(systems))
-        if not isinstance(task_systems, list) or not task_systems \
-                or not all(isinstance(s, str) for s in task_systems):
-            raise ConfigError(f"{where}: [tasks.{name}] systems must be a non-empty list of "
-                              f"system names")
-        for system in task_systems:
-            if system not in variants and system not in systems:
-                raise ConfigError(f"{where}: [tasks.{name}] systems names {system!r}, which "
-                                  f"is not a [systems.*] table; defined: "
-                                  f"{', '.join(systems_raw)}")
-        # a swept system runs as all its variants; a variant may also be named alone
-        expanded = [v for system in task_systems for v in variants.get(system, [system])]
-        tasks.append(TaskSpec(name, params, tuple(dict.fromkeys(expanded))))
+    systems, variants = _systems(raw, where)
+    tasks = _tasks(_table(raw, "tasks", where), systems, variants, where)
 
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in systems:
@@ -260,8 +205,71 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
     return Suite(
         name=name, path=path, sha256=sha256, seeds=tuple(seeds),
         baseline=baseline, data=data, tasks=tuple(tasks), systems=systems, metric=metric,
-        description=str(raw.get("description", "")), run=_table(raw, "run", where, default={}),
+        description=str(raw.get("description", "")),
+        run=parse_options(RunOptions, _table(raw, "run", where, default={}), f"{where}: [run]"),
     )
+
+
+def _systems(raw: dict, where: str) -> tuple[dict[str, SystemSpec], dict[str, list[str]]]:
+    """The suite's systems, each merged over [defaults] and sweeps expanded, by name; and
+    each [systems.NAME] table's variant names (itself alone when it sweeps nothing)."""
+    defaults = _table(raw, "defaults", where, default={})
+    _check_keys(defaults, SYSTEM_KEYS, f"{where}: [defaults] has unknown key")
+    systems_raw = _table(raw, "systems", where)
+    if not systems_raw:
+        raise ConfigError(f"{where}: no systems; add at least one [systems.NAME] table")
+    for name in systems_raw:
+        _check_name(name, "systems", where)
+    systems: dict[str, SystemSpec] = {}
+    variants: dict[str, list[str]] = {}
+    for name, body in systems_raw.items():
+        expanded = [_system(variant, merged, where, sweep)
+                    for variant, merged, sweep in _expand_sweep(name, body, defaults, where)]
+        variants[name] = [system.name for system in expanded]
+        for system in expanded:
+            if system.name in systems or (system.name != name and system.name in systems_raw):
+                raise ConfigError(f"{where}: [systems.{name}]: the sweep variant "
+                                  f"{system.name!r} is also the name of another system")
+            systems[system.name] = system
+    return systems, variants
+
+
+def _tasks(tasks_raw: dict, systems: dict[str, SystemSpec], variants: dict[str, list[str]],
+           where: str) -> list[TaskSpec]:
+    """The suite's tasks, each with the systems it runs (a swept system as every variant)."""
+    if not tasks_raw:
+        raise ConfigError(f"{where}: no tasks; add at least one [tasks.NAME] table")
+    tasks = []
+    for name, body in tasks_raw.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: [tasks.{name}] must be a table")
+        _check_name(name, "tasks", where)
+        params = dict(body)
+        task_systems = params.pop("systems", list(systems))
+        if not isinstance(task_systems, list) or not task_systems \
+                or not all(isinstance(s, str) for s in task_systems):
+            raise ConfigError(f"{where}: [tasks.{name}] systems must be a non-empty list of "
+                              f"system names")
+        for system in task_systems:
+            if system not in variants and system not in systems:
+                raise ConfigError(f"{where}: [tasks.{name}] systems names {system!r}, which "
+                                  f"is not a [systems.*] table; defined: "
+                                  f"{', '.join(variants)}")
+        # a swept system runs as all its variants; a variant may also be named alone
+        expanded = [v for system in task_systems for v in variants.get(system, [system])]
+        tasks.append(TaskSpec(name, params, tuple(dict.fromkeys(expanded))))
+    return tasks
+
+
+def _check_keys(table: dict, allowed: tuple[str, ...], problem: str) -> None:
+    """Refuse the first key of ``table`` not in ``allowed``: ``problem 'key'``, a
+    did-you-mean when one is close, and what is allowed."""
+    unknown = [key for key in table if key not in allowed]
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"{problem} {unknown[0]!r}{hint} (allowed: {', '.join(allowed)})")
 
 
 def _table(raw: dict, key: str, where: str, default: dict | None = None) -> dict:
@@ -287,10 +295,7 @@ def _expand_sweep(name: str, body: Any, defaults: dict,
     system's list-valued component parameters; the system itself when none is a list."""
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: [systems.{name}] must be a table")
-    unknown = set(body) - set(SYSTEM_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: [systems.{name}] has unknown key {sorted(unknown)[0]!r}; "
-                          f"allowed: {', '.join(SYSTEM_KEYS)}")
+    _check_keys(body, SYSTEM_KEYS, f"{where}: [systems.{name}] has unknown key")
     merged = {**defaults, **body}
     axes = {(role, key): value for role in (*ROLES, "retrieval_key")
             if isinstance(merged.get(role), dict)
@@ -309,7 +314,7 @@ def _expand_sweep(name: str, body: Any, defaults: dict,
     short = [key for _, key in swept]
     labels = {(role, key): key if short.count(key) == 1 else f"{role}.{key}"
               for role, key in swept}
-    out = []
+    out: list[tuple[str, dict, Sweep | None]] = []
     for combination in itertools.product(*axes.values()):
         system = {role: dict(value) if isinstance(value, dict) else value
                   for role, value in merged.items()}
@@ -338,7 +343,7 @@ def _value_label(value: Any) -> str:
 
 def _system(name: str, merged: dict, where: str, sweep: Sweep | None = None) -> SystemSpec:
     """The system ``name`` from its table merged over [defaults]."""
-    parts = {}
+    parts: dict[str, Any] = {}
     for role in ROLES:
         if role in merged:
             parts[role] = _component(merged[role], f"{where}: [systems.{name}] {role}")
@@ -358,8 +363,6 @@ def _system(name: str, merged: dict, where: str, sweep: Sweep | None = None) -> 
 
 
 def _knowledge(value: Any, where: str) -> KnowledgeSpec:
-    from ravlm_bench.plugin_host.options import parse_options
-
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a table, e.g. {{ dataset = \"coco\", "
                           f"split = \"train\" }}")

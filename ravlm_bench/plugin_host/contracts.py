@@ -1,7 +1,8 @@
 """Component contracts: the shapes of what plugins return, and the checks that enforce them.
 
-Encoders and retrievers are specified in DESIGN.md and the hook docstrings; datasets, tasks
-and fusion heads exchange the plain data classes below. ``validate_*`` functions raise
+Encoders and retrievers are the protocols below (their hook docstrings in
+:mod:`ravlm_bench.plugin_host.hookspecs` say more); datasets, tasks and fusion heads exchange
+the plain data classes below. ``validate_*`` functions raise
 :class:`ContractViolation`, which callers turn into a ``ComponentError`` naming the plugin.
 """
 
@@ -22,12 +23,16 @@ class ContractViolation(ValueError):
 
 
 # ---------------------------------------------------------------------------------------
-# Encoders and retrievers (DESIGN.md "Public plugin API")
+# Encoders and retrievers
 # ---------------------------------------------------------------------------------------
 
 
 @runtime_checkable
 class ImageEncoder(Protocol):
+    """Turns images into feature vectors: ``encode(images)`` takes a list of PIL images and
+    returns float32 ``(n, dim)``. An optional ``fingerprint() -> str`` (weights,
+    preprocessing, precision) makes its features cacheable."""
+
     dim: int
 
     def encode(self, images: list) -> np.ndarray: ...
@@ -35,6 +40,9 @@ class ImageEncoder(Protocol):
 
 @runtime_checkable
 class TextEncoder(Protocol):
+    """Turns texts into feature vectors: ``encode(texts)`` returns float32 ``(n, dim)``. An
+    optional ``fingerprint() -> str`` makes its features cacheable."""
+
     dim: int
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
@@ -42,6 +50,11 @@ class TextEncoder(Protocol):
 
 @runtime_checkable
 class Retriever(Protocol):
+    """A nearest-neighbour index: ``build(vectors, keys)`` with float32 ``(n, dim)`` vectors
+    and int64 keys, then ``search(queries, k)`` returns int64 keys and float32 scores, both
+    ``(m, k)``: best first, higher is more similar, equal scores by ascending key, ``-1`` keys
+    padding rows with fewer than ``k`` results."""
+
     def build(self, vectors: np.ndarray, keys: np.ndarray) -> None: ...
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
@@ -251,11 +264,13 @@ class Task(Protocol):
 
 @dataclass
 class KnowledgeBase:
-    """The items retrieval can return: the training split of a task."""
+    """The items retrieval can return: the task's training split, or the system's external
+    knowledge base (another dataset's split, whose items have no label: -1, or an empty row
+    for multi-label tasks)."""
 
     image: np.ndarray  # float32 (N, d_image)
     text: np.ndarray  # float32 (N, d_text)
-    labels: np.ndarray  # int64 (N,)
+    labels: np.ndarray  # int64 (N,), or multi-hot (N, num_classes)
     image_ids: np.ndarray  # int64 (N,)
 
     def __len__(self) -> int:
@@ -281,8 +296,6 @@ class FusionInputs:
     # the raw items, for heads that fine-tune the encoders end to end
     image_paths: list[str] | None = None
     texts: list[str] | None = None
-    # deprecated: the raw items used to travel here as "image_paths" and "texts"
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.image)
@@ -413,7 +426,5 @@ class JointEmbedding:
 @runtime_checkable
 class Publisher(Protocol):
     """A leaderboard output format: ``publish(board, out_dir) -> list[Path]``."""
-
-    suffix: str
 
     def publish(self, board: Any, out_dir: Path) -> list[Path]: ...

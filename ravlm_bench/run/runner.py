@@ -1,21 +1,17 @@
 """The runner: every (task, system, seed) cell of a suite, resumable and failure-tolerant.
-
-The stages, each in its own module, in the order data flows:
-
-* :mod:`~ravlm_bench.config.preflight`: the suite checked against the registry (before any work);
-* :mod:`~ravlm_bench.stages.data_sources`: each task's dataset found or generated (the demo world);
-* the task's ``build``: its splits; :mod:`~ravlm_bench.stages.leakage`: the leakage audit;
-* :mod:`~ravlm_bench.stages.features`: encoding, cached;
-* :mod:`~ravlm_bench.run.cells`: retrieval, the head and the task's evaluation;
-* :mod:`~ravlm_bench.store.ledger`: run.json and the finished cells, read back checked.
-
-Distribution is :mod:`~ravlm_bench.stages.execution`'s wrapper around these. A finished cell is
-written atomically, so a killed run resumes where it stopped; a cell that raises is recorded
-as failed, with the plugin and the message, and the suite goes on.
+It checks the suite against the registry (:mod:`~ravlm_bench.config.preflight`) and every
+data directory first, then prepares each task once (its dataset opened, its splits built,
+undecodable images dropped where the dataset skips them, its systems' external knowledge
+bases read, the data checked against the suite and audited for leakage, a feature store
+set up) and runs each cell (:mod:`~ravlm_bench.run.cells`), which the ledger
+(:mod:`~ravlm_bench.store.ledger`) writes atomically: a killed run resumes where it
+stopped, and a cell that raises is recorded as failed, with the plugin and the message,
+while the suite goes on. Under torchrun every rank runs the same cells in lockstep.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import sys
@@ -33,13 +29,14 @@ from ravlm_bench.foundation.distributed import SINGLE, DistContext, broadcast_ob
 from ravlm_bench.foundation.version import __version__
 from ravlm_bench.plugin_host.contracts import capability
 from ravlm_bench.plugin_host.registry import Registry
-from ravlm_bench.run.cells import CellContext, run_cell
-from ravlm_bench.scoring.evaluation import Resampler, adapt_task, task_declaration
+from ravlm_bench.run.cells import run_cell
+from ravlm_bench.run.pipeline import CellContext
+from ravlm_bench.scoring.evaluation import Resampler, task_declaration
 from ravlm_bench.stages.bad_images import drop_undecodable
 from ravlm_bench.stages.components import ComponentFactory, guard
 from ravlm_bench.stages.data_sources import DataSources
 from ravlm_bench.stages.execution import execution_for, one_line, stops_run
-from ravlm_bench.stages.external_knowledge import ExternalItems, external_items
+from ravlm_bench.stages.external_knowledge import ExternalKnowledge, external_items
 from ravlm_bench.stages.features import FeatureStore
 from ravlm_bench.stages.leakage import audit_leakage
 from ravlm_bench.store.ledger import RunLedger
@@ -64,12 +61,12 @@ class RunSummary:
 class PreparedTask:
     """What every cell of a task shares."""
 
-    task: Any  # a Component holding the (adapted) task
+    task: Any  # a Component holding the task
     data: Any
     features: FeatureStore
     declaration: dict
-    # system -> its external knowledge base's items and their feature store
-    knowledge: dict[str, tuple[ExternalItems, FeatureStore]] = field(default_factory=dict)
+    # system -> its external knowledge base
+    knowledge: dict[str, ExternalKnowledge] = field(default_factory=dict)
 
 
 class Runner:
@@ -78,8 +75,9 @@ class Runner:
                  dist: DistContext = SINGLE):
         from ravlm_bench.store.feature_cache import FeatureCache
 
+        check_suite(suite, registry)
         self.registry = registry
-        self.suite = check_suite(suite, registry)
+        self.suite = suite
         self.force = force or retrain
         self.retrain = retrain
         self.progress = progress
@@ -169,10 +167,7 @@ class Runner:
                 self.sources.check(system.knowledge.dataset)
 
     def _task(self, task_spec: TaskSpec):
-        task = self.factory.create("tasks", ComponentSpec(task_spec.name, task_spec.params))
-        with guard(task, "adapting it to the 1.0 task contract"):
-            task.obj = adapt_task(task.obj)
-        return task
+        return self.factory.create("tasks", ComponentSpec(task_spec.name, task_spec.params))
 
     def _prepare_or_error(self, task_spec: TaskSpec) -> PreparedTask | Exception:
         """The task prepared, or the error its cells will report (a broken plugin); bad
@@ -194,16 +189,17 @@ class Runner:
         entry = {**declaration, "systems": list(task_spec.systems)}
         self.ledger.record_task(task_spec.name, entry)
         dataset = self.execution.main_first(lambda: self.sources.dataset(dataset_name))
-        data_seed = int(self.suite.run.get("data_seed", 0))
+        data_seed = self.suite.run.data_seed
         with guard(task, "build"):
             data = task.obj.build(dataset.obj, data_seed)
         skipped: dict[str, str] = {}
         if capability(dataset.obj, "datasets", "skips_bad_images"):
-            data, skipped = self.execution.main_first_value(
+            decodable = self.execution.main_first_value(
                 lambda: drop_undecodable(task_spec.name, data, self.progress))
+            data, skipped = decodable.data, decodable.dropped
         knowledge = self._external_knowledge(task_spec, dataset, data)
         check_against_data(self.suite, self.registry, task_spec, data,
-                           {name: len(items) for name, (items, _) in knowledge.items()})
+                           {name: len(base.items) for name, base in knowledge.items()})
         with guard(dataset, "fingerprint"):
             fingerprint = f"{dataset.obj.fingerprint()}-{task_spec.name}-{data_seed}"
         if self.execution.is_main:
@@ -214,10 +210,11 @@ class Runner:
         self.ledger.record_task(task_spec.name, entry)
         return PreparedTask(task, data, features, entry, knowledge)
 
-    def _external_knowledge(self, task_spec: TaskSpec, dataset, data) -> dict:
+    def _external_knowledge(self, task_spec: TaskSpec, dataset,
+                            data) -> dict[str, ExternalKnowledge]:
         """The external knowledge bases the task's systems name, each read once."""
-        wanted = {name: self.suite.systems[name].knowledge for name in task_spec.systems
-                  if self.suite.systems[name].knowledge is not None}
+        wanted = {name: spec for name in task_spec.systems
+                  if (spec := self.suite.systems[name].knowledge) is not None}
         if not wanted:
             return {}
         task_images = _task_images(dataset, data)
@@ -225,13 +222,14 @@ class Runner:
         for name, spec in wanted.items():
             memo = (task_spec.name, spec)
             if memo not in self._knowledge:
-                source = self.execution.main_first(lambda s=spec: self.sources.dataset(s.dataset))
+                source = self.execution.main_first(
+                    functools.partial(self.sources.dataset, spec.dataset))
                 with guard(source, f"reading split {spec.split!r} as a knowledge base"):
                     items = external_items(spec, source.obj, task_images)
                     fingerprint = f"{source.obj.fingerprint()}-knowledge-{spec.split}"
                 store = FeatureStore(fingerprint, self.cache, progress=self.progress,
                                      dist=self.execution.dist)
-                self._knowledge[memo] = (items, store)
+                self._knowledge[memo] = ExternalKnowledge(items, store)
             out[name] = self._knowledge[memo]
         return out
 

@@ -1,29 +1,39 @@
 """Images whose pixels fail to decode, for datasets opened with ``on_bad_image = "skip"``:
-found once per task before its cells and dropped from every split (and counted in each
-cell) rather than failing every cell."""
+found once per task before its cells and dropped from every split
+(:func:`drop_undecodable`), then counted in each cell, rather than failing every cell."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 
-def drop_undecodable(task: str, data, progress: bool = False) -> tuple[object, dict[str, str]]:
-    """``data`` without the items whose image fails to decode, and ``{path: why}``."""
+@dataclass(frozen=True)
+class DecodableData:
+    """A task's data without the items whose image fails to decode, and those images."""
+
+    data: Any  # ClassificationData or RetrievalData
+    dropped: dict[str, str]  # image path -> why it fails to decode
+
+
+def drop_undecodable(task: str, data, progress: bool = False) -> DecodableData:
+    """``data`` without the items whose image fails to decode, and which images those are."""
     from ravlm_bench.stages.encoding import find_undecodable
 
     paths = sorted({p for role in _roles(data) for p in getattr(data, role).image_paths})
     failed = {paths[i]: why for i, why in find_undecodable(paths, progress=progress).items()}
     if not failed:
-        return data, {}
+        return DecodableData(data, {})
     log.warning("%s: %d images cannot be decoded and are left out of every split (e.g. %s: "
                 "%s)", task, len(failed), *next(iter(failed.items())))
     splits = {role: _without(getattr(data, role), set(failed)) for role in _roles(data)}
-    return dataclasses.replace(data, **splits), failed
+    return DecodableData(dataclasses.replace(data, **splits), failed)
 
 
 def _roles(data) -> list[str]:

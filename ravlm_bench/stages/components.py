@@ -1,7 +1,7 @@
-"""Creating a system's components from the registry, and holding them to the contract.
-
-Every call into plugin code goes through :func:`guard`, so a factory that raises or an object
-that breaks the contract becomes a one-line ``ComponentError`` naming the plugin.
+"""Creating a system's components from the registry (encoders shared within a run,
+retrievers and heads made fresh), and :func:`guard`, through which every call into plugin
+code goes, so a factory that raises or an object that breaks the contract becomes a one-line
+``ComponentError`` naming the plugin.
 """
 
 from __future__ import annotations

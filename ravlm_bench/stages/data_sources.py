@@ -1,8 +1,8 @@
-"""Where a suite's datasets live: the suite's ``root``, the demo world, or ``$RAVLM_DATA``.
-
-``root = "demo"`` (or ``demo = true`` in ``[run]``) means the embedded demo world, generated
-on first use; no root means ``$RAVLM_DATA/<dataset>``. A missing directory is a one-line
-configuration error naming the suite file and the table to fix.
+"""Where a suite's datasets live, opened as dataset components: the ``root`` of its
+``[data.NAME]`` table, the embedded demo world (``root = "demo"``, or no root and ``demo =
+true`` in ``[run]``; generated on first use at ``[run]``'s ``demo_size``), or
+``$RAVLM_DATA/NAME``. A missing directory is a one-line configuration error naming the suite
+file and the table to fix.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ class DataSources:
 
         root = params.get("root")
         run = self.suite.run
-        if root == "demo" or (root is None and run.get("demo", False)):
+        if root == "demo" or (root is None and run.demo):
             if not generate:
                 return params
             from ravlm_bench.demo import ensure_demo_world
 
-            world = ensure_demo_world(seed=0, size=run.get("demo_size", "small"))
+            world = ensure_demo_world(seed=0, size=run.demo_size)
             params["root"] = str(world / name)
         elif root is None:
             env_root = data_root(name)

@@ -1,10 +1,10 @@
-"""How the stages of a cell run: in one process, or across the ranks torchrun started.
-
-The stages (:mod:`ravlm_bench.run.cells`) are written for one process and call an
-:class:`Execution` where a step divides across ranks: the features, the knowledge-base
-index, a head's training and the test predictions. :class:`Local` runs each step as it is;
-:class:`Distributed` shards it and gathers the rows, so no stage threads a distributed
-context through its own code.
+"""How a cell's steps run: in one process (:class:`Local`) or across the ranks torchrun
+started (:class:`Distributed`, which shards the knowledge-base index and the test
+predictions and gathers the rows, passes ``dist=`` to heads that train data-parallel, lets
+rank 0 open datasets and decode images first, and makes every rank agree on each cell's
+outcome). The cell pipelines call this one object instead of branching on the process
+count; the feature stage (:mod:`.features`) shards encoding with the distributed context
+itself.
 """
 
 from __future__ import annotations
@@ -105,7 +105,6 @@ class Distributed(Local):
         return dataclasses.replace(component, obj=ShardedRetriever(component.obj, self.dist))
 
     def predict(self, head: Any, inputs, width: int) -> np.ndarray:
-
         part = self.dist.shard(len(inputs))
         local = slice_inputs(inputs, part)
         proba = (validate_proba(head.predict_proba(local), len(local), width) if len(local)
@@ -113,7 +112,7 @@ class Distributed(Local):
         return all_gather_rows(self.dist, proba)
 
     def training_kwargs(self, obj: Any, kind: str, checkpoint_dir: Path | None) -> dict:
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if capability(obj, kind, "data_parallel"):
             kwargs["dist"] = self.dist
         elif checkpoint_dir is not None:
@@ -162,16 +161,14 @@ def one_line(exc: BaseException) -> str:
     text = str(exc) if isinstance(exc, RavlmError) else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())
 
+
 def slice_inputs(inputs, part: slice):
     """The rows ``part`` of a FusionInputs (the knowledge base stays whole)."""
     def cut(value):
         return value[part] if value is not None else None
 
-    n = len(inputs)
-    extras = {key: value[part] if hasattr(value, "__len__") and len(value) == n else value
-              for key, value in inputs.extras.items()}
     return dataclasses.replace(
         inputs, image=inputs.image[part], text=inputs.text[part],
         neighbours=inputs.neighbours[part], neighbour_scores=inputs.neighbour_scores[part],
         labels=cut(inputs.labels), image_ids=cut(inputs.image_ids),
-        image_paths=cut(inputs.image_paths), texts=cut(inputs.texts), extras=extras)
+        image_paths=cut(inputs.image_paths), texts=cut(inputs.texts))

@@ -1,14 +1,8 @@
-"""An external knowledge base: the image-caption pairs of another dataset's split.
-
-A system's ``knowledge = { dataset = "coco", split = "train" }`` retrieves from that split's
-(image, caption) pairs instead of its task's training split: one item per caption, with no
-labels (label-reading heads cannot use it; :mod:`~ravlm_bench.config.preflight` refuses them).
-
-The leakage guard (on unless ``leakage_guard = false``) drops every knowledge-base item that
-shows an image of the task (any split): one that shares a COCO or Flickr id with it (Visual
-Genome records both), or whose file is byte-identical to one of the task's. What it found is
-kept in the cell. Since no remaining item shows a task image, the knowledge base's images
-get ids of their own (negative, never a task id), and leave-one-out needs nothing more.
+"""An external knowledge base: a system's ``knowledge = { dataset = ..., split = ... }``
+retrieves from that split's (image, caption) pairs instead of its task's training split, one
+unlabelled item per caption, less every item that shows an image of the task unless
+``leakage_guard = false`` (:func:`external_items`); :class:`ExternalKnowledge` is what the
+system's cells read.
 """
 
 from __future__ import annotations
@@ -19,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ravlm_bench.config.suite import KnowledgeSpec
+from ravlm_bench.stages.features import FeatureStore
 from ravlm_bench.stages.leakage import same_bytes
 
 log = logging.getLogger(__name__)
@@ -39,10 +34,26 @@ class ExternalItems:
         return len(self.texts)
 
 
+@dataclass
+class ExternalKnowledge:
+    """A system's external knowledge base as its cells read it: the items, and the feature
+    store that encodes them (cached like a task's splits)."""
+
+    items: ExternalItems
+    features: FeatureStore
+
+
 def external_items(spec: KnowledgeSpec, dataset, task_images) -> ExternalItems:
     """The (image, caption) pairs of ``spec.split`` of ``dataset`` (a loaded dataset), less
     those showing an image of ``task_images`` (a DataFrame with the task's image_id,
-    image_path and the cross ids) when the guard is on."""
+    image_path and the cross ids) when the guard is on.
+
+    The guard drops every pair that shares a COCO or Flickr id with a task image (of any
+    split; Visual Genome records both) or whose file is byte-identical to one; what it found
+    is kept in ``findings`` and the cell. Since no remaining item shows a task image, the
+    items' images get ids of their own (negative, never a task id), and leave-one-out
+    retrieval needs nothing more.
+    """
     images = dataset.table("images", spec.split).to_pandas()
     captions = dataset.table("captions", spec.split).to_pandas()
     pairs = captions.merge(images, on="image_id", suffixes=("", "_image"))
@@ -71,7 +82,7 @@ def _shows_a_task_image(pairs, task_images) -> tuple[np.ndarray, dict[str, int]]
         values = pairs[name].to_numpy()
         hits = (values >= 0) & np.isin(values, ours[ours >= 0])
         by_route[name], leaked = int(hits.sum()), leaked | hits
-    hits, _, _ = same_bytes(task_images["image_path"].tolist(), pairs["image_path"].tolist())
+    hits = same_bytes(task_images["image_path"].tolist(), pairs["image_path"].tolist()).hits
     by_route["file hash"] = int(hits.sum())
     return leaked | hits, by_route
 

@@ -1,8 +1,7 @@
-"""The feature stage: encoded features of a task's splits, computed once and cached.
-
-Features go through the on-disk cache (:mod:`ravlm_bench.store.feature_cache`) keyed by the
-encoder's fingerprint and a hash of the dataset and the exact items. Under torchrun every
-rank encodes a shard of a cache miss and rank 0 writes the assembled rows.
+"""The feature stage: a task's image and text features, encoded once per encoder (each
+distinct item once) and kept in the on-disk cache (:mod:`ravlm_bench.store.feature_cache`)
+keyed by the encoder's fingerprint and a hash of the dataset and the exact items; under
+torchrun every rank encodes a shard of a cache miss and rank 0 writes the assembled rows.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Leakage: test images that also appear in the training data (the knowledge base is the
-training split, so a leaked test image can retrieve itself), found by image id, by identical
-file bytes, and by the COCO / Flickr ids other datasets record. :func:`audit_leakage` runs
-once per task before its cells and warns; :func:`same_bytes` also serves the external
-knowledge base's leakage guard.
+"""Leakage: test images that also appear in a task's training split, which retrieval
+searches, so a leaked test image can retrieve itself. :func:`audit_leakage` warns once per
+task before its cells about test images that share an image id or the file bytes of a
+training image; :func:`find_leakage` can also compare the COCO / Flickr ids other datasets
+record, and :func:`same_bytes` serves the external knowledge base's leakage guard too.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -86,7 +87,8 @@ def find_leakage(
         hits, partner, unreadable = same_bytes(list(train_paths), list(test_paths))
         report.unreadable = unreadable
         note("file hash", hits,
-             lambda i: f"test file {test_paths[i]} is identical to {train_paths[partner[i]]}")
+             lambda i: f"test file {test_paths[i]} is identical to "
+                       f"{train_paths[int(partner[i])]}")
     for namespace, (train_values, test_values) in (cross_ids or {}).items():
         train_values = np.asarray(train_values, dtype=np.int64)
         test_values = np.asarray(test_values, dtype=np.int64)
@@ -98,7 +100,15 @@ def find_leakage(
     return report
 
 
-def same_bytes(train_paths: list[str], test_paths: list[str]):
+class ByteMatches(NamedTuple):
+    """Which test files have a byte-identical training file, and which one."""
+
+    hits: np.ndarray  # bool (n_test,)
+    partner: np.ndarray  # int64 (n_test,): the identical training file's row, or -1
+    unreadable: int  # files (of either side) that could not be read
+
+
+def same_bytes(train_paths: list[str], test_paths: list[str]) -> ByteMatches:
     """Which test files have a byte-identical training file (and which one)."""
     hits = np.zeros(len(test_paths), dtype=bool)
     partner = np.full(len(test_paths), -1, dtype=np.int64)
@@ -125,7 +135,7 @@ def same_bytes(train_paths: list[str], test_paths: list[str]):
             if digest is not None and digests[j] == digest:
                 hits[i], partner[i] = True, j
                 break
-    return hits, partner, unreadable
+    return ByteMatches(hits, partner, unreadable)
 
 
 def _size(path: str) -> int | None:

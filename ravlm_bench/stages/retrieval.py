@@ -1,19 +1,21 @@
 """From queries and a knowledge base to :class:`FusionInputs`: the retrieval stage of a run.
 
-The knowledge base is a task's training split. Queries and knowledge-base items are embedded
-the same way, by the system's retrieval key (:class:`RetrievalKey`: the image, the text,
-both side by side, or both in a trained joint embedding), always as unit vectors; index keys
-are knowledge-base row numbers. Heads get one kind of score whatever the suite's metric:
-the cosine similarity of query and item (:func:`as_similarity`). During training,
-:func:`retrieve` with ``exclude_same_image`` never returns an item showing the query's own
-image (leave-one-out by image id, not by row: the other captions or questions of the same
-image would leak its label). :func:`retrieval_diagnostics` says what retrieval found.
+The knowledge base is the task's training split or the system's external one. Queries and
+knowledge-base items are embedded the same way, by the system's retrieval key
+(:class:`RetrievalKey`: the image, the text, both side by side, or both in a trained joint
+embedding), always as unit vectors; index keys are knowledge-base row numbers. Heads get one
+kind of score whatever the suite's metric: the cosine similarity of query and item
+(:func:`as_similarity`). During training, :func:`retrieve` with ``exclude_same_image`` never
+returns an item showing the query's own image (leave-one-out by image id, not by row: the
+other captions or questions of the same image would leak its label).
+:func:`retrieval_diagnostics` says what retrieval found.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +30,14 @@ from ravlm_bench.plugin_host.contracts import (
 log = logging.getLogger(__name__)
 
 SEARCH_BATCH = 4096  # queries per search call: bounds an exact retriever's score matrix
+
+
+class Neighbours(NamedTuple):
+    """Each query's top-k knowledge-base rows, best first (int64 (n, k), -1 pads a query
+    with fewer results), and their scores (float32 (n, k))."""
+
+    rows: np.ndarray
+    scores: np.ndarray
 
 
 def query_vectors(image: np.ndarray, text: np.ndarray) -> np.ndarray:
@@ -50,8 +60,6 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, np.float32(1e-12))
 
 
-
-
 @dataclass(frozen=True)
 class RetrievalKey:
     """What a system searches with: ``"image"``, ``"text"``, ``"image+text"`` (each half
@@ -59,7 +67,7 @@ class RetrievalKey:
     with ``embedding`` the trained object (image and text embedded, then side by side)."""
 
     name: str = "image+text"
-    embedding: object | None = field(default=None, compare=False)
+    embedding: Any = field(default=None, compare=False)  # a trained JointEmbedding
 
     def vectors(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
         """Unit-length search vectors of (image, text) features."""
@@ -112,9 +120,9 @@ def retrieve(
     exclude_same_image: bool = False,
     labels: np.ndarray | None = None,
     metric: str = "cos",
-) -> tuple[np.ndarray, np.ndarray]:
-    """The top-``k`` knowledge-base rows of each query: (rows int64 (n,k), similarities
-    float32 (n,k), :func:`as_similarity` of the retriever's scores under ``metric``).
+) -> Neighbours:
+    """The top-``k`` knowledge-base rows of each query, with their similarities:
+    :func:`as_similarity` of the retriever's scores under ``metric`` (0 for padding).
 
     Best first; ``-1`` rows (score 0) pad queries with fewer than ``k`` results. With
     ``exclude_same_image`` a neighbour showing the query's own image is dropped: the search
@@ -127,12 +135,13 @@ def retrieve(
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     n = len(queries)
     if k <= 0 or n == 0:
-        return np.full((n, max(k, 0)), -1, np.int64), np.zeros((n, max(k, 0)), np.float32)
+        return Neighbours(np.full((n, max(k, 0)), -1, np.int64),
+                          np.zeros((n, max(k, 0)), np.float32))
     labels = _labels(labels)
     if not exclude_same_image:
         rows, scores = _search(retriever, queries, k, labels)
         scores = as_similarity(scores, metric)
-        return rows, np.where(rows >= 0, scores, np.float32(0)).astype(np.float32)
+        return Neighbours(rows, np.where(rows >= 0, scores, np.float32(0)).astype(np.float32))
 
     if query_image_ids is None or kb_image_ids is None:
         raise ConfigError("retrieve(exclude_same_image=True) needs query_image_ids and "
@@ -168,7 +177,7 @@ def retrieve(
             break  # every item was searched: what is missing does not exist
         pending = pending[rank[:, -1] < k]
         fetch = min(fetch * 2, size)
-    return out_rows, out_scores
+    return Neighbours(out_rows, out_scores)
 
 
 def _labels(labels: np.ndarray | None) -> np.ndarray | None:
@@ -179,7 +188,8 @@ def _labels(labels: np.ndarray | None) -> np.ndarray | None:
     return labels.astype(np.int64) if labels.ndim == 1 else labels
 
 
-def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None):
+def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None) -> Neighbours:
+    """The retriever's raw results (keys and scores as it returns them), in batches."""
     uses_labels = capability(retriever, "retrievers", "uses_labels")
     if uses_labels and labels is None:
         raise ConfigError(f"retriever {type(retriever).__name__} needs the queries' labels "
@@ -187,14 +197,14 @@ def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None):
     rows, scores = [], []
     for start in range(0, len(queries), SEARCH_BATCH):
         chunk = queries[start:start + SEARCH_BATCH]
-        if uses_labels:
+        if labels is not None and uses_labels:
             result = retriever.search(chunk, k, labels=labels[start:start + SEARCH_BATCH])
         else:
             result = retriever.search(chunk, k)
         found, found_scores = validate_search(result, len(chunk), k)
         rows.append(found)
         scores.append(found_scores)
-    return np.concatenate(rows), np.concatenate(scores)
+    return Neighbours(np.concatenate(rows), np.concatenate(scores))
 
 
 def fusion_inputs(
@@ -289,8 +299,3 @@ def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
         wanted = int((exact_rows >= 0).sum())
         out["recall_vs_exact"] = float(sum(hits) / wanted) if wanted else None
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# Leakage: test images that are also training images
-# ---------------------------------------------------------------------------------------

@@ -1,14 +1,9 @@
-"""The reference fusion heads and joint embedding, registered through the hooks a third
-party uses.
-
-Fusion heads: ``concat`` (no retrieval), ``concat-finetune`` (concat with the encoders
-trained end to end, from the raw items), ``knn`` (the neighbours' labels vote), ``xattn``
-(cross-attention over the retrieved items), and for multi-label tasks ``multilabel-linear``
-and ``multilabel-knn``. Joint embedding: ``infonce`` (for retrieval tasks). Each factory
-takes ``dim`` (image + text feature width) and the suite's parameters, declared in
-:mod:`.options`; torch is imported only when a factory is called. (The factories are not
-named after their submodules: importing ``.concat`` sets the package attribute ``concat``
-to the module.)
+"""The reference fusion heads (``concat``, ``concat-finetune``, ``knn``, ``xattn``, and for
+multi-label tasks ``multilabel-linear`` and ``multilabel-knn``) and joint embedding
+(``infonce``), registered through the hooks a third party uses with their options declared
+in :mod:`.options`; each factory takes ``dim`` (image + text feature width) and imports torch
+only when called. (The factories are not named after their submodules: importing
+``.concat`` sets the package attribute ``concat`` to the module.)
 """
 
 from __future__ import annotations

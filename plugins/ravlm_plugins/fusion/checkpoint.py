@@ -1,22 +1,8 @@
-"""Training checkpoints: ``last.safetensors``, rewritten atomically as training goes.
-
-It is written at the end of an epoch once ``every_s`` seconds have passed since the last
-write, and always when training ends. It holds the weights, the best weights so far, the
-optimizer's moments, the random states (the sampling generator and torch's global one, which
-dropout draws from) and the loop's counters, so a resumed run ends bit-identical to an
-uninterrupted one (an early-stopped training, which cannot continue, keeps only its final
-weights). A signature (head, hyperparameters, seed, data fingerprint, code) guards against
-resuming someone else's run; a finished training is reloaded, not repeated.
-
-Every write carries a sha256 checksum of every tensor and of the metadata, checked before
-anything in the file is used: a damaged checkpoint (a changed byte, a truncated file) would
-otherwise be reused as a finished training, or fail every rerun. A checkpoint that fails the
-check, cannot be read, lacks a tensor or holds a state torch refuses is reported in one line
-and the training starts afresh, overwriting it. A checkpoint written before checkpoints
-carried a checksum cannot be verified: it is retrained the same way, with a one-line notice.
-
-Each write goes to a temporary file of its own beside the checkpoint, renamed over it when
-complete, so a reader never sees half a file and two writers never share one.
+"""Training checkpoints: ``last.safetensors`` (weights, best weights, optimizer moments,
+random states and the loop's counters), written atomically with a checksum over everything
+it holds and a signature of the training it belongs to, and read back only when both match,
+so a resumed training ends bit-identical to an uninterrupted one and a damaged or foreign
+checkpoint is named in one line and trained afresh.
 """
 
 from __future__ import annotations
@@ -67,7 +53,23 @@ class Unusable(Exception):
 
 
 class Checkpoint:
-    """``last.safetensors`` in a directory: tensors plus JSON metadata, written atomically."""
+    """``last.safetensors`` in a directory: tensors plus JSON metadata, written atomically.
+
+    The loop writes it at the end of an epoch once ``every_s`` seconds have passed since the
+    last write, and always when training ends. The random states it holds are the sampling
+    generator's and torch's global one (which dropout draws from). An early-stopped
+    training, which cannot continue, keeps only its final weights. The signature (head,
+    hyperparameters, seed, data fingerprint, code) guards against resuming someone else's
+    run; a finished training is reloaded, not repeated.
+
+    Every write carries a sha256 checksum of every tensor and of the metadata, checked
+    before anything in the file is used: a damaged checkpoint (a changed byte, a truncated
+    file) would otherwise be reused as a finished training, or fail every rerun. A file that
+    fails the check, cannot be read, lacks a tensor, holds a state torch refuses or has no
+    checksum at all is reported in one line and overwritten by a fresh training. Each write
+    goes to a temporary file of its own, renamed over the checkpoint when complete, so a
+    reader never sees half a file and two writers never share one.
+    """
 
     def __init__(self, directory: Path | str, signature: str, every_s: float = 0.0):
         self.path = Path(directory) / CHECKPOINT_NAME

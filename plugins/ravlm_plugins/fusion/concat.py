@@ -1,7 +1,6 @@
-"""``concat``: the no-retrieval baseline. [image; text] -> Linear(hidden) -> ReLU -> classifier.
-
-``multilabel-linear`` is the same net trained with binary cross-entropy on multi-hot labels:
-independent per-class probabilities for multi-label tasks.
+"""``concat``, the no-retrieval baseline ([image; text] -> Linear(hidden) -> ReLU ->
+classifier), and ``multilabel-linear``, the same net trained with binary cross-entropy on
+multi-hot labels for independent per-class probabilities.
 """
 
 from __future__ import annotations

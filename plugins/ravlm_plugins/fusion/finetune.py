@@ -1,14 +1,8 @@
-"""``concat-finetune``: the ``concat`` baseline with its image and text encoders trained end to end.
-
-The encoders are the reference ones (``ravlm_plugins.image_encoders`` /
-``text_encoders``), created with ``trainable=True`` so their weights stay fp32 and batch norm
-stays unfolded; the suite gives them as dicts, e.g. ``image_encoder = {name = "resnet18",
-image_size = 64, seed = 0}`` and ``text_encoder = {name = "minilm-l6", max_length = 32}``.
-Images are decoded and preprocessed, and texts tokenised, one batch at a time from the raw
-items the runner puts in ``FusionInputs.image_paths`` and ``texts``; the cached features
-the runner also passes are not used. Encoder weights train at ``encoder_lr``, the
-classifier at ``lr``; ``freeze_image`` / ``freeze_text`` keep an encoder fixed (both frozen
-is ``concat`` on features computed on the fly). Meant for a GPU; it runs on the CPU, slowly.
+"""``concat-finetune``: the ``concat`` baseline with its reference ResNet and BERT encoders
+trained end to end (at ``encoder_lr``, the classifier at ``lr``; ``freeze_image`` /
+``freeze_text`` keep one fixed), reading the raw images and texts the runner puts in
+``FusionInputs.image_paths`` and ``texts`` one batch at a time. Meant for a GPU; it runs on
+the CPU, slowly.
 """
 
 from __future__ import annotations
@@ -32,8 +26,9 @@ from ravlm_bench.api import (
 )
 
 from .concat import ConcatNet
+from .loop import TrainingRun, fit
 from .options import FinetuneOptions
-from .training import TrainedHead, train_classifier, training_signature
+from .training import ClassifierProblem, TrainedHead, training_signature
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +84,16 @@ class FinetuneNet(nn.Module):
 
 
 class ConcatFinetuneHead(TrainedHead):
-    """``concat`` whose ResNet and BERT are part of the trained model."""
+    """``concat`` whose ResNet and BERT are part of the trained model.
+
+    The encoders are the reference ones (``ravlm_plugins.image_encoders`` /
+    ``text_encoders``), created with ``trainable=True`` so their weights stay fp32 and batch
+    norm stays unfolded; the suite gives them as tables, e.g. ``image_encoder = {name =
+    "resnet18", image_size = 64, seed = 0}`` and ``text_encoder = {name = "minilm-l6",
+    max_length = 32}``. Images are decoded and preprocessed, and texts tokenised, one batch
+    at a time; the cached features the runner also passes are not used (both encoders
+    frozen is ``concat`` on features computed on the fly).
+    """
 
     name = NAME
     Options = FinetuneOptions
@@ -191,12 +195,12 @@ class ConcatFinetuneHead(TrainedHead):
             self, self.config, seed=seed, data=raw_fingerprint(train, val),
             num_classes=self.num_classes, **self.hyperparameters(),
             encoders=[self.image_encoder.fingerprint(), self.text_encoder.fingerprint()])
-        report = train_classifier(
-            self.model, lambda split, idx: self.model_inputs(prepared[split], idx),
-            train.labels, val_labels, num_classes=self.num_classes, config=self.config,
-            generator=generator, checkpoint_dir=checkpoint_dir, signature=signature,
-            desc=f"fit {NAME}", dist=dist, param_groups=self.param_groups(self.model),
-            objective=self.objective)
+        problem = ClassifierProblem(
+            self.objective, lambda split, idx: self.model_inputs(prepared[split], idx),
+            train.labels, val_labels)
+        report = fit(self.model, problem, TrainingRun(
+            self.config, generator, checkpoint_dir=checkpoint_dir, signature=signature,
+            desc=f"fit {NAME}", dist=dist, param_groups=self.param_groups(self.model)))
         report.extra["head"] = NAME
         return report
 
@@ -260,12 +264,8 @@ def feature_scale(x: torch.Tensor, image_dim: int) -> torch.Tensor:
 
 
 def raw_items(inputs, split: str) -> dict:
-    """The raw image paths and texts of a split: ``FusionInputs.image_paths`` and ``texts``,
-    or, from a caller written before they existed, the same keys of its ``extras``."""
+    """The raw image paths and texts of a split: ``FusionInputs.image_paths`` and ``texts``."""
     paths, texts = getattr(inputs, "image_paths", None), getattr(inputs, "texts", None)
-    if paths is None or texts is None:
-        extras = getattr(inputs, "extras", None) or {}
-        paths, texts = extras.get("image_paths"), extras.get("texts")
     if paths is None or texts is None:
         raise ConfigError(f"fusion head {NAME} needs the raw images and texts "
                           f"(FusionInputs.image_paths and texts, missing in the {split} "

@@ -1,41 +1,27 @@
-"""``infonce``: the joint embedding of retrieval tasks (image-text Recall@K).
-
-Two projection heads (standardise, then Linear to ``width``) map image and text features to
-one space; training minimises the symmetric InfoNCE loss of CLIP over in-batch negatives
-with a learned temperature (a log-scale logit multiplier, clamped to ``[0, log(100)]``).
-Each epoch pairs every image with one of its captions drawn at random, so a batch never
-holds two captions of one image (they would be false negatives).
+"""``infonce``: the joint embedding of retrieval tasks (image-text Recall@K). Two
+projections (standardise, then Linear to ``width``) map image and text features to one
+space, trained by :func:`.loop.fit` on the symmetric InfoNCE loss of CLIP over in-batch
+negatives with a learned temperature (a log-scale logit multiplier, clamped to
+``[0, log(100)]``); each epoch pairs every image with one of its captions drawn at random,
+so a batch never holds two captions of one image (they would be false negatives).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ravlm_bench.api import (
-    ConfigError,
-    DataError,
-    JointEmbedding,
-    TrainingReport,
-    seed_everything,
-)
+from ravlm_bench.api import ConfigError, DataError, JointEmbedding, TrainingReport, seed_everything
 
-from .checkpoint import Checkpoint, TrainState
+from .checkpoint import TrainState
+from .loop import BatchLoss, Epoch, TrainConfig, TrainingProblem, TrainingRun, fit
 from .options import InfoNCEOptions, parse_options
-from .training import (
-    TrainConfig,
-    make_optimizer,
-    progress_bar,
-    train_on_rank_zero,
-    training_signature,
-    training_stats,
-)
+from .training import training_signature
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -90,9 +76,10 @@ class InfoNCEEmbedding(JointEmbedding):
                   dist=None) -> TrainingReport:
         """Train on (caption, its image) pairs; ``caption_image[j]`` is caption j's image row.
 
-        With ``checkpoint_dir`` training is checkpointed (see ``TrainConfig``), a rerun
-        resumes from it, and a finished training is reloaded rather than repeated. Under
-        torchrun (``dist``) rank 0 trains and broadcasts the weights.
+        With ``checkpoint_dir`` training is checkpointed (see :mod:`.loop`), a rerun resumes
+        from it, and a finished training is reloaded rather than repeated. Under torchrun
+        (``dist``) rank 0 trains and broadcasts the weights: cheaper than every rank
+        training the same small model on one thread each.
         """
         image = np.ascontiguousarray(image, dtype=np.float32)
         text = np.ascontiguousarray(text, dtype=np.float32)
@@ -102,78 +89,20 @@ class InfoNCEEmbedding(JointEmbedding):
                 < len(image)):
             raise DataError(f"joint embedding infonce: caption_image must map each of the "
                             f"{len(text)} captions to an image row in [0, {len(image)})")
-        # captions grouped by image: image i owns order[starts[i]:starts[i] + counts[i]]
-        order = np.argsort(caption_image, kind="stable")
-        counts = np.bincount(caption_image, minlength=len(image))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        paired = torch.from_numpy(np.flatnonzero(counts > 0))
-        if len(paired) < 2:
-            raise DataError("joint embedding infonce: contrastive training needs at least 2 images "
-                            "with captions")
-        generator = seed_everything(seed)
         device = self.config.torch_device()
-        self.model = model = JointProjection(image, text, self.width, self.temperature).to(device)
-
-        def train() -> TrainingReport:
-            optimizer = make_optimizer(self.config, model.parameters())
-            state, checkpoint = TrainState(), None
-            if checkpoint_dir is not None:
-                signature = training_signature(
-                    self, self.config, seed=seed, data=_fingerprint(image, text, caption_image),
-                    width=self.width, temperature=self.temperature)
-                checkpoint = Checkpoint(checkpoint_dir, signature, self.config.checkpoint_every_s)
-                saved = checkpoint.resume(model, optimizer, generator)
-                if saved is not None:
-                    state = saved[0]
-            resumed_from = state.epoch
-            images_t = torch.from_numpy(image).to(device)
-            texts_t = torch.from_numpy(text).to(device)
-            start, steps = time.perf_counter(), 0
-            bar = progress_bar(self.config.epochs, min(state.epoch, self.config.epochs),
-                               self.config.progress, "fit infonce")
-            model.train()
-            try:
-                while state.epoch < self.config.epochs:
-                    epoch_started = time.perf_counter()
-                    perm = paired[torch.randperm(len(paired), generator=generator)].numpy()
-                    pick = (torch.rand(len(perm), generator=generator).numpy() * counts[perm])
-                    captions = order[starts[perm] + pick.astype(np.int64)]
-                    total = 0.0
-                    for begin in range(0, len(perm), self.config.batch_size):
-                        rows = torch.from_numpy(perm[begin:begin + self.config.batch_size])
-                        if len(rows) < 2:
-                            continue  # one pair has no negative
-                        cols = torch.from_numpy(captions[begin:begin + self.config.batch_size])
-                        loss = model(images_t[rows.to(device)], texts_t[cols.to(device)])
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        optimizer.step()
-                        with torch.no_grad():
-                            model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
-                        total += float(loss.detach()) * len(rows)
-                        steps += 1
-                        state.steps += 1
-                    state.epoch += 1
-                    state.history.append({"epoch": state.epoch, "loss": total / len(perm)})
-                    state.seconds += time.perf_counter() - epoch_started
-                    if checkpoint is not None and checkpoint.due(state.epoch >= self.config.epochs):
-                        checkpoint.save(model, optimizer, state, None, generator)
-                    bar.update(1)
-                    bar.set_postfix(loss=round(total / len(perm), 4),
-                                    temperature=round(model.temperature(), 4))
-            finally:
-                bar.close()
-            model.eval()
-            return training_stats(
-                state, steps, time.perf_counter() - start, resumed_from, head=self.name,
-                train_loss=state.history[-1]["loss"] if state.history else None,
-                temperature=model.temperature())
-
-        if dist is not None and dist.enabled:
-            # rank 0 trains with every core and broadcasts the weights: cheaper than every
-            # rank training the same small head on one thread each
-            return train_on_rank_zero(model, dist, train)
-        return train()
+        problem = CaptionedImages(image, text, caption_image, device)
+        generator = seed_everything(seed)
+        self.model = JointProjection(image, text, self.width, self.temperature).to(device)
+        signature = ""
+        if checkpoint_dir is not None:
+            signature = training_signature(
+                self, self.config, seed=seed, data=_fingerprint(image, text, caption_image),
+                width=self.width, temperature=self.temperature)
+        report = fit(self.model, problem, TrainingRun(
+            self.config, generator, checkpoint_dir=checkpoint_dir, signature=signature,
+            desc=f"fit {self.name}", dist=dist))
+        report.extra["head"] = self.name
+        return report
 
     def embed_images(self, image: np.ndarray) -> np.ndarray:
         return self._embed("image_proj", image, "embed_images")
@@ -193,6 +122,55 @@ class InfoNCEEmbedding(JointEmbedding):
             out.append(projection(torch.from_numpy(x[begin:begin + 4096]).to(device))
                        .float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
+
+
+class CaptionedImages(TrainingProblem):
+    """InfoNCE over (image, caption) pairs: each epoch pairs every image that has captions
+    with one of them drawn at random, in a shuffled order; a batch of one pair, which has no
+    negative, is skipped."""
+
+    def __init__(self, image: np.ndarray, text: np.ndarray, caption_image: np.ndarray,
+                 device: torch.device):
+        # captions grouped by image: image i owns order[starts[i]:starts[i] + counts[i]]
+        self.order = np.argsort(caption_image, kind="stable")
+        self.counts = np.bincount(caption_image, minlength=len(image))
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+        self.paired = torch.from_numpy(np.flatnonzero(self.counts > 0))
+        if len(self.paired) < 2:
+            raise DataError("joint embedding infonce: contrastive training needs at least 2 "
+                            "images with captions")
+        self.device, self.items = device, len(self.paired)
+        self.image = torch.from_numpy(image).to(device)
+        self.text = torch.from_numpy(text).to(device)
+
+    def epoch(self, generator: torch.Generator, batch_size: int) -> Epoch:
+        perm = self.paired[torch.randperm(len(self.paired), generator=generator)].numpy()
+        pick = torch.rand(len(perm), generator=generator).numpy() * self.counts[perm]
+        captions = self.order[self.starts[perm] + pick.astype(np.int64)]
+        return Epoch(_pairs(perm, captions, batch_size), items=len(perm))
+
+    def batch_loss(self, net: nn.Module, batch: tuple[np.ndarray, np.ndarray],
+                   dist) -> BatchLoss:
+        rows, cols = (torch.from_numpy(part) for part in batch)
+        loss = net(self.image[rows.to(self.device)], self.text[cols.to(self.device)])
+        return BatchLoss(loss=loss, summed=float(loss.detach()) * len(rows), items=len(rows))
+
+    def after_step(self, model: nn.Module) -> None:
+        with torch.no_grad():
+            model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
+
+    def progress(self, model: nn.Module) -> dict[str, float]:
+        return {"temperature": round(model.temperature(), 4)}
+
+    def outcome(self, model: nn.Module, state: TrainState, config: TrainConfig) -> dict:
+        return {"temperature": model.temperature()}
+
+
+def _pairs(images: np.ndarray, captions: np.ndarray, batch_size: int):
+    """(image rows, caption rows) batches; a batch of one pair has no negative: skipped."""
+    for begin in range(0, len(images), batch_size):
+        if len(images[begin:begin + batch_size]) >= 2:
+            yield images[begin:begin + batch_size], captions[begin:begin + batch_size]
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:

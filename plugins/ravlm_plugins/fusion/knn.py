@@ -1,16 +1,7 @@
-"""``knn`` and ``multilabel-knn``: retrieval only. The labels of the top-``k`` retrieved items vote.
-
-Scores are cosine similarities (the harness retrieves with metric ``"cos"``), so the cosine
-distance is ``1 - score``. Weightings: ``uniform``; ``similarity`` (the score, negatives
-clipped to 0); ``distance`` (``1 / distance`` as scikit-learn's ``weights="distance"``,
-including its rule that exact matches take all the weight); ``softmax``
-(``exp(score / temperature)``, the kNN-LM weighting). With ``interpolate=lambda`` the vote is
-mixed with a trained ``concat`` head as kNN-LM does: ``lambda p_knn + (1 - lambda) p_head``.
-
-``multilabel-knn`` gives each class the weighted mean of the neighbours' multi-hot label
-rows: the weighted share of neighbours that have it. A query with no valid neighbour (or
-zero total weight) gets the training split's label frequencies, the best guess without
-evidence; a uniform 0.5 would claim half of the classes for every such item.
+"""``knn`` and ``multilabel-knn``, retrieval only: the labels of the top-``k`` retrieved
+items vote, weighted uniformly, by similarity, by inverse distance or by a softmax
+(:func:`neighbour_weights`); ``knn`` can mix its vote with a trained ``concat`` head as
+kNN-LM does (``interpolate``).
 """
 
 from __future__ import annotations
@@ -30,6 +21,9 @@ VOTE_PARAMS = {f.name for f in dataclasses.fields(VoteOptions)} | {"interpolate"
 
 
 class KnnHead(FusionHead):
+    """The neighbours' labels vote; with ``interpolate=lambda`` the vote is mixed with a
+    trained ``concat`` head as kNN-LM does: ``lambda p_knn + (1 - lambda) p_head``."""
+
     name = "knn"
     uses_retrieval = True
     targets = ("single-label",)
@@ -113,7 +107,14 @@ class MultilabelKnnHead(FusionHead):
 
 def neighbour_weights(scores: np.ndarray, valid: np.ndarray, weights: str,
                       temperature: float = 0.1) -> np.ndarray:
-    """Each neighbour's vote weight (float64, 0 for an invalid neighbour)."""
+    """Each neighbour's vote weight (float64, 0 for an invalid neighbour).
+
+    Scores are cosine similarities (the harness hands heads those whatever the metric), so
+    the cosine distance is ``1 - score``. ``uniform``: 1; ``similarity``: the score,
+    negatives clipped to 0; ``distance``: ``1 / distance`` as scikit-learn's
+    ``weights="distance"``, including its rule that exact matches take all the weight;
+    ``softmax``: ``exp(score / temperature)``, the kNN-LM weighting.
+    """
     scores = np.asarray(scores, np.float64)
     if weights == "uniform":
         w = np.ones_like(scores)
@@ -149,8 +150,10 @@ def vote(rows: np.ndarray, scores: np.ndarray, kb_labels: np.ndarray, num_classe
 
 def multilabel_vote(rows: np.ndarray, scores: np.ndarray, kb_labels: np.ndarray, weights: str,
                     temperature: float, prior: np.ndarray) -> np.ndarray:
-    """Per-class probabilities: the weighted mean of the neighbours' multi-hot rows; a row
-    with no valid neighbour (or zero total weight) -> ``prior``."""
+    """Per-class probabilities: the weighted mean of the neighbours' multi-hot rows (the
+    weighted share of neighbours that have the class). A row with no valid neighbour (or
+    zero total weight) gets ``prior``, the training split's label frequencies: the best
+    guess without evidence, where a uniform 0.5 would claim half of the classes."""
     rows = np.asarray(rows, np.int64)
     valid = (rows >= 0) & (rows < len(kb_labels))
     w = neighbour_weights(scores, valid, weights, temperature)

@@ -1,7 +1,6 @@
-"""The two label forms of fusion-head tasks, their checks, and multi-label scores (numpy only).
-
-Single-label: int64 ``(n,)``, ``-1`` outside the label space. Multi-label: multi-hot rows
-``(n, num_classes)`` of 0 and 1, every class of an item independent of the others.
+"""The two label forms of fusion-head tasks (single-label: int64 ``(n,)``, ``-1`` outside
+the label space; multi-label: multi-hot rows ``(n, num_classes)`` of 0 and 1), their
+checks, and the multi-label validation scores (numpy only).
 """
 
 from __future__ import annotations

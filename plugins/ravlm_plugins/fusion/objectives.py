@@ -1,17 +1,8 @@
-"""What a trained head learns: the form of its labels, its loss and its validation score.
-
-``training.train_classifier`` runs the same loop for every objective (batches, optimizer,
-early stopping, checkpoints, data parallelism) and asks the objective for the rest:
-
-* :class:`SingleLabel`: int64 labels ``(n,)``, ``-1`` outside the label space (never a
-  training target, always wrong in validation); cross-entropy, optionally class-weighted;
-  validation accuracy; softmax probabilities.
-* :class:`MultiLabel`: multi-hot float rows ``(n, num_classes)``; binary cross-entropy with
-  logits, averaged over every (item, class) cell, optionally with per-class positive
-  weights; validation mean average precision or micro-F1 at 0.5; sigmoid probabilities.
-
-The loop divides the global batch's summed loss by :meth:`Objective.batch_weight`, which is
-what a mean-reduced loss does but splits exactly across data-parallel ranks.
+"""What a trained head learns: the form of its labels, its loss and its validation score,
+which ``training.ClassifierProblem`` asks its objective for. :class:`SingleLabel`:
+cross-entropy, optionally class-weighted or with class-balanced draws; validation accuracy;
+softmax. :class:`MultiLabel`: binary cross-entropy over every (item, class) cell, optionally
+with per-class positive weights; validation mean average precision or micro-F1; sigmoid.
 """
 
 from __future__ import annotations
@@ -31,7 +22,9 @@ VAL_BATCH = 256  # validation batches are at least this large: no gradients to h
 
 
 class Objective:
-    """The label-dependent parts of training; see the module docstring."""
+    """The label-dependent parts of training. The loop divides a global batch's summed
+    loss by :meth:`batch_weight`, which is what a mean-reduced loss does but splits exactly
+    across data-parallel ranks."""
 
     score_name = "score"  # the validation score, as the loop reports it: "val_<score_name>"
 

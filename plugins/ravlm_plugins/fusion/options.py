@@ -1,13 +1,9 @@
-"""The suite parameters of the reference fusion heads and joint embedding, declared once.
-
-Each component's options are a dataclass of :func:`ravlm_bench.api.option` fields, passed to
-``register(..., options=...)`` so the harness checks a suite before any work starts, and
-instantiated by the component itself (:func:`parse_options`), so its defaults and checks live
-here and nowhere else. Training options are shared by inheritance: :class:`LoopOptions`
-(every training loop), :class:`TrainingOptions` (the classifier loop of
-``training.train_classifier``), :class:`HeadOptions` (its heads). ``dim`` is the harness's,
-never a suite's, so it is not declared. This module imports no torch: the plugin package
-imports it when the registry is built.
+"""The suite parameters of the reference fusion heads and joint embedding, declared once as
+dataclasses of :func:`ravlm_bench.api.option` fields: registered with each component so the
+harness checks a suite before any work starts, and parsed by the component itself
+(:func:`parse_options`); training options are shared by inheritance (:class:`LoopOptions`,
+:class:`TrainingOptions`, :class:`HeadOptions`). This module imports no torch: the plugin
+package imports it when the registry is built.
 """
 
 from __future__ import annotations
@@ -72,8 +68,8 @@ class LoopOptions:
 
 @dataclass
 class TrainingOptions(LoopOptions):
-    """The classifier loop's options (``training.TrainConfig``): early stopping, class
-    balance, data parallelism."""
+    """What a head's training adds to :class:`LoopOptions`: early stopping, class balance,
+    data parallelism (``loop.TrainConfig`` holds them all for the loop)."""
 
     patience: int = option(5, "epochs without a better validation score before stopping; "
                               "0: never", minimum=0)

@@ -1,16 +1,6 @@
-"""``xattn``: the retrieval-augmented model. The query attends over its retrieved items.
-
-query  = LayerNorm(Linear([image; text]))
-memory = Linear(item's [image; text]) + embedding(item's label) + Linear(item's score),
-         plus one learned "nothing retrieved" slot that is never masked, so a query whose
-         neighbours are all padding still has something to attend to
-layer  = q + softmax(Q K^T / sqrt(d_k)) V over the memory (padding masked), LayerNorm,
-         then a feed-forward block with residual and LayerNorm
-logits = classifier([query; attended])
-
-Neighbour dropout hides each retrieved item with probability ``neighbour_dropout`` during
-training. Neighbour sets are fixed per training item, so without it the net can memorise
-items by their neighbours' labels, which costs accuracy when retrieval is uninformative.
+"""``xattn``, the retrieval-augmented head: each query attends over its retrieved items
+(their features, labels and scores) through cross-attention blocks, and the classifier
+reads the query with what it attended to (:class:`CrossAttentionNet`).
 """
 
 from __future__ import annotations
@@ -54,6 +44,22 @@ class CrossAttentionBlock(nn.Module):
 
 
 class CrossAttentionNet(nn.Module):
+    """The query attends over its retrieved items::
+
+        query  = LayerNorm(Linear([image; text]))
+        memory = Linear(item's [image; text]) + embedding(item's label) + Linear(item's
+                 score), plus one learned "nothing retrieved" slot that is never masked, so
+                 a query whose neighbours are all padding still has something to attend to
+        layer  = q + softmax(Q K^T / sqrt(d_k)) V over the memory (padding masked),
+                 LayerNorm, then a feed-forward block with residual and LayerNorm
+        logits = classifier([query; attended])
+
+    Neighbour dropout hides each retrieved item with probability ``neighbour_dropout``
+    during training. Neighbour sets are fixed per training item, so without it the net can
+    memorise items by their neighbours' labels, which costs accuracy when retrieval is
+    uninformative.
+    """
+
     def __init__(self, d_in: int, width: int, heads: int, layers: int, num_classes: int,
                  dropout: float, mean: torch.Tensor, std: torch.Tensor,
                  neighbour_dropout: float = 0.0):
