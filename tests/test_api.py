@@ -1,5 +1,6 @@
-"""The public API module: every name it promises resolves, declared parameters feed the
-fingerprints, and what plugins wrote before 1.0 keeps working through its deprecation path."""
+"""The public API module: every name it promises resolves, capabilities are declared once,
+declared parameters feed the fingerprints, and a fit that returns a dict gives a training
+report."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 
 from ravlm_bench import api
 from ravlm_bench.config.suite import ComponentSpec
-from ravlm_bench.scoring.evaluation import adapt_task
 from ravlm_bench.stages.components import ComponentFactory
 
 
@@ -69,30 +69,10 @@ def test_declared_parameters_feed_the_fingerprint_a_plugin_forgot():
     assert prints[1.0] != prints[2.0]
 
 
-class LegacyTask:
-    """A task as written before 1.0: a kind, no metrics, no evaluate."""
-
-    name, dataset, kind = "legacy-category", "coco", "classification"
-
-    def build(self, dataset, seed):
-        from ravlm_plugins.tasks.coco_category import CocoCategory
-
-        return CocoCategory().build(dataset, seed)
-
-
-def test_a_task_with_the_old_kind_gets_that_kinds_evaluation(registry, demo_world):
-    with pytest.warns(DeprecationWarning, match="declares kind = 'classification'"):
-        task = adapt_task(LegacyTask())
-    assert api.capability(task, "tasks", "head") == "fusion-head"
-    dataset = registry.create("datasets", "coco", root=str(demo_world / "coco"))
-    api.check_task(task, dataset)
-
-
-def test_a_fit_that_returns_a_dict_becomes_a_training_report():
-    report = api.TrainingReport.coerce({"epochs": 3, "steps": 30, "seconds": 1.5,
-                                        "seconds_this_run": 1.5, "train_loss": 0.25})
-    assert (report.epochs, report.steps, report.extra) == (3, 30, {"train_loss": 0.25})
-    untimed = api.TrainingReport.coerce({"head": "mine"})
-    assert untimed.as_dict()["seconds"] is None  # the stage's own time stands in
-    with pytest.raises(api.ContractViolation, match="expected a TrainingReport"):
-        api.TrainingReport.coerce([1, 2])
+def test_a_fit_must_return_a_training_report():
+    report = api.TrainingReport(epochs=3, steps=30, extra={"train_loss": 0.25})
+    assert api.TrainingReport.from_fit(report) is report
+    assert api.TrainingReport.from_fit(None) == api.TrainingReport()
+    for wrong in ({"epochs": 3}, [1, 2]):
+        with pytest.raises(api.ContractViolation, match="expected a TrainingReport"):
+            api.TrainingReport.from_fit(wrong)

@@ -17,7 +17,7 @@ from ravlm_bench.demo.shapes import COLOURS, RING_HOLE
 JPEG_QUALITY = 90
 
 
-def _shade(tone, delta: int) -> tuple[int, int, int]:
+def _shade(tone, delta: int) -> tuple[int, ...]:
     return tuple(int(min(255, max(0, c + delta))) for c in tone)
 
 
@@ -79,6 +79,8 @@ def crowd_mask(scene: Scene) -> np.ndarray:
     """Binary (H, W) mask of the crowd's members, for its RLE segmentation."""
     mask = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
     draw = ImageDraw.Draw(mask)
+    if scene.crowd is None:
+        raise ValueError("the scene has no crowd to mask")
     for member in scene.crowd.members:
         draw.polygon([(float(x), float(y)) for x, y in member.points], fill=1)
     return np.asarray(mask, dtype=np.uint8)

@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +30,14 @@ SUMMARY_FILE = "demo_world.json"
 MANIFEST_FILE = "demo_world_files.json"  # relative path -> sha256 of every other file
 
 # images per split (COCO: Karpathy splits) per tree; "medium" is "small" times four
-_SMALL = {
+_SMALL: dict[str, Any] = {
     # 400 test images: coco-category's 95% intervals about +-0.05 wide, narrow enough to
     # separate systems; the test split costs encoding and prediction only, not training
     "coco": {"train": 300, "restval": 100, "val": 100, "test": 400},
     "flickr30k": {"train": 250, "val": 50, "test": 100},
     "visual_genome": 500,
 }
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"coco": {"train": 30, "restval": 10, "val": 10, "test": 10},
              "flickr30k": {"train": 40, "val": 10, "test": 10}, "visual_genome": 60},
     "small": _SMALL,

@@ -78,8 +78,10 @@ def write_coco(out: Path, scenes: dict[str, list[Scene]], rng: np.random.Generat
     image_ids = rng.permutation(_unique_ids(rng, n, 1, 600_000)).tolist()
     caption_ids = iter(_unique_ids(rng, n * 7, 1, 900_000))
     annotation_ids = iter(_unique_ids(rng, n * 5, 1, 2_000_000))
-    per_file = {s: {"images": [], "captions": [], "instances": []} for s in ("train", "val")}
-    karpathy, written = [], []
+    per_file: dict[str, dict[str, list[dict]]] = {
+        s: {"images": [], "captions": [], "instances": []} for s in ("train", "val")}
+    karpathy: list[dict] = []
+    written: list[WrittenImage] = []
     summary = TreeSummary(categories=len(CATEGORIES))
     sentid, crowd_serial = 0, 0
     for split, split_scenes in scenes.items():
@@ -154,7 +156,9 @@ def write_coco(out: Path, scenes: dict[str, list[Scene]], rng: np.random.Generat
 def write_flickr30k(out: Path, scenes: dict[str, list[Scene]], rng: np.random.Generator):
     n = sum(len(v) for v in scenes.values())
     photo_ids = rng.permutation(_unique_ids(rng, n, 1_000_000_000, 9_999_999_999)).tolist()
-    karpathy, token_lines, written = [], [], []
+    karpathy: list[dict] = []
+    token_lines: list[str] = []
+    written: list[WrittenImage] = []
     summary = TreeSummary()
     sentid = 0
     for split, split_scenes in scenes.items():

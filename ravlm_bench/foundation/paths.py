@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,13 +25,15 @@ def cache_dir() -> Path:
 
 
 def cache_subdir(name: str) -> Path:
+    """The cache directory ``name`` under :func:`cache_dir`, created if missing."""
     path = cache_dir() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 @contextmanager
-def directory_written_atomically(target: Path, complete: Callable[[Path], bool]):
+def directory_written_atomically(target: Path,
+                                 complete: Callable[[Path], bool]) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``target`` to fill; when the block ends
     without an error it is renamed onto ``target``, so a killed writer never leaves a
     half-written ``target`` for a later reader.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
 
-def seed_everything(seed: int):
+
+def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's ``random``, NumPy's global state and torch; return a seeded generator.
 
     Trainers draw shuffles and samples from the returned ``torch.Generator`` and build their

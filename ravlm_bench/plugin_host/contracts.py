@@ -176,7 +176,7 @@ class Dataset(Protocol):
 
     def splits(self) -> list[str]: ...
 
-    def table(self, kind: str, split: str): ...
+    def table(self, kind: str, split: str) -> Any: ...
 
     def fingerprint(self) -> str: ...
 
@@ -254,7 +254,7 @@ class Task(Protocol):
 
     def build(self, dataset: Dataset, seed: int) -> ClassificationData | RetrievalData: ...
 
-    def evaluate(self, data, outputs, resampler): ...
+    def evaluate(self, data: Any, outputs: Any, resampler: Any) -> Any: ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,21 +322,15 @@ class TrainingReport:
     _FIELDS = ("epochs", "steps", "seconds", "seconds_this_run", "reused", "resumed_from_epoch")
 
     @classmethod
-    def coerce(cls, value: Any) -> TrainingReport:
-        """A report from what ``fit`` returned: a report, a dict (the format before 1.0:
-        its known keys become fields, the rest ``extra``) or None."""
+    def from_fit(cls, value: Any) -> TrainingReport:
+        """The report a ``fit`` returned (None, for a head with nothing to train, is an empty
+        report); anything else breaks the contract."""
         if isinstance(value, TrainingReport):
             return value
         if value is None:
             return cls()
-        if not isinstance(value, dict):
-            raise ContractViolation(f"fit returned {type(value).__name__}, expected a "
-                                    f"TrainingReport")
-        known = {k: value[k] for k in cls._FIELDS if k in value}
-        # an old-style dict that reports no timing of its own: the stage's time stands
-        if "seconds" not in known:
-            known["seconds"] = known["seconds_this_run"] = math.nan
-        return cls(**known, extra={k: v for k, v in value.items() if k not in cls._FIELDS})
+        raise ContractViolation(f"fit returned {type(value).__name__}, expected a "
+                                f"TrainingReport")
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._FIELDS}

@@ -159,7 +159,7 @@ def register_tasks(register: Register) -> None:
 def register_publishers(register: Register) -> None:
     """Register leaderboard publishers (output formats).
 
-    The factory receives no arguments and returns an object with ``suffix: str`` and
+    The factory receives no arguments and returns an object with
     ``publish(board: Leaderboard, out_dir: pathlib.Path) -> list[Path]``, where ``board`` is a
     :class:`ravlm_bench.publish.leaderboard.Leaderboard`.
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pluggy
 
@@ -162,11 +163,13 @@ def _load_local_plugin(pm: RavlmPluginManager, spec: str) -> None:
         pm.mark_broken(source, exc)
 
 
-def _import_path(path: Path, name: str):
+def _import_path(path: Path, name: str) -> ModuleType:
     if not path.is_file():
         raise FileNotFoundError(f"no such plugin file: {path}")
     module_name = f"ravlm_local_plugin_{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

@@ -102,7 +102,7 @@ def spec_from_options(options: type) -> ParamSpec:
         default = f.default
         if default is _MISSING and f.default_factory is not _MISSING:
             default = f.default_factory()
-        meta = f.metadata or {}
+        meta: typing.Mapping[str, Any] = f.metadata or {}
         params.append(Param(f.name, hints.get(f.name, Any), default, meta.get("help", ""),
                             meta.get("minimum"), meta.get("maximum")))
     return ParamSpec(tuple(params))
@@ -115,7 +115,8 @@ def spec_from_signature(factory: Callable[..., Any]) -> ParamSpec:
     except (TypeError, ValueError):
         return ParamSpec((), open=True, declared=False)
     try:
-        hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
+        target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+        hints = typing.get_type_hints(target)
     except Exception:  # unresolvable annotations: fall back on the defaults' types
         hints = {}
     params, open_ = [], False
@@ -251,7 +252,7 @@ def _show(value: Any) -> str:
         or value is None else repr(value)
 
 
-def parse_options(options: type, params: dict[str, Any], component: str = ""):
+def parse_options(options: type, params: dict[str, Any], component: str = "") -> Any:
     """``options(**params)`` after :func:`check_params` (names, types, bounds, required):
     what a component calls to turn its suite parameters into its options object. Errors are
     :class:`~ravlm_bench.foundation.errors.ConfigError`, prefixed with ``component``."""

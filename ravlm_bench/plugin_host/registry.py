@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ravlm_bench.foundation.errors import ComponentError, ConfigError, RavlmError
-from ravlm_bench.plugin_host.host import RavlmPluginManager
+from ravlm_bench.plugin_host.host import PluginSource, RavlmPluginManager
 from ravlm_bench.plugin_host.options import (
     ParamError,
     ParamSpec,
@@ -170,7 +170,5 @@ def _is_hookimpl(pm: RavlmPluginManager, plugin: Any, hook_name: str) -> bool:
     return caller is not None and any(i.plugin is plugin for i in caller.get_hookimpls())
 
 
-def _local(name: str):
-    from ravlm_bench.plugin_host.host import PluginSource
-
+def _local(name: str) -> PluginSource:
     return PluginSource(name, "", "", name)

@@ -122,7 +122,7 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
         train_inputs = inputs("train", exclude_same_image=True)
         val_inputs = inputs("val", exclude_same_image=False) if "val" in splits else None
         with guard(head, "fit"):
-            training = TrainingReport.coerce(head.obj.fit(
+            training = TrainingReport.from_fit(head.obj.fit(
                 train_inputs, val_inputs, seed=seed,
                 **ctx.execution.training_kwargs(head.obj, "fusion-heads", checkpoint_dir)))
     diagnostics = None

@@ -101,7 +101,8 @@ def measure_search(retriever: Component, queries: np.ndarray, k: int,
     ``labels`` go to retrievers that declare ``uses_labels`` (the oracle bound)."""
     def search(rows: slice):
         if capability(retriever.obj, "retrievers", "uses_labels"):
-            return retriever.obj.search(queries[rows], k, labels=labels[rows])
+            return retriever.obj.search(
+                queries[rows], k, labels=None if labels is None else labels[rows])
         return retriever.obj.search(queries[rows], k)
 
     with guard(retriever, "search"):

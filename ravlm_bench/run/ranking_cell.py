@@ -52,7 +52,7 @@ def run_joint_embedding_cell(task: Component, data: RetrievalData, system: Syste
     if system.retriever is None:
         raise ConfigError(f"system {system.name!r} needs a retriever for task {task.name!r}")
     with clock("train"), guard(embedding, "fit_pairs"):
-        training = TrainingReport.coerce(embedding.obj.fit_pairs(
+        training = TrainingReport.from_fit(embedding.obj.fit_pairs(
             train_image, train_text, data.train.caption_image, seed=seed,
             **ctx.execution.training_kwargs(embedding.obj, embedding.kind, checkpoint_dir)))
         image_emb = np.ascontiguousarray(embedding.obj.embed_images(test_image), np.float32)

@@ -87,7 +87,8 @@ class FeatureStore:
                 cached = None
         if broadcast_object(ctx, cached is not None):
             # a hit: rank 0 holds every row, the other ranks contribute none
-            width = broadcast_object(ctx, cached.shape[1] if ctx.is_main else None)
+            mine = cached.shape[1] if ctx.is_main and cached is not None else None
+            width = broadcast_object(ctx, mine)
             local = cached if ctx.is_main else np.empty((0, width), np.float32)
         else:
             shard = items[ctx.shard(len(items))]

@@ -112,7 +112,7 @@ def _check_table(table: Any, kind: str, split: str, where: str) -> None:
 def _column(table: Any, name: str) -> list:
     # a datasets.Dataset's Arrow table converts a column at once, 150x faster than
     # iterating the Dataset's own column object row by row
-    arrow = getattr(table, "data", None)
+    arrow: Any = getattr(table, "data", None)
     column = arrow[name] if hasattr(arrow, "column_names") else table[name]
     return column.to_pylist() if hasattr(column, "to_pylist") else list(column)
 

@@ -26,7 +26,7 @@ def check_fusion_head(factory: Callable[..., Any], *, targets: str = "single-lab
     raw items (image files, texts) and, when the head ``uses_retrieval``, its ``k`` nearest
     neighbours by cosine similarity (two rows padded with -1), it checks: the declared
     capabilities; ``fit`` called with only the keywords they allow, with and without
-    validation data, returning a ``TrainingReport`` (or a dict); ``predict_proba`` float32
+    validation data, returning a ``TrainingReport``; ``predict_proba`` float32
     ``(n, num_classes)``, finite, in [0, 1] (rows summing to 1 for single-label targets),
     the same after two fits with one seed, and the same whatever the batch split.
     """
@@ -35,8 +35,8 @@ def check_fusion_head(factory: Callable[..., Any], *, targets: str = "single-lab
 
     if targets not in _TARGETS:
         raise ValueError(f"targets must be one of {_TARGETS}, got {targets!r}")
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
         head = factory(dim=_D_IMAGE + _D_TEXT)
         _check_head_capabilities(head, targets)
         train, val, test = _synthetic_fusion_splits(head, targets, seed, scratch)
@@ -110,7 +110,7 @@ def _synthetic_fusion_splits(head: Any, targets: str, seed: int, scratch) -> tup
                        image_ids=kb_ids)
     uses_retrieval = capability(head, "fusion-heads", "uses_retrieval")
     k = capability(head, "fusion-heads", "k") if uses_retrieval else 0
-    splits = []
+    splits: list[Any] = []
     for name, (x, labels, ids) in items.items():
         rows, scores = _cosine_neighbours(x, kb_x, k, exclude_self=name == "train")
         paths = []
@@ -191,9 +191,8 @@ def _training_kwargs(component: Any, kind: str, checkpoint_dir) -> dict:
 def _check_report(report: Any, what: str) -> None:
     from ravlm_bench.plugin_host.contracts import TrainingReport
 
-    if not isinstance(report, (TrainingReport, dict)):
-        _fail(f"{what} returned {type(report).__name__}, expected a TrainingReport "
-              f"(or a dict)")
+    if not isinstance(report, TrainingReport):
+        _fail(f"{what} returned {type(report).__name__}, expected a TrainingReport")
 
 
 def _fit_and_predict(head: Any, train, val, test, seed: int, checkpoint_dir) -> np.ndarray:
@@ -225,7 +224,7 @@ def check_joint_embedding(factory: Callable[..., Any], *, seed: int = 0,
 
     On small synthetic (image, caption) pairs, two captions per image: the declared
     capabilities; ``fit_pairs`` called with only the keywords they allow, returning a
-    ``TrainingReport`` (or a dict); ``embed_images`` and ``embed_texts`` float32 ``(n, d)``
+    ``TrainingReport``; ``embed_images`` and ``embed_texts`` float32 ``(n, d)``
     of one width ``d``, finite, the same after two fits with one seed, and the same for any
     batch size.
     """

@@ -56,7 +56,7 @@ def check_task(task: Any, dataset: Any, *, seed: int = 0) -> None:
         scores = rng.random((len(data.test), width)).astype(np.float32)
         if targets != "multi-label":
             scores /= scores.sum(axis=1, keepdims=True)
-        outputs = ClassScores(scores)
+        outputs: ClassScores | Rankings = ClassScores(scores)
     else:
         depth = int(capability(task, "tasks", "ranking_depth") or
                     CAPABILITIES["tasks"]["ranking_depth"])
