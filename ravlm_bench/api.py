@@ -1,7 +1,8 @@
 """The public plugin API of ravlm-bench: everything a plugin imports, from this one module.
 
-Names here are a contract: none is renamed or removed without a deprecation path. The
-rest of ``ravlm_bench`` is internal and may change in any release.
+Every public name is listed in ``__all__``; the rest of ``ravlm_bench`` is internal. The
+conformance kit, the leaderboard renderings, the fronts and the explorer's items load on
+first use, since they pull in PIL, pandas and matplotlib.
 
 * Hooks: :data:`hookimpl` marks a plugin's registration functions (the hooks are listed in
   :mod:`ravlm_bench.plugin_host.hookspecs`); each gets ``register(name, factory, *, description="",
@@ -24,6 +25,9 @@ rest of ``ravlm_bench`` is internal and may change in any release.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ravlm_bench.foundation.distributed import DistContext, all_gather_same_shape, broadcast_object
 from ravlm_bench.foundation.errors import ComponentError, ConfigError, DataError, RavlmError, cause
@@ -72,7 +76,7 @@ from ravlm_bench.scoring.resampling import Resampler, percentile_interval
 from ravlm_bench.stages.encoding import ImageFiles
 from ravlm_bench.store.run_dir import atomic_write_bytes
 
-__all__ = [
+__all__: list[str] = [
     "CAPABILITIES", "DATA_ENV", "METRICS", "RECORD_SCHEMAS",
     "ClassScores", "ClassificationData", "ComponentError", "ConfigError", "ContractViolation",
     "DataError", "Dataset", "DistContext", "Evaluation", "ExactIndex", "FusionHead",
@@ -87,36 +91,39 @@ __all__ = [
 ]
 
 
-_CONFORMANCE = ("check_dataset", "check_fusion_head", "check_image_encoder",
-                "check_joint_embedding", "check_publisher", "check_retriever", "check_task",
-                "check_text_encoder")
-__all__ += _CONFORMANCE
+# Loaded on first use (they pull in PIL, pandas or matplotlib): name -> defining module.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ("check_dataset", "check_fusion_head", "check_image_encoder", "check_joint_embedding",
+         "check_publisher", "check_retriever", "check_task", "check_text_encoder"),
+        "ravlm_bench.testing"),
+    **dict.fromkeys(("COLUMN_BETTER", "COST_COLUMNS", "DIAGNOSTIC_COLUMNS", "Leaderboard"),
+                    "ravlm_bench.publish.leaderboard"),
+    **dict.fromkeys(
+        ("COMPACT_HEADERS", "describe", "display_overview", "display_table", "format_cost",
+         "format_metric"),
+        "ravlm_bench.publish.display"),
+    **dict.fromkeys(
+        ("COST_AXES", "front_chart", "front_line", "front_points", "pareto_flags",
+         "sweep_series", "tasks_with_costs", "uses_log_scale"),
+        "ravlm_bench.publish.fronts"),
+    **dict.fromkeys(("ExplorerItem", "Neighbour", "cell_items", "explorable_cells"),
+                    "ravlm_bench.store.explorer_arrays"),
+    # suite role -> component kind, as run.json and cells name them
+    "ROLE_KINDS": "ravlm_bench.config.suite",
+}
+__all__ += sorted(_LAZY)
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    pass
 
 
-def __getattr__(name: str):
-    # The conformance kit and the leaderboard renderings are for tests and publishers: they
-    # load (PIL, pandas) only when asked for.
-    if name in _CONFORMANCE:
-        from ravlm_bench import testing
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ravlm_bench.api' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return getattr(testing, name)
-    if name in ("COLUMN_BETTER", "COMPACT_HEADERS", "COST_COLUMNS", "DIAGNOSTIC_COLUMNS",
-                "Leaderboard", "describe", "display_overview", "display_table",
-                "format_cost", "format_metric"):
-        from ravlm_bench.publish import leaderboard
 
-        return getattr(leaderboard, name)
-    if name in ("COST_AXES", "front_line", "front_points", "pareto_flags", "sweep_series",
-                "tasks_with_costs", "uses_log_scale"):
-        from ravlm_bench.publish import fronts
-
-        return getattr(fronts, name)
-    if name == "ROLE_KINDS":  # suite role -> component kind, as run.json and cells name them
-        from ravlm_bench.config.suite import ROLE_KINDS
-
-        return ROLE_KINDS
-    if name in ("ExplorerItem", "Neighbour", "cell_items", "explorable_cells"):
-        from ravlm_bench.store import explorer_arrays as explorer
-
-        return getattr(explorer, name)
-    raise AttributeError(f"module 'ravlm_bench.api' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,6 +1,7 @@
-"""The command line: parse, call the library, print. Each command group is its own module.
-
-Exit codes: 0 success, 1 a run with failed parts, 2 bad usage, configuration or input.
+"""The command line: parse, call the library, print. Each command group is its own module
+(:data:`COMMAND_MODULES`), and :func:`main` runs the one asked for, turning any
+:class:`~ravlm_bench.foundation.errors.RavlmError` into one line on stderr and its exit code:
+0 success, 1 a run with failed parts, 2 bad usage, configuration or input.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from ravlm_bench.foundation.version import __version__
 # Modules under ravlm_bench.cli, each with add_parser(subparsers, common) -> None.
 COMMAND_MODULES = ["plugins_cmd", "data_cmd", "cache_cmd", "run_cmd", "leaderboard_cmd", "show_cmd",
                    "compare_cmd"]
-
-log = logging.getLogger("ravlm_bench")
 
 
 class Context:
@@ -70,13 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ravlm-bench {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"ravlm_bench.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ravlm_bench.cli.{module_name}":
-                raise
-            continue  # a command group not built yet
-        module.add_parser(subparsers, common)
+        importlib.import_module(f"ravlm_bench.cli.{module_name}").add_parser(subparsers, common)
     return parser
 
 

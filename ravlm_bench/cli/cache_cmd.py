@@ -1,4 +1,5 @@
-"""`ravlm-bench cache ls` and `ravlm-bench cache clear [--older-than 7d]`."""
+"""`ravlm-bench cache ls` (the feature cache's entries, sizes and last use) and
+`ravlm-bench cache clear [--older-than 7d]` (delete all of them, or those unused that long)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,15 @@
-"""`ravlm-bench leaderboard RUN_DIR`: print a run's leaderboard and publish it to files."""
+"""`ravlm-bench leaderboard RUN_DIR`: print a run's leaderboard and publish it to files.
+
+The publishers (plugins) are named by ``--format``. A run file that is missing or damaged
+stops the command with one line naming it (exit 2); a publisher that fails otherwise is
+named with its plugin (exit 1).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ravlm_bench.foundation.errors import ComponentError, ConfigError
+from ravlm_bench.foundation.errors import ComponentError, ConfigError, DataError
 
 # Short spellings users type for the reference publishers.
 FORMAT_ALIASES = {"md": "markdown", "tex": "latex", "htm": "html"}
@@ -38,7 +43,8 @@ def publisher_names(spec: str, known: list[str]) -> list[str]:
 
 
 def publish_leaderboard(ctx) -> int:
-    from ravlm_bench.publish.leaderboard import load_run, render_terminal
+    from ravlm_bench.publish.display import render_terminal
+    from ravlm_bench.publish.leaderboard import load_run
 
     args = ctx.args
     board = load_run(args.run_dir)
@@ -50,6 +56,8 @@ def publish_leaderboard(ctx) -> int:
     for name, publisher in publishers.items():
         try:
             written = publisher.publish(board, out_dir)
+        except DataError:
+            raise  # a run file the publisher read is at fault, not the publisher
         except Exception as exc:  # a broken publisher is named, with its plugin
             plugin = ctx.registry.get("publishers", name).plugin
             raise ComponentError("publisher", name, plugin,

@@ -1,4 +1,6 @@
-"""`ravlm-bench run [SUITE]`: run a suite (the built-in demo suite by default)."""
+"""`ravlm-bench run [SUITE]`: load a suite (the built-in demo suite by default), run its
+cells into the run directory (once per rank under torchrun), print its leaderboard and a
+summary, and exit 1 when a cell failed."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def add_parser(subparsers, common) -> None:
 def run_suite(ctx) -> int:
     from ravlm_bench.config.suite import load_suite, resolve_suite_path
     from ravlm_bench.foundation.distributed import init_distributed, shutdown
-    from ravlm_bench.publish.leaderboard import load_run, render_terminal
+    from ravlm_bench.publish.display import render_terminal
+    from ravlm_bench.publish.leaderboard import load_run
     from ravlm_bench.run.runner import Runner
 
     suite = load_suite(resolve_suite_path(ctx.args.suite))

@@ -34,7 +34,7 @@ def add_parser(subparsers, common) -> None:
 
 
 def show_cell(ctx) -> int:
-    from ravlm_bench.publish.leaderboard import read_run
+    from ravlm_bench.publish.run_reader import read_run
     from ravlm_bench.store.explorer_arrays import cell_items
 
     args = ctx.args

@@ -2,7 +2,11 @@
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) :func:`init_distributed` joins the process group:
 NCCL where GPUs exist, gloo on CPUs. Outside it everything degrades to one process and the
-helpers here are no-ops, so single-process code paths need no special case.
+helpers here are no-ops, so single-process code paths need no special case. Besides the
+collectives, :func:`gather_errors` and :func:`rank_failure` turn a failure on some ranks
+into one error every rank raises, and :class:`ShardedRetriever` splits a knowledge base
+across the ranks and merges their top-k lists (:func:`merge_topk`) into what one retriever
+over all of it returns.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class RankFailure(RavlmError):
 
 @dataclass(frozen=True)
 class DistContext:
+    """This process's place among the ranks (one rank, no backend, outside torchrun)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -57,6 +63,7 @@ SINGLE = DistContext()
 
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``(start, stop)`` of rank ``rank``'s contiguous share of ``n`` items."""
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
@@ -88,6 +95,7 @@ def init_distributed(timeout_s: float | None = None) -> DistContext:
 
 
 def shutdown(ctx: DistContext) -> None:
+    """Leave the process group (nothing to do outside torchrun)."""
     if ctx.enabled:
         import torch.distributed as dist
 
@@ -126,6 +134,8 @@ def all_gather_same_shape(ctx: DistContext, array: np.ndarray) -> np.ndarray:
 
 
 def broadcast_object(ctx: DistContext, value=None, src: int = 0):
+    """``value`` as rank ``src`` holds it, on every rank (picklable objects); outside
+    torchrun, ``value`` itself."""
     if not ctx.enabled:
         return value
     import torch.distributed as dist
@@ -148,6 +158,8 @@ def gather_errors(ctx: DistContext, error: BaseException | None) -> list[str | N
 
 
 def rank_failure(stage: str, messages: list[str | None]) -> RankFailure:
+    """The error every rank raises when ``stage`` failed on some: each failed rank named
+    with its message (``messages`` as :func:`gather_errors` returns them)."""
     failed = [(rank, msg) for rank, msg in enumerate(messages) if msg is not None]
     detail = "; ".join(f"rank {rank}: {msg}" for rank, msg in failed)
     return RankFailure(f"{stage} failed on {len(failed)} of {len(messages)} ranks: {detail}")
@@ -155,21 +167,6 @@ def rank_failure(stage: str, messages: list[str | None]) -> RankFailure:
 
 def _error_text(error: BaseException) -> str:
     return str(error) if isinstance(error, RavlmError) else f"{type(error).__name__}: {error}"
-
-
-def check_ranks(ctx: DistContext, error: BaseException | None, stage: str) -> None:
-    """A collective after each stage: if any rank failed, every rank raises RankFailure.
-
-    A rank that catches its own exception still reaches this call, so the others learn of
-    it at once instead of waiting at their next collective until the timeout.
-    """
-    if not ctx.enabled:
-        if error is not None:
-            raise error
-        return
-    messages = gather_errors(ctx, error)
-    if any(m is not None for m in messages):
-        raise rank_failure(stage, messages)
 
 
 def merge_topk(keys: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,8 @@ The resamples are the run's shared cluster bootstrap over test units (items; cap
 images for Recall@K): resample b draws the same test units in both runs, because the
 resampler is seeded by (resample seed, unit name, unit count) alone, and each drawn unit
 carries its rows from every paired seed, so resample b of a run is the mean over the paired
-seeds of their values on resample b (:func:`ravlm_bench.publish.leaderboard.cluster_replicates`).
+seeds of their values on resample b
+(:func:`ravlm_bench.publish.leaderboard.cluster_replicates`).
 The test therefore assumes both runs scored the same test items with the same bootstrap
 settings. Where the cells show otherwise (different bootstrap settings or resample counts,
 different test split sizes in run.json, different ``image_ids`` or ``y_true`` arrays where
@@ -24,12 +25,14 @@ never counted as a regression. Holm's adjustment runs over the whole family of t
 improvement) when its Holm-adjusted p-value is below ``alpha``.
 
 A system that finished in A and whose every cell failed in B is ``failed in B``, which
-counts as a regression.
+counts as a regression. The runs' cells and arrays are read checked
+(:mod:`ravlm_bench.publish.run_reader`): a cell whose arrays are missing or do not match
+their checksum stops the comparison with a one-line ``DataError`` naming the file.
 
 Output: the terminal table (:func:`render_terminal`) always, and with ``--json PATH`` the
 same rows as JSON (:meth:`Comparison.as_dict`). Exit status of ``ravlm-bench compare``: 0 no
 significant regression, 1 at least one (or a system failed in B), 2 bad input (a missing
-run directory, runs sharing no (task, system)).
+run directory, a damaged cell, runs sharing no (task, system)).
 """
 
 from __future__ import annotations
@@ -41,15 +44,11 @@ from pathlib import Path
 import numpy as np
 
 from ravlm_bench.foundation.errors import ConfigError, DataError
-from ravlm_bench.publish.leaderboard import (
-    Leaderboard,
-    _fmt,
-    _Replicates,
-    cluster_replicates,
-    holm,
-    load_run,
-)
+from ravlm_bench.publish.display import format_number
+from ravlm_bench.publish.leaderboard import Leaderboard, cluster_replicates, holm, load_run
+from ravlm_bench.publish.run_reader import Replicates
 from ravlm_bench.scoring.resampling import percentile_interval
+from ravlm_bench.store.cell_files import read_arrays
 
 REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no significant change"
 UNPAIRED, MISSING_IN_A, MISSING_IN_B = "unpaired", "missing in A", "missing in B"
@@ -197,7 +196,7 @@ class _TaskPair:
         self.boards = (board_a, board_b)
         self.cells = tuple(b.cells[b.cells["task"] == task] if len(b.cells) else b.cells
                            for b in self.boards)
-        self.replicates = tuple(_Replicates(cells) for cells in self.cells)
+        self.replicates = tuple(Replicates(cells) for cells in self.cells)
         self.declarations = tuple(b.declarations(task) for b in self.boards)
         self.split_problem = _split_sizes_problem(*(b.tasks[task].get("sizes") or {}
                                                     for b in self.boards))
@@ -245,7 +244,7 @@ class _TaskPair:
             return change
         resamples_a = self.replicates[0].of(system, shared, metric)
         resamples_b = self.replicates[1].of(system, shared, metric)
-        # a seed whose arrays are missing or damaged (the loader warned) cannot pair
+        # a seed whose cell holds no resamples of this metric cannot pair
         both = sorted(set(resamples_a) & set(resamples_b))
         paired = both or shared
         change.paired_seeds = paired
@@ -279,7 +278,7 @@ class _TaskPair:
         if declared_a.higher_is_better != declared_b.higher_is_better:
             return "the runs declare opposite directions for this metric"
         if a is None or b is None:
-            return "no seed has usable resample arrays in both runs (see the warnings)"
+            return "no seed has resamples of this metric in both runs"
         if len(a) != len(b):
             return f"resample counts differ (A: {len(a)}, B: {len(b)})"
         if self.split_problem:
@@ -324,11 +323,8 @@ def _cells_problem(row_a: dict, row_b: dict) -> str:
 
 
 def _test_item_arrays(row: dict) -> dict[str, np.ndarray]:
-    try:
-        with np.load(Path(row["path"]).with_suffix(".npz")) as arrays:
-            return {name: arrays[name] for name in TEST_ITEM_ARRAYS if name in arrays.files}
-    except (OSError, ValueError):
-        return {}  # the resample arrays come from the same file: their loader warned
+    return read_arrays(Path(row["path"]), row.get("arrays_sha256"),
+                       wanted=lambda name: name in TEST_ITEM_ARRAYS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,12 +346,13 @@ def describe(comparison: Comparison) -> str:
 def display_rows(comparison: Comparison) -> list[dict[str, str]]:
     rows = []
     for c in comparison.changes:
-        delta = _fmt(c.delta, "+.3f")
+        delta = format_number(c.delta, "+.3f")
         if c.delta_ci95:
             delta += f" [{c.delta_ci95[0]:+.3f}, {c.delta_ci95[1]:+.3f}]"
         rows.append({"task": c.task, "system": c.system, "metric": c.metric,
-                     "A": _fmt(c.a), "B": _fmt(c.b), "delta [lo, hi]": delta,
-                     "p": _fmt(c.p_regression), "p_holm": _fmt(c.p_regression_holm),
+                     "A": format_number(c.a), "B": format_number(c.b),
+                     "delta [lo, hi]": delta, "p": format_number(c.p_regression),
+                     "p_holm": format_number(c.p_regression_holm),
                      "seeds": str(len(c.paired_seeds)) if c.paired_seeds else "–",
                      "verdict": f"{c.verdict}: {c.reason}" if c.reason else c.verdict})
     return rows

@@ -9,7 +9,9 @@ order). Systems expanded from one sweep (run.json records ``"sweep": {"base": ..
 "values": {...}}``) form a :class:`SweepSeries`, ordered by their swept values, which the
 charts join with a line.
 
-Pure data (no plotting): the PNG/SVG charts and the HTML page both draw from here.
+Pure data (no plotting): :func:`front_chart` gathers what a chart of one task against one
+cost axis draws (the points, the front as a staircase, the sweeps, the scale) into a
+:class:`FrontChart`, from which both the PNG/SVG charts and the HTML page draw.
 """
 
 from __future__ import annotations
@@ -64,6 +66,39 @@ class FrontPoint:
 class SweepSeries:
     base: str
     points: tuple[FrontPoint, ...]  # ordered by the swept values
+
+    @property
+    def swept(self) -> str:
+        """``expansion_search, k``: the swept parameters without their component prefix."""
+        return ", ".join(name.rsplit(".", 1)[-1] for name, _ in self.points[0].sweep_values)
+
+
+@dataclass(frozen=True)
+class FrontChart:
+    """What a chart of ``task``'s main metric against one cost axis draws."""
+
+    task: str
+    metric: str                          # the task's main metric, the vertical axis
+    axis: CostAxis
+    points: tuple[FrontPoint, ...]       # cheapest first
+    front: tuple[FrontPoint, ...]        # the points on the Pareto front, cheapest first
+    sweeps: tuple[SweepSeries, ...]
+    log_scale: bool                      # the cost axis on a log scale
+
+    @property
+    def dominated(self) -> tuple[FrontPoint, ...]:
+        return tuple(p for p in self.points if not p.on_front)
+
+    def front_steps(self) -> list[tuple[float, float]]:
+        """The front as a staircase of ``(cost, quality)`` corners: from each front point
+        along the cost axis at its quality to the next one's cost, then up or down to that
+        one's quality (what matplotlib's ``step(where="post")`` draws)."""
+        if not self.front:
+            return []
+        corners = [(self.front[0].cost, self.front[0].quality)]
+        for before, point in zip(self.front, self.front[1:], strict=False):
+            corners += [(point.cost, before.quality), (point.cost, point.quality)]
+        return corners
 
 
 def _finite(value) -> bool:
@@ -157,6 +192,17 @@ def front_line(points: list[FrontPoint]) -> list[FrontPoint]:
     return [p for p in points if p.on_front]
 
 
+def front_chart(board: Leaderboard, task: str, axis: str) -> FrontChart | None:
+    """``task``'s chart against cost column ``axis``, or None when no system has a point
+    on it."""
+    points = front_points(board, task, axis)
+    if not points:
+        return None
+    return FrontChart(task, str(board.main_metric(task)), AXES_BY_COLUMN[axis], tuple(points),
+                      tuple(front_line(points)), tuple(sweep_series(points)),
+                      uses_log_scale(axis, [p.cost for p in points]))
+
+
 def tasks_with_costs(board: Leaderboard) -> list[str]:
     """The tasks with a point on at least one cost axis (the rest have no retrieval)."""
     return [task for task in board.tasks
@@ -164,6 +210,8 @@ def tasks_with_costs(board: Leaderboard) -> list[str]:
 
 
 def uses_log_scale(axis: str, costs: list[float]) -> bool:
+    """Whether a cost axis should be drawn on a log scale: it allows one and its (all
+    positive) costs span more than a factor of ten."""
     positive = [c for c in costs if c > 0]
     return (AXES_BY_COLUMN[axis].log_candidate and len(positive) == len(costs)
             and len(positive) > 1 and max(positive) / min(positive) > 10)

@@ -177,43 +177,16 @@ class RankingEvaluation:
                          "i2t": np.asarray(outputs.i2t, np.int64)})
 
 
-# ---------------------------------------------------------------------------------------
-# Tasks written before 1.0
-# ---------------------------------------------------------------------------------------
-
-
-def adapt_task(task):
-    """``task`` as a 1.0 task. A task without ``evaluate`` but with the old ``kind``
-    (``"classification"`` or ``"retrieval"``) gets the reference evaluation of that kind;
-    anything else is returned as it is (and must implement the contract itself)."""
-    if hasattr(task, "evaluate") or getattr(task, "kind", None) not in _LEGACY_KINDS:
-        return task
-    import warnings
-
-    warnings.warn(f"task {getattr(task, 'name', task)!r} declares kind = {task.kind!r}; since "
-                  f"1.0 a task declares its metrics and evaluate() (inherit "
-                  f"ravlm_bench.api.{_LEGACY_KINDS[task.kind].__name__})", DeprecationWarning,
-                  stacklevel=2)
-    return _LegacyTask(task, _LEGACY_KINDS[task.kind])
-
-
-_LEGACY_KINDS = {"classification": SingleLabelEvaluation, "retrieval": RankingEvaluation}
-
-
-class _LegacyTask:
-    def __init__(self, task, evaluation: type):
-        self._task, self._evaluation = task, evaluation()
-        self.name, self.dataset = task.name, task.dataset
-
-    def __getattr__(self, name: str):
-        if name in ("build", "fingerprint"):
-            return getattr(self._task, name)
-        return getattr(self._evaluation, name)
-
-
 def task_declaration(task) -> dict:
-    """What run.json records of a task, so the leaderboard reads its cells without it."""
+    """What run.json records of a task, so the leaderboard reads its cells without it.
 
+    :raises ValueError: the task does not declare ``metrics()`` and ``evaluate()``, or its
+        metric declarations are not valid.
+    """
+    if not (callable(getattr(task, "metrics", None)) and callable(getattr(task, "evaluate", None))):
+        raise ValueError("a task declares metrics() and evaluate(); inherit "
+                         "ravlm_bench.api.SingleLabelEvaluation or RankingEvaluation for the "
+                         "reference ones")
     metrics = tuple(task.metrics())
     if not metrics or not all(isinstance(m, Metric) for m in metrics):
         raise ValueError("metrics() must return Metric declarations")

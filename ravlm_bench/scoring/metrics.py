@@ -1,4 +1,4 @@
-"""Metrics: classification scores with bootstrap intervals, paired tests, retrieval Recall@K.
+"""Metrics: classification scores with bootstrap intervals, and image-text Recall@K.
 
 Classification follows scikit-learn (``average="weighted"``, ``zero_division=0``) over the
 label space ``range(num_classes)``. A test label of ``-1`` (an item whose answer lies outside
@@ -11,6 +11,10 @@ accuracy, as it must for single-label classification.
 Bootstrap resamples test items with replacement. Every resample is scored from per-class
 counts (true positives, true and predicted totals) computed for all resamples at once, so
 1,000 resamples of 1,000 items take milliseconds; the counts reproduce scikit-learn exactly.
+
+Recall@K is CLIP_benchmark's: from a joint embedding's rankings, :func:`ranking_hits` flags
+each caption whose image is in its top K and each image with one of its captions in its top
+K, and :func:`recall_from_hits` averages the flags, on the whole test split or per resample.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from ravlm_bench.foundation.errors import ConfigError
-from ravlm_bench.scoring.ranking import exact_top_k
 from ravlm_bench.scoring.resampling import Resampler, percentile_interval
 
 CLASSIFICATION_METRICS = (
@@ -28,9 +31,6 @@ CLASSIFICATION_METRICS = (
     "head_f1", "tail_f1",
 )
 RETRIEVAL_KS = (1, 5, 10)
-
-# Bound the (resamples x items) index block materialised at once: ~32 MB of int64.
-_BOOTSTRAP_BLOCK = 4_000_000
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,73 +242,14 @@ def per_class_report(y_true, y_pred, *, num_classes: int,
     }
 
 
-def paired_bootstrap(
-    y_true,
-    pred_a,
-    pred_b,
-    metric: str = "weighted_f1",
-    n_resamples: int = 1000,
-    seed: int = 0,
-    *,
-    num_classes: int | None = None,
-) -> dict:
-    """Is system A better than system B (the baseline) on the same test items?
-
-    Both systems are scored on the same resamples of the test items. ``delta`` is
-    metric(A) - metric(B) on the full test set, ``ci95`` the percentile interval of the
-    resampled deltas, and ``p_value`` the one-sided bootstrap p-value of "A is not better":
-    ``(1 + #resamples with delta <= 0) / (1 + n_resamples)`` (Koehn 2004, with the add-one
-    correction that keeps it a valid p-value).
-
-    :param metric: one of :data:`CLASSIFICATION_METRICS` except head/tail F1.
-    :param num_classes: the label-space size; default: the largest label seen, plus one.
-    """
-    allowed = CLASSIFICATION_METRICS[:5]
-    if metric not in allowed:
-        raise ConfigError(f"paired_bootstrap metric {metric!r} unknown; use one of {allowed}")
-    if num_classes is None:
-        num_classes = int(max(np.max(y_true), np.max(pred_a), np.max(pred_b))) + 1
-    y_true, pred_a = _check_labels(y_true, pred_a, num_classes)
-    _, pred_b = _check_labels(y_true, pred_b, num_classes)
-    if not len(y_true):
-        raise ValueError("no test items to compare")
-    empty = np.array([], dtype=np.int64)
-
-    def score(pred, index=None):
-        counts = _class_counts(y_true, pred, num_classes, index)
-        return _scores_from_counts(*counts, len(y_true), empty, empty)[metric]
-
-    delta = float(score(pred_a)[0] - score(pred_b)[0])
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    block = max(1, _BOOTSTRAP_BLOCK // n)
-    deltas = []
-    for start in range(0, n_resamples, block):
-        index = rng.integers(0, n, size=(min(block, n_resamples - start), n))
-        deltas.append(score(pred_a, index) - score(pred_b, index))
-    resampled = np.concatenate(deltas) if deltas else np.array([])
-    not_better = int((resampled <= 0).sum())
-    return {
-        "delta": delta,
-        "ci95": percentile_interval(resampled),
-        "p_value": (1 + not_better) / (1 + len(resampled)),
-        "n_items": int(n),
-        "metric": metric,
-    }
-
-
 # ---------------------------------------------------------------------------------------
 # Retrieval (as CLIP_benchmark's zeroshot_retrieval computes it)
 # ---------------------------------------------------------------------------------------
 
 
-def recall_from_rankings(
-    t2i_ranked_images,
-    i2t_ranked_captions,
-    caption_image,
-    ks: Sequence[int] = RETRIEVAL_KS,
-) -> dict[str, float]:
-    """Recall@K in both directions from precomputed rankings.
+def ranking_hits(t2i_ranked_images, i2t_ranked_captions, caption_image,
+                 ks: Sequence[int] = RETRIEVAL_KS) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, whether a correct result is in its top K, for each K.
 
     :param t2i_ranked_images: int (n_captions, >= max(ks)): image rows, best first, per caption.
     :param i2t_ranked_captions: int (n_images, >= max(ks)): caption rows, best first, per image.
@@ -316,23 +257,9 @@ def recall_from_rankings(
     Rows are positions in the image / caption arrays (map retriever keys to rows first);
     ``-1`` pads rankings shorter than K and never matches.
 
-    text-to-image R@K: the share of captions whose image is in their top K; image-to-text
-    R@K: the share of images with at least one of their captions in their top K. Keys:
-    ``t2i_R@K``, ``i2t_R@K`` and ``mean_recall`` (the mean of all of them).
-    """
-    t2i_hits, i2t_hits = ranking_hits(t2i_ranked_images, i2t_ranked_captions, caption_image,
-                                      ks)
-    return {name: float(value[0]) for name, value in
-            recall_from_hits(t2i_hits[None], i2t_hits[None], ks).items()}
-
-
-def ranking_hits(t2i_ranked_images, i2t_ranked_captions, caption_image,
-                 ks: Sequence[int] = RETRIEVAL_KS) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, the rank of its first correct result, as hit flags per K.
-
-    Returns bool ``(n_captions, len(ks))`` (caption's image in its top K) and bool
-    ``(n_images, len(ks))`` (one of the image's captions in its top K); the arguments are as
-    for :func:`recall_from_rankings`, which averages these.
+    Returns bool ``(n_captions, len(ks))`` (the caption's image in its top K) and bool
+    ``(n_images, len(ks))`` (one of the image's captions in its top K);
+    :func:`recall_from_hits` averages them into text-to-image and image-to-text R@K.
     """
     caption_image = np.asarray(caption_image, dtype=np.int64)
     t2i = np.asarray(t2i_ranked_images, dtype=np.int64)
@@ -373,35 +300,3 @@ def recall_from_hits(t2i_hits: np.ndarray, i2t_hits: np.ndarray,
         result[f"t2i_R@{k}"] = t2i[:, j].astype(np.float64)
     result["mean_recall"] = np.mean(np.stack(list(result.values())), axis=0)
     return result
-
-
-def _top_k(queries: np.ndarray, items: np.ndarray, k: int, metric: str = "ip") -> np.ndarray:
-    """Row numbers of each query's k best items by exact search (:mod:`ravlm_bench.scoring.ranking`,
-    as the ``exact`` retriever ranks): ties go to the lower row, ``-1`` pads past the items."""
-    return exact_top_k(queries, items, k, metric)[0]
-
-
-def retrieval_recall(
-    image_emb,
-    text_emb,
-    caption_image,
-    ks: Sequence[int] = RETRIEVAL_KS,
-) -> dict[str, float]:
-    """Image-text Recall@K as CLIP_benchmark defines it, by exact search.
-
-    Scores are cosine similarities (caption x image). Captions rank the images, and images
-    the captions, by :func:`ravlm_bench.scoring.ranking.exact_top_k`, the ``exact`` retriever's
-    search: each pair is scored the same way wherever it lies, so copies of one embedding
-    tie exactly, and equal scores rank the lower row first, the retrievers' rule (ascending
-    key) with rows as keys. So the result equals :func:`recall_from_rankings` of ``exact``'s
-    rankings keyed by row; CLIP_benchmark's ``torch.topk`` leaves ties unspecified. See
-    :func:`recall_from_rankings` for the definitions and keys; every caption is used.
-    """
-    caption_image = np.asarray(caption_image, dtype=np.int64)
-    if len(text_emb) != len(caption_image):
-        raise ValueError(f"{len(text_emb)} caption embeddings but {len(caption_image)} "
-                         f"caption_image entries")
-    depth = max(ks)
-    t2i = _top_k(text_emb, image_emb, depth, "cos")
-    i2t = _top_k(image_emb, text_emb, depth, "cos")
-    return recall_from_rankings(t2i, i2t, caption_image, ks)

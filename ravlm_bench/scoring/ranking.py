@@ -1,8 +1,9 @@
 """Exact top-k search in which equal scores come by ascending key.
 
-One implementation serves the ``exact`` retriever (and through it ``oracle``) and
-:func:`ravlm_bench.scoring.metrics.retrieval_recall`, so Recall@K from the retriever's rankings and
-from the metric agree on tied data, bit for bit.
+One implementation serves the ``exact`` retriever (and through it ``oracle``), the runner's
+exact-search reference for a retriever's recall, and plugins through
+:func:`ravlm_bench.api.exact_top_k`, so every exact ranking of the same data agrees on tied
+scores, bit for bit.
 
 Scores are similarities, higher is better: cosine similarity (``cos``), inner product
 (``ip``), or the negative squared L2 distance (``l2sq``). Results are ``(keys, scores)``:

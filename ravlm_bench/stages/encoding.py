@@ -5,9 +5,10 @@ runs in DataLoader worker processes so that it overlaps the model. Every batch t
 returns is checked against the contract; a violation raises ``ContractViolation`` for the
 caller to wrap in a ``ComponentError`` naming the plugin.
 
-An image that does not decode is a one-line ``DataError`` naming the file, or, with
-``on_error="skip"``, a row the result marks as failed. :func:`find_undecodable` runs the
-same decoding alone, on every core, for ``ravlm-bench data check``.
+An image that does not decode is a one-line ``DataError`` naming the file. A dataset that
+skips bad images has them dropped before encoding (:mod:`ravlm_bench.stages.bad_images`,
+which finds them with :func:`find_undecodable`: the same decoding alone, on every core, as
+``ravlm-bench data check`` runs it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 
@@ -62,9 +62,6 @@ def decode_image(path: str):
         # besides OSError and UnidentifiedImageError, PIL's decoders raise SyntaxError,
         # ValueError, struct.error, DecompressionBombError... on damaged or hostile files
         return None, f"cannot decode ({type(exc).__name__}: {exc})"
-
-
-_ImageFiles = ImageFiles  # the name before 1.0; plugins import ravlm_bench.api.ImageFiles
 
 
 def _collate(items):
@@ -118,69 +115,22 @@ def find_undecodable(paths: list[str], *, workers: int | None = None,
         return {index: error for index, error in enumerate(bar) if error is not None}
 
 
-@dataclass(frozen=True, eq=False)
-class EncodedImages:
-    """What ``encode_images(..., on_error="skip")`` returns.
-
-    ``features`` has one row per input path, in input order, so indices line up with the
-    caller's lists; the rows of images that failed to decode are zeros, to be dropped using
-    ``failed`` (input index -> why, e.g. ``"cannot decode (OSError: image file is
-    truncated ...)"``) or ``ok`` (a boolean mask of the rows that were encoded).
-    """
-
-    features: np.ndarray  # float32 (n, dim)
-    failed: dict[int, str]
-
-    @property
-    def ok(self) -> np.ndarray:
-        mask = np.ones(len(self.features), dtype=bool)
-        mask[list(self.failed)] = False
-        return mask
-
-
-@overload
-def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = ...,
-                  num_workers: int | None = ..., progress: bool = ...,
-                  on_error: Literal["raise"] = ...) -> np.ndarray: ...
-
-
-@overload
-def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = ...,
-                  num_workers: int | None = ..., progress: bool = ...,
-                  on_error: Literal["skip"]) -> EncodedImages: ...
-
-
 def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = 64,
-                  num_workers: int | None = None, progress: bool = True,
-                  on_error: Literal["raise", "skip"] = "raise") -> np.ndarray | EncodedImages:
+                  num_workers: int | None = None, progress: bool = True) -> np.ndarray:
     """Encode image files into float32 features (n, encoder.dim), in order.
 
-    ``on_error="raise"`` (default) returns the array; ``"skip"`` encodes the images that
-    decode and returns an :class:`EncodedImages` naming the others.
-
-    :raises DataError: with ``on_error="raise"``, an image file is missing or cannot be
-        decoded (naming the file).
+    :raises DataError: an image file is missing or cannot be decoded (naming the file).
     :raises ContractViolation: the encoder returned the wrong shape, dtype or NaN.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
     dim = int(encoder.dim)
     out = np.zeros((len(image_paths), dim), np.float32)
-    failed: dict[int, str] = {}
     for items in _decoded_batches(encoder, image_paths, batch_size, num_workers, progress):
-        good = []
-        for index, value, error in items:
-            if error is None:
-                good.append((index, value))
-            elif on_error == "raise":
+        for index, _, error in items:
+            if error is not None:
                 raise DataError(f"image {image_paths[index]}: {error}")
-            else:
-                failed[index] = error
-        if good:
-            rows = [index for index, _ in good]
-            out[rows] = _encode_batch(encoder, [value for _, value in good], dim)
-    # no warning here: the caller knows the split and the cell, and reports the count
-    return out if on_error == "raise" else EncodedImages(out, failed)
+        rows = [index for index, _, _ in items]
+        out[rows] = _encode_batch(encoder, [value for _, value, _ in items], dim)
+    return out
 
 
 def _decoded_batches(encoder: Any, image_paths: list[str], batch_size: int,

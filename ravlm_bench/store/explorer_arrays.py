@@ -4,9 +4,10 @@ A fusion-head cell saves, beside its predictions, ``explore.*`` arrays in its ``
 (:func:`explorer_arrays`): each test item's image path and text, its truth, the prediction
 and its confidence, and the knowledge-base rows it retrieved with their scores; the
 knowledge-base rows that any item retrieved are stored once (image path, text, label).
-:func:`cell_items` reads them back as :class:`ExplorerItem` s, checked against the
-checksum the cell recorded. ``ravlm-bench show`` prints them and the ``explorer``
-publisher draws them.
+:func:`cell_items` reads them back as :class:`ExplorerItem` s through
+:mod:`ravlm_bench.store.cell_files`, which checks them against the checksum the cell
+recorded; a damaged file is a one-line ``DataError``. ``ravlm-bench show`` prints them and
+the ``explorer`` publisher draws them.
 
 The prediction is the one the task scores: the class of highest probability (the first on
 ties, as ``numpy.argmax``) for single-label tasks, every class whose probability reaches the
@@ -15,15 +16,13 @@ task's threshold for multi-label ones.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ravlm_bench.foundation.errors import DataError
+from ravlm_bench.store.cell_files import array_names, arrays_path, read_arrays, read_cell
 
 PREFIX = "explore."
 OUTSIDE_LABEL_SPACE = "(outside the label space)"
@@ -111,8 +110,6 @@ def cell_items(run_dir: str | Path, task: str, system: str, seed: int) -> list[E
     Raises :class:`DataError` (one line naming the file) when the cell is missing, failed,
     damaged, or was written before cells carried explorer arrays.
     """
-    from ravlm_bench.store.ledger import read_cell
-
     cell_json = Path(run_dir) / "cells" / task / system / f"seed-{seed}.json"
     record, problem = read_cell(cell_json)
     if problem is not None:
@@ -121,27 +118,13 @@ def cell_items(run_dir: str | Path, task: str, system: str, seed: int) -> list[E
     if record.get("status") != "ok":
         raise DataError(f"{cell_json}: the cell failed, so it has no predictions: "
                         f"{(record.get('error') or {}).get('message', 'no message')}")
-    arrays = _read_arrays(cell_json.with_suffix(".npz"), record.get("arrays_sha256"))
+    arrays = read_arrays(cell_json, record.get("arrays_sha256"),
+                         wanted=lambda name: name.startswith(PREFIX))
     if f"{PREFIX}image" not in arrays:
-        raise DataError(f"{cell_json.with_suffix('.npz')}: no explorer arrays (a joint-"
-                        f"embedding task, or a cell written before they were saved; "
-                        f"ravlm-bench run --force recomputes it)")
+        raise DataError(f"{arrays_path(cell_json)}: no explorer arrays (a joint-embedding "
+                        f"task, or a cell written before they were saved; ravlm-bench run "
+                        f"--force recomputes it)")
     return _items(arrays)
-
-
-def _read_arrays(path: Path, expected_sha256: str | None) -> dict[str, np.ndarray]:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        raise DataError(f"{path}: missing; ravlm-bench run recomputes the cell") from None
-    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise DataError(f"{path}: damaged (checksum mismatch); ravlm-bench run recomputes "
-                        f"the cell")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            return {name: arrays[name] for name in arrays.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable ({exc})") from None
 
 
 def _items(arrays: dict[str, np.ndarray]) -> list[ExplorerItem]:
@@ -166,8 +149,12 @@ def _items(arrays: dict[str, np.ndarray]) -> list[ExplorerItem]:
 
 def explorable_cells(board) -> list[tuple[str, str, int]]:
     """``(task, system, seed)`` of every finished cell of ``board`` (a
-    :class:`~ravlm_bench.publish.leaderboard.Leaderboard`) whose arrays file lists explorer arrays,
-    in the board's order. :func:`cell_items` still checks the file before reading it."""
+    :class:`~ravlm_bench.publish.leaderboard.Leaderboard`) whose arrays hold explorer
+    arrays, in the board's order.
+
+    Raises :class:`DataError` (one line naming the file) for a cell whose arrays are
+    missing, damaged or unreadable.
+    """
     cells = board.cells
     if not len(cells):
         return []
@@ -176,14 +163,8 @@ def explorable_cells(board) -> list[tuple[str, str, int]]:
         for system in meta.get("systems", board.systems):
             ok = cells[(cells["task"] == task) & (cells["system"] == system)
                        & (cells["status"] == "ok")]
-            out += [(task, system, int(row.seed)) for row in ok.sort_values("seed").itertuples()
-                    if _lists_explorer_arrays(Path(row.path).with_suffix(".npz"))]
+            out += [(task, system, int(row["seed"]))
+                    for row in ok.sort_values("seed").to_dict("records")
+                    if f"{PREFIX}image" in array_names(Path(row["path"]),
+                                                       row.get("arrays_sha256"))]
     return out
-
-
-def _lists_explorer_arrays(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return f"{PREFIX}image.npy" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False

@@ -1,18 +1,20 @@
-"""The run ledger: ``run.json`` (what the run is) and its finished cells, read back checked.
+"""The run ledger: ``run.json`` (what the run is) and its finished cells, written and
+read back for resuming.
 
 ``run.json`` holds the suite, its hash, the systems, the seeds and, per task, what the
 leaderboard needs to read its cells without any plugin: the task's metric declarations
-(:class:`~ravlm_bench.scoring.evaluation.Metric`), its main metric, its head interface and sizes.
-Each finished cell is ``cells/<task>/<system>/seed-<n>.json`` plus a ``.npz`` of arrays
-(the task's predictions and ``replicate.<metric>``: the metric on each shared bootstrap
-resample); the JSON records the arrays' sha256. A cell whose arrays are missing or do not
-match is reported and recomputed, never used; an unreadable ``run.json`` is rebuilt from the
-cells, so no rerun forgets finished work.
+(:class:`~ravlm_bench.scoring.evaluation.Metric`), its main metric, its head interface and
+sizes. Each finished cell is ``cells/<task>/<system>/seed-<n>.json`` plus a ``.npz`` of
+arrays (the task's predictions and ``replicate.<metric>``: the metric on each shared
+bootstrap resample), written by :meth:`RunLedger.write_cell` with both files' checksums in
+the record. :meth:`RunLedger.finished` reads a cell back through
+:mod:`ravlm_bench.store.cell_files`: one whose record or arrays are missing or do not match
+is named and recomputed, never used. An unreadable ``run.json`` is rebuilt from the cells,
+so no rerun forgets finished work; :meth:`RunLedger.locked` keeps a second run out.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -26,11 +28,20 @@ import numpy as np
 
 from ravlm_bench.foundation.errors import ConfigError
 from ravlm_bench.scoring.evaluation import Evaluation
-from ravlm_bench.store.run_dir import RunDir, _json_default, atomic_write_bytes, atomic_write_json
+from ravlm_bench.store.cell_files import (
+    ARRAYS_CHECKSUM,
+    RECORD_CHECKSUM,
+    REPLICATE_PREFIX,
+    CellArraysError,
+    arrays_checksum,
+    read_cell,
+    record_checksum,
+    verified_bytes,
+)
+from ravlm_bench.store.run_dir import RunDir, atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-REPLICATE_PREFIX = "replicate."
 LOCK_NAME = ".lock"
 
 
@@ -118,14 +129,11 @@ class RunLedger:
             return {"tasks": tasks}
 
     def _tasks_from_cells(self) -> dict:
-        """Each task's declaration as its newest readable cell recorded it."""
+        """Each task's declaration as its newest intact cell recorded it."""
         tasks: dict = {}
         for path in sorted((self.root / "cells").glob("*/*/seed-*.json")):
-            try:
-                cell = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(cell, dict) and isinstance(cell.get("task_declaration"), dict):
+            cell, _ = read_cell(path)
+            if cell is not None and isinstance(cell.get("task_declaration"), dict):
                 tasks[cell["task"]] = cell["task_declaration"]
         return tasks
 
@@ -146,19 +154,19 @@ class RunLedger:
             return None
         if record.get("status") != "ok":
             return None
-        expected = record.get("arrays_sha256")
-        if expected is None:
+        if record.get(ARRAYS_CHECKSUM) is None:
             return record  # written before arrays were checksummed
-        path = self.dir.cell_path(task, system, seed, ".npz")
-        actual = _sha256(path)
-        if actual != expected:
-            problem = "missing" if actual is None else "damaged (checksum mismatch)"
-            log.warning("%s is %s; the cell %s / %s / seed %d is recomputed", path, problem,
-                        task, system, seed)
+        try:
+            verified_bytes(path, record[ARRAYS_CHECKSUM])
+        except CellArraysError as exc:
+            log.warning("%s is %s; the cell %s / %s / seed %d is recomputed", exc.path,
+                        exc.problem, task, system, seed)
             return None
         return record
 
     def write_cell(self, record: dict, evaluation: Evaluation | None) -> None:
+        """Write a cell: its arrays first (the evaluation's predictions and resample
+        values; a failed cell has none), then its record with both files' checksums."""
         if not self.writes:
             return
         task, system, seed = record["task"], record["system"], record["seed"]
@@ -172,37 +180,9 @@ class RunLedger:
             np.savez_compressed(buffer, **arrays)
             data = buffer.getvalue()
             atomic_write_bytes(self.dir.cell_path(task, system, seed, ".npz"), data)
-            record["arrays_sha256"] = hashlib.sha256(data).hexdigest()
+            record[ARRAYS_CHECKSUM] = arrays_checksum(data)
         record[RECORD_CHECKSUM] = record_checksum(record)
         atomic_write_json(self.dir.cell_path(task, system, seed), record)
-
-
-RECORD_CHECKSUM = "record_sha256"
-
-
-def record_checksum(record: dict) -> str:
-    """sha256 of a cell record's canonical JSON, its own checksum left out: a record that
-    still parses after damage (a digit changed) is caught too."""
-    body = {k: v for k, v in record.items() if k != RECORD_CHECKSUM}
-    text = json.dumps(body, sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def read_cell(path: Path) -> tuple[dict | None, str | None]:
-    """A cell record and None, or None and what is wrong with the file: missing, not JSON,
-    not an object, or (for records that carry one) not matching its checksum."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, "is missing"
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return None, f"is not valid JSON ({' '.join(str(exc).split())})"
-    if not isinstance(record, dict):
-        return None, f"holds a JSON {type(record).__name__}, not a cell record"
-    expected = record.get(RECORD_CHECKSUM)
-    if expected is not None and expected != record_checksum(record):
-        return None, "is damaged (its content does not match its checksum)"
-    return record, None
 
 
 def _read_lock(path: Path) -> dict | None:
@@ -226,10 +206,3 @@ def _alive(holder: dict) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None

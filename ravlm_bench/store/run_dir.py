@@ -1,19 +1,21 @@
-"""The run directory: where finished cells live, written atomically.
+"""The run directory's layout, the atomic writes every run file goes through, and the
+library versions a run records.
 
 ::
 
-    RUN_DIR/run.json                           the suite, its hash, tasks, systems, seeds
-    RUN_DIR/cells/<task>/<system>/seed-<n>.json one finished cell (metrics, cost, provenance)
-    RUN_DIR/cells/<task>/<system>/seed-<n>.npz  its predictions (classification)
+    RUN_DIR/run.json                            the suite, its hash, tasks, systems, seeds
+    RUN_DIR/cells/<task>/<system>/seed-<n>.json  one finished cell (metrics, cost, provenance)
+    RUN_DIR/cells/<task>/<system>/seed-<n>.npz   its arrays (predictions, resample values)
 
-A cell's JSON is written last, after its predictions, with write-to-temp-then-rename: a run
-killed at any moment leaves either a whole cell or none, and a rerun redoes only the missing.
+Every file is written to a temporary file and renamed into place (:func:`atomic_write_bytes`),
+so a reader sees the old file or the new one, never half of one. The ledger
+(:mod:`ravlm_bench.store.ledger`) writes cells through here; :mod:`ravlm_bench.store.cell_files`
+reads them back checked.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import platform
@@ -53,11 +55,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
-    text = json.dumps(value, indent=2, sort_keys=True, default=_json_default)
+    text = json.dumps(value, indent=2, sort_keys=True, default=json_default)
     atomic_write_bytes(path, (text + "\n").encode())
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """How run files write numpy scalars and arrays and paths (``json.dumps(default=)``)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -68,6 +71,8 @@ def _json_default(value: Any) -> Any:
 
 
 class RunDir:
+    """Where a run's files live under its root."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
 
@@ -77,23 +82,6 @@ class RunDir:
 
     def cell_path(self, task: str, system: str, seed: int, suffix: str = ".json") -> Path:
         return self.root / "cells" / task / system / f"seed-{seed}{suffix}"
-
-    def finished(self, task: str, system: str, seed: int) -> dict | None:
-        """The cell's record if it finished successfully, else None (missing, failed, bad)."""
-        path = self.cell_path(task, system, seed)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return record if record.get("status") == "ok" else None
-
-    def write_cell(self, record: dict, predictions: dict[str, np.ndarray] | None) -> None:
-        task, system, seed = record["task"], record["system"], record["seed"]
-        if predictions is not None:
-            buffer = io.BytesIO()
-            np.savez(buffer, **predictions)
-            atomic_write_bytes(self.cell_path(task, system, seed, ".npz"), buffer.getvalue())
-        atomic_write_json(self.cell_path(task, system, seed), record)
 
 
 def environment_versions(plugin_sources: dict | None = None) -> dict[str, str]:

@@ -1,9 +1,10 @@
 """The reference leaderboard publishers, registered under ``register_publishers``.
 
 Each factory returns an object with ``publish(board, out_dir) -> [paths]``. The tables
-(:mod:`.tables`), the HTML page (:mod:`.html_page`), the quality-against-cost fronts
-(:mod:`.fronts_chart`) and the per-item explorer (:mod:`.explorer_page`) each live in their
-own module; every file is written atomically (:mod:`._files`).
+(:mod:`.tables`), the HTML page (:mod:`.html_page`, its fronts drawn by :mod:`.fronts_svg`),
+the quality-against-cost charts (:mod:`.fronts_chart`) and the per-item explorer
+(:mod:`.explorer_page`) each live in their own module; every file is written atomically
+(:mod:`._files`).
 """
 
 from __future__ import annotations

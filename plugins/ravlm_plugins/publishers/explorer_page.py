@@ -5,7 +5,9 @@ For every (task, system) cell that kept explorer arrays, the first seed's first
 retrieved neighbours (thumbnail, text, label, score). The page filters by outcome, by class,
 and by whether the system's answer differs from the baseline's on the same item and seed
 (fixed or broke it). One self-contained file: the data is one inline JSON block, thumbnails
-are small JPEG data URIs kept once per image path, repeated texts once per string.
+are small JPEG data URIs kept once per image path, repeated texts once per string. A cell
+whose arrays are missing or fail their checksum stops the page with the reader's one-line
+``DataError``, as it stops the leaderboard.
 """
 
 from __future__ import annotations
@@ -92,34 +94,26 @@ def _confidence(value) -> float | None:
     return round(value, 4) if math.isfinite(value) else None
 
 
-def collect(board, tables: Tables) -> tuple[list[dict], list[str]]:
-    """The page's data for every explorable fusion-head cell, and notes on what was left
-    out (cells that could not be read)."""
-    from ravlm_bench.api import DataError, cell_items, explorable_cells
+def collect(board, tables: Tables) -> list[dict]:
+    """The page's data for every explorable fusion-head cell: per task, each system's first
+    seed. A cell whose arrays are missing or damaged stops it with the reader's one-line
+    ``DataError``, as it stops the leaderboard."""
+    from ravlm_bench.api import cell_items, explorable_cells
 
     first_seed: dict[tuple[str, str], int] = {}
     explorable = set()
     for task, system, seed in explorable_cells(board):
-        head = board.tasks.get(task, {}).get("head")
-        if head not in (None, "fusion-head"):
+        if board.tasks.get(task, {}).get("head") not in (None, "fusion-head"):
             continue
         explorable.add((task, system, seed))
-        key = (task, system)
-        first_seed[key] = min(seed, first_seed.get(key, seed))
+        first_seed[(task, system)] = min(seed, first_seed.get((task, system), seed))
+    loaded: dict[tuple[str, str, int], list] = {}
 
-    notes: list[str] = []
-    loaded: dict[tuple[str, str, int], list | None] = {}
-
-    def items_of(task: str, system: str, seed: int):
-        key = (task, system, seed)
-        if key not in loaded:
-            try:
-                items = cell_items(board.run_dir, task, system, seed)
-                loaded[key] = sorted(items, key=lambda item: item.index)
-            except DataError as exc:
-                notes.append(f"{task} / {system} / seed {seed}: {exc}")
-                loaded[key] = None
-        return loaded[key]
+    def items_of(task: str, system: str, seed: int) -> list:
+        if (task, system, seed) not in loaded:
+            loaded[(task, system, seed)] = sorted(cell_items(board.run_dir, task, system, seed),
+                                                  key=lambda item: item.index)
+        return loaded[(task, system, seed)]
 
     tasks = []
     for task in board.tasks:
@@ -128,29 +122,12 @@ def collect(board, tables: Tables) -> tuple[list[dict], list[str]]:
             if (task, system) not in first_seed:
                 continue
             seed = first_seed[(task, system)]
-            items = items_of(task, system, seed)
-            if items is None:
-                continue
             baseline = None
             if board.baseline and system != board.baseline \
                     and (task, board.baseline, seed) in explorable:
-                baseline_items = items_of(task, board.baseline, seed)
-                if baseline_items is not None:
-                    baseline = {item.index: item for item in baseline_items}
-            rows = []
-            for item in items[:ITEM_CAP]:
-                neighbours = [[tables.thumb(n.image), tables.string(n.text),
-                               tables.string(n.label), _confidence(n.score)]
-                              for n in item.neighbours]
-                theirs = baseline.get(item.index) if baseline is not None else None
-                rows.append([int(item.index), tables.thumb(item.image),
-                             tables.string(item.text), tables.string(item.truth),
-                             tables.string(item.prediction), _confidence(item.confidence),
-                             bool(item.correct), _change(item, theirs), neighbours,
-                             tables.string(theirs.prediction) if theirs is not None else -1])
-            systems.append({"name": system, "seed": seed, "total": len(items),
-                            "baseline": system == board.baseline,
-                            "compared": baseline is not None, "items": rows})
+                baseline = {item.index: item for item in items_of(task, board.baseline, seed)}
+            systems.append(_system_entry(board, system, seed, items_of(task, system, seed),
+                                         baseline, tables))
         if systems:
             # a multi-label truth lists its classes joined by ", "; a single-label class
             # name may itself hold a comma (a VQA answer), so only the former is split
@@ -159,7 +136,26 @@ def collect(board, tables: Tables) -> tuple[list[dict], list[str]]:
                               for part in _truth_classes(tables.strings[row[3]], multi)})
             tasks.append({"name": task, "classes": classes, "multi": multi,
                           "systems": systems})
-    return tasks, notes
+    return tasks
+
+
+def _system_entry(board, system: str, seed: int, items: list, baseline: dict | None,
+                  tables: Tables) -> dict:
+    """One system's first :data:`ITEM_CAP` items as the page's rows."""
+    rows = []
+    for item in items[:ITEM_CAP]:
+        neighbours = [[tables.thumb(n.image), tables.string(n.text),
+                       tables.string(n.label), _confidence(n.score)]
+                      for n in item.neighbours]
+        theirs = baseline.get(item.index) if baseline is not None else None
+        rows.append([int(item.index), tables.thumb(item.image),
+                     tables.string(item.text), tables.string(item.truth),
+                     tables.string(item.prediction), _confidence(item.confidence),
+                     bool(item.correct), _change(item, theirs), neighbours,
+                     tables.string(theirs.prediction) if theirs is not None else -1])
+    return {"name": system, "seed": seed, "total": len(items),
+            "baseline": system == board.baseline, "compared": baseline is not None,
+            "items": rows}
 
 
 CSS = """
@@ -355,8 +351,7 @@ def _select(ident: str, label: str, options: list[tuple[str, str]]) -> str:
     return f'<label for="{ident}">{label}</label><select id="{ident}">{body}</select>'
 
 
-def render_explorer(board, tasks: list[dict], tables: Tables, notes: list[str],
-                    generated: str) -> str:
+def render_explorer(board, tasks: list[dict], tables: Tables, generated: str) -> str:
     title = html.escape(f"Explorer: {board.suite}")
     payload = json.dumps({"strings": tables.strings, "thumbs": tables.thumbs, "tasks": tasks,
                           "baseline": board.baseline or ""},
@@ -373,7 +368,6 @@ def render_explorer(board, tasks: list[dict], tables: Tables, notes: list[str],
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{title}</title>", f"<style>{CSS}</style></head><body>",
              f"<h1>{title}</h1>", f'<p class="note">{html.escape(lead)}</p>']
-    parts += [f'<p class="note">Left out: {html.escape(note)}</p>' for note in notes]
     if not tasks:
         parts.append('<p class="note" id="empty">No cell of this run carries explorer data '
                      "(per-item predictions and neighbours); a run made with a version of "
@@ -400,11 +394,7 @@ def render_explorer(board, tasks: list[dict], tables: Tables, notes: list[str],
 class ExplorerPublisher:
     """explorer.html (see the module docstring)."""
 
-    suffix = "html"
-
     def publish(self, board, out_dir):
-
         tables = Tables()
-        tasks, notes = collect(board, tables)
-        page = render_explorer(board, tasks, tables, notes, GENERATED)
+        page = render_explorer(board, collect(board, tables), tables, GENERATED)
         return [write_published(out_dir / "explorer.html", page)]

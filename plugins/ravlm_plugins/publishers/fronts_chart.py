@@ -1,9 +1,10 @@
 """fronts.png and fronts.svg: each task's main metric against what its retrieval costs.
 
-One row per task with retrieval costs, one column per cost axis; error bars are the 95%
-interval; the Pareto front is drawn as a step line through its points (filled), sweeps as
-connected lines with their values written beside each point. Tasks without retrieval costs
-are left out and named in a note under the chart.
+One row per task with retrieval costs, one column per cost axis, each panel drawn with
+matplotlib from :func:`ravlm_bench.api.front_chart` (the chart the HTML page draws as
+inline SVG): error bars are the 95% interval; the Pareto front is drawn as a step line
+through its points (filled), sweeps as connected lines with their values written beside
+each point. Tasks without retrieval costs are left out and named in the title.
 """
 
 from __future__ import annotations
@@ -19,23 +20,45 @@ DISPLAY_UNITS = {"index_memory_bytes": (2.0 ** 20, "index memory (MiB)")}
 
 
 def _draw_axis(axes, board, task: str, axis) -> None:
-    from matplotlib.ticker import NullFormatter
+    from ravlm_bench.api import front_chart
 
-    from ravlm_bench.api import front_line, front_points, sweep_series, uses_log_scale
-
-    points = front_points(board, task, axis.column)
-    main = board.main_metric(task)
+    chart = front_chart(board, task, axis.column)
     scale, label = DISPLAY_UNITS.get(axis.column, (1.0, axis.label))
-    axes.set_title(f"{task}: {main} vs {axis.label.split(' (')[0]}", fontsize=9)
+    axes.set_title(f"{task}: {board.main_metric(task)} vs {axis.label.split(' (')[0]}",
+                   fontsize=9)
     axes.set_xlabel(label + (" (higher is better)" if axis.higher_is_better
                                   else " (lower is better)"), fontsize=8)
-    axes.set_ylabel(f"{main} (95% CI)", fontsize=8)
+    axes.set_ylabel(f"{board.main_metric(task)} (95% CI)", fontsize=8)
     axes.tick_params(labelsize=7)
-    if not points:
+    if chart is None:
         axes.text(0.5, 0.5, "no system with this cost", ha="center", va="center",
                   transform=axes.transAxes, fontsize=8, color="#555")
         return
-    for point in points:
+    _draw_points(axes, chart, scale)
+    if len(chart.front) > 1:  # the corners of chart.front_steps(), as the HTML page draws
+        axes.step([p.cost / scale for p in chart.front], [p.quality for p in chart.front],
+                  where="post", color=FRONT_COLOUR, linewidth=1, alpha=0.7,
+                  label="Pareto front")
+    for series in chart.sweeps:
+        axes.plot([p.cost / scale for p in series.points], [p.quality for p in series.points],
+                  color=SWEEP_COLOUR, linestyle="--", linewidth=1,
+                  label=f"sweep {series.base} ({series.swept})")
+        for point in series.points:
+            axes.annotate(point.sweep_value, (point.cost / scale, point.quality),
+                          xytext=(4, -9), textcoords="offset points", fontsize=6,
+                          color=SWEEP_COLOUR)
+    if chart.log_scale:
+        from matplotlib.ticker import NullFormatter
+
+        axes.set_xscale("log")
+        axes.xaxis.set_minor_formatter(NullFormatter())  # the 2x10^6 labels overlap
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=6, loc="best")
+
+
+def _draw_points(axes, chart, scale: float) -> None:
+    """Each point with its interval, filled on the front, named unless a sweep's."""
+    for point in chart.points:
         has_ci = point.quality_lo == point.quality_lo  # not NaN
         error = [[max(0.0, point.quality - point.quality_lo)],
                  [max(0.0, point.quality_hi - point.quality)]] if has_ci else None
@@ -46,24 +69,6 @@ def _draw_axis(axes, board, task: str, axis) -> None:
         if point.sweep_base is None:  # a sweep's points carry their values instead
             axes.annotate(point.system, (point.cost / scale, point.quality), xytext=(4, 4),
                           textcoords="offset points", fontsize=6, color="#333")
-    front = front_line(points)
-    if len(front) > 1:
-        axes.step([p.cost / scale for p in front], [p.quality for p in front], where="post",
-                  color=FRONT_COLOUR, linewidth=1, alpha=0.7, label="Pareto front")
-    for series in sweep_series(points):
-        swept = ", ".join(name.rsplit(".", 1)[-1] for name, _ in series.points[0].sweep_values)
-        axes.plot([p.cost / scale for p in series.points], [p.quality for p in series.points],
-                  color=SWEEP_COLOUR, linestyle="--", linewidth=1,
-                  label=f"sweep {series.base} ({swept})")
-        for point in series.points:
-            axes.annotate(point.sweep_value, (point.cost / scale, point.quality),
-                          xytext=(4, -9), textcoords="offset points", fontsize=6,
-                          color=SWEEP_COLOUR)
-    if uses_log_scale(axis.column, [p.cost for p in points]):
-        axes.set_xscale("log")
-        axes.xaxis.set_minor_formatter(NullFormatter())  # the 2x10^6 labels overlap
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=6, loc="best")
 
 
 def render_fronts(board) -> tuple[bytes, bytes]:
@@ -103,10 +108,7 @@ def render_fronts(board) -> tuple[bytes, bytes]:
 class FrontsPublisher:
     """fronts.png and fronts.svg (see the module docstring)."""
 
-    suffix = "png"
-
     def publish(self, board, out_dir: Path) -> list[Path]:
-
         png, svg = render_fronts(board)
         return [write_published(out_dir / "fronts.png", png),
                 write_published(out_dir / "fronts.svg", svg)]

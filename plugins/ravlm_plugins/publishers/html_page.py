@@ -3,16 +3,17 @@
 Per task a sortable, filterable ``<table>``: each metric as its mean with the 95% interval
 drawn as a small range bar (the mean a tick in it), costs compact, the best value of each
 column in bold with a visually hidden "(best)", failed cells with their error. Above each
-table the task's quality-against-cost fronts as inline SVG (points carry ``<title>``
-tooltips); at the end a ``<details>`` panel with the run's provenance. Sorting reads each
+table the task's quality-against-cost fronts as inline SVG
+(:mod:`ravlm_plugins.publishers.fronts_svg`); at the end a ``<details>`` panel with the
+run's provenance. Sorting reads each
 cell's ``data-value`` (the raw number), so "1,024" sorts as a number and missing values go
 last in both directions.
 """
 
 from __future__ import annotations
 
-import html
 import math
+from dataclasses import dataclass, field
 
 from ravlm_bench.api import (
     COLUMN_BETTER,
@@ -22,6 +23,8 @@ from ravlm_bench.api import (
     ROLE_KINDS,
     format_cost,
 )
+from ravlm_plugins.publishers._markup import esc, finite
+from ravlm_plugins.publishers.fronts_svg import fronts_section
 
 CSS = """
 * { box-sizing: border-box; }
@@ -126,19 +129,9 @@ SCRIPT = """
 """
 
 
-def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _raw(value) -> str:
-    return repr(float(value)) if _finite(value) else ""
+    """A number as a cell's ``data-value`` (full precision), "" when missing."""
+    return repr(float(value)) if finite(value) else ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -149,7 +142,7 @@ def _raw(value) -> str:
 def range_bar(mean: float, lo: float, hi: float, domain: tuple[float, float]) -> str:
     """A 56x10 inline SVG: the interval [lo, hi] as a bar, the mean as a tick, placed on
     the column's common scale ``domain``. Empty without an interval."""
-    if not (_finite(lo) and _finite(hi) and _finite(mean)):
+    if not (finite(lo) and finite(hi) and finite(mean)):
         return ""
     start, end = domain
     span = (end - start) or 1.0
@@ -164,14 +157,14 @@ def range_bar(mean: float, lo: float, hi: float, domain: tuple[float, float]) ->
 
 def _domain(table, column: str, lo_col: str, hi_col: str) -> tuple[float, float]:
     values = [float(v) for c in (column, lo_col, hi_col) if c in table.columns
-              for v in table[c] if _finite(v)]
+              for v in table[c] if finite(v)]
     return (min(values), max(values)) if values else (0.0, 1.0)
 
 
 def _best_values(table, column: str, better: str | None) -> set[float]:
     if better is None or column not in table.columns:
         return set()
-    values = [float(v) for v in table[column] if _finite(v)]
+    values = [float(v) for v in table[column] if finite(v)]
     if len(values) < 2:
         return set()
     return {max(values) if better == "higher" else min(values)}
@@ -186,9 +179,9 @@ def _td(content: str, value=None, classes: tuple[str, ...] = (), title: str = ""
     if classes:
         attrs += f' class="{" ".join(classes)}"'
     if value is not None:
-        attrs += f' data-value="{_esc(value)}"'
+        attrs += f' data-value="{esc(value)}"'
     if title:
-        attrs += f' title="{_esc(title)}"'
+        attrs += f' title="{esc(title)}"'
     return f"<td{attrs}>{content}</td>"
 
 
@@ -197,15 +190,15 @@ def _metric_cell(row, metric: str, domain, best: set[float], failed_text: str,
     from ravlm_bench.api import format_metric
 
     mean = row.get(metric, math.nan)
-    if not _finite(mean):
+    if not finite(mean):
         return _td(failed_text, "", ("failed",) if failed_text == "failed" else ())
     std = row.get(f"{metric}_std", math.nan)
     lo, hi = row.get(f"{metric}_ci95_lo", math.nan), row.get(f"{metric}_ci95_hi", math.nan)
     content = _mark_best(f"{mean:.3f}", float(mean) in best)
-    if with_std and _finite(std):
+    if with_std and finite(std):
         content += f" <small>±{std:.3f}</small>"
     content += range_bar(mean, lo, hi, domain)
-    if _finite(lo) and _finite(hi):
+    if finite(lo) and finite(hi):
         content += f'<span class="vh"> 95% CI {lo:.3f} to {hi:.3f}</span>'
     return _td(content, _raw(mean), ("best",) if float(mean) in best else (),
                title=format_metric(row, metric, with_ci=True))
@@ -214,16 +207,16 @@ def _metric_cell(row, metric: str, domain, best: set[float], failed_text: str,
 def _header(label: str, numeric: bool, title: str = "") -> str:
     kind = "num" if numeric else "text"
     cls = "" if numeric else ' class="text"'
-    tip = f' title="{_esc(title)}"' if title else ""
+    tip = f' title="{esc(title)}"' if title else ""
     return (f'<th scope="col" data-type="{kind}"{cls}{tip}><button type="button" '
-            f'class="sort">{_esc(label)}<span class="arrow" aria-hidden="true"></span>'
+            f'class="sort">{esc(label)}<span class="arrow" aria-hidden="true"></span>'
             f"</button></th>")
 
 
 def _row(system: str, status: str, order: int, cells: list[str]) -> str:
-    return (f'<tr data-system="{_esc(system)}" data-status="{_esc(status)}" '
-            f'data-order="{order}"><th scope="row" class="text" data-value="{_esc(system)}">'
-            f'{_esc(system)}</th>{"".join(cells)}</tr>')
+    return (f'<tr data-system="{esc(system)}" data-status="{esc(status)}" '
+            f'data-order="{order}"><th scope="row" class="text" data-value="{esc(system)}">'
+            f'{esc(system)}</th>{"".join(cells)}</tr>')
 
 
 def _table(caption: str, headers: list[str], rows: list[str]) -> str:
@@ -237,89 +230,122 @@ def _table(caption: str, headers: list[str], rows: list[str]) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+@dataclass
+class _TaskColumns:
+    """What a task's table shows beside its metrics, and each column's scale and best."""
+
+    metrics: list[str]
+    main: str | None
+    higher: dict[str, bool]          # metric -> higher is better
+    costs: list[str]                 # the cost columns some system has a value in
+    with_key: bool                   # some system retrieves: its key and diagnostics shown
+    diagnostics: list[str]
+    compared: bool                   # a baseline, so a paired test per system
+    domains: dict[str, tuple[float, float]] = field(default_factory=dict)
+    best: dict[str, set[float]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, board, task: str) -> _TaskColumns:
+        table = board.tables[task]
+        with_key = "retrieval_key" in table.columns and table["retrieval_key"].astype(bool).any()
+        cols = cls(
+            metrics=board.metrics(task), main=board.main_metric(task),
+            higher={m: d.higher_is_better for m, d in board.declarations(task).items()},
+            costs=[c for c in COST_COLUMNS
+                   if c in table.columns and table[c].map(finite).any()],
+            with_key=with_key,
+            diagnostics=[d for d in DIAGNOSTIC_COLUMNS if with_key and d in table.columns],
+            compared=board.baseline is not None and "delta_vs_baseline" in table.columns)
+        for m in cols.metrics:
+            cols.domains[m] = _domain(table, m, f"{m}_ci95_lo", f"{m}_ci95_hi")
+            cols.best[m] = _best_values(table, m, "higher" if cols.higher[m] else "lower")
+        cols.best.update({c: _best_values(table, c, COLUMN_BETTER[c])
+                          for c in (*cols.costs, *cols.diagnostics)})
+        higher_main = cols.higher[cols.main] if cols.main else True
+        cols.best["delta"] = _best_values(table, "delta_vs_baseline",
+                                          "higher" if higher_main else "lower") \
+            if cols.compared else set()
+        low, high = _domain(table, "delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi")
+        cols.domains["delta"] = (min(low, 0.0), max(high, 0.0))
+        return cols
+
+
 def task_table(board, task: str) -> str:
-    table = board.tables[task]
-    declarations = board.declarations(task)
-    metrics = board.metrics(task)
-    main = board.main_metric(task)
-    costs = [c for c in COST_COLUMNS if c in table.columns and table[c].map(_finite).any()]
-    with_key = "retrieval_key" in table.columns and table["retrieval_key"].astype(bool).any()
-    diagnostics = [d for d in DIAGNOSTIC_COLUMNS if with_key and d in table.columns]
-    compared = board.baseline is not None and "delta_vs_baseline" in table.columns
-
-    headers = [_header(m + (" (main)" if m == main else ""), True,
-                       f"{m}: mean over seeds (hover: ± std), bar: 95% CI"
-                       f" ({'higher' if declarations[m].higher_is_better else 'lower'} "
-                       f"is better)") for m in metrics]
-    headers += [_header(COMPACT_HEADERS[c], True, f"{c} ({COLUMN_BETTER[c]} is better)")
-                for c in costs]
-    if with_key:
-        headers.append(_header("key", False, "what the retriever searches with"))
-        headers += [_header(COMPACT_HEADERS[d], True, d) for d in diagnostics]
-    if compared:
-        headers.append(_header(f"Δ vs {board.baseline}", True,
-                               f"{main} minus the baseline's, paired over the same "
-                               f"resamples; p: one-sided, Holm-adjusted"))
-    headers += [_header("seeds", True), _header("status", False)]
-
-    domains = {m: _domain(table, m, f"{m}_ci95_lo", f"{m}_ci95_hi") for m in metrics}
-    best = {m: _best_values(table, m, "higher" if declarations[m].higher_is_better
-                            else "lower") for m in metrics}
-    best.update({c: _best_values(table, c, COLUMN_BETTER[c]) for c in (*costs, *diagnostics)})
-    higher_main = declarations[main].higher_is_better if main else True
-    best["delta"] = _best_values(table, "delta_vs_baseline",
-                                 "higher" if higher_main else "lower") if compared else set()
-    delta_domain = _domain(table, "delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi")
-    delta_domain = (min(delta_domain[0], 0.0), max(delta_domain[1], 0.0))
-
-    rows = []
-    for order, (system, row) in enumerate(table.iterrows()):
-        failed_text = "failed" if row["status"] == "failed" else "–"
-        # std beside the main metric only, to keep the table narrow; every cell's title
-        # has mean ± std [CI]
-        cells = [_metric_cell(row, m, domains[m], best[m], failed_text, with_std=m == main)
-                 for m in metrics]
-        for cost in costs:
-            value = row[cost]
-            is_best = _finite(value) and float(value) in best[cost]
-            cells.append(_td(_mark_best(_esc(format_cost(cost, value)), is_best), _raw(value),
-                             ("best",) if is_best else ()))
-        if with_key:
-            cells.append(_td(_esc(row["retrieval_key"] or "–"), row["retrieval_key"] or "",
-                             ("text",)))
-            for name in diagnostics:
-                value = row[name]
-                is_best = _finite(value) and float(value) in best[name]
-                text = f"{value:.3f}" if _finite(value) else "–"
-                cells.append(_td(_mark_best(text, is_best), _raw(value),
-                                 ("best",) if is_best else ()))
-        if compared:
-            delta = row["delta_vs_baseline"]
-            if _finite(delta):
-                is_best = float(delta) in best["delta"]
-                p_holm = row["p_holm"]
-                content = _mark_best(f"{delta:+.3f}", is_best)
-                content += range_bar(delta, row["delta_ci95_lo"], row["delta_ci95_hi"],
-                                     delta_domain)
-                content += (f" <small>p={row['p_value']:.3f}"
-                            + (f", Holm {p_holm:.3f}" if _finite(p_holm) else "")
-                            + "</small>")
-                title = (f"{delta:+.3f} [{row['delta_ci95_lo']:+.3f}, "
-                         f"{row['delta_ci95_hi']:+.3f}] over {row['paired_seeds']} paired "
-                         f"seeds")
-                cells.append(_td(content, _raw(delta), ("best",) if is_best else (), title))
-            else:
-                cells.append(_td("baseline" if system == board.baseline else "–", ""))
-        cells.append(_td(f"{int(row['n_seeds'])}/{len(board.seeds)}", int(row["n_seeds"])))
-        status = _esc(row["status"])
-        if row["error"]:
-            status += f'<div class="error">{_esc(row["error"])}</div>'
-        problem = row["status"] in ("failed", "partial")
-        cells.append(_td(status, row["status"], ("text", "failed") if problem else ("text",)))
-        rows.append(_row(str(system), str(row["status"]), order, cells))
-    caption = (f"{_esc(task)}: every metric's mean over seeds (bar: its 95% interval on the "
+    """``task``'s table: every metric, the costs, the retrieval key and diagnostics, the
+    paired test against the baseline, the seeds and the status, one row per system."""
+    cols = _TaskColumns.of(board, task)
+    rows = [_row(str(system), str(row["status"]), order, _task_cells(board, system, row, cols))
+            for order, (system, row) in enumerate(board.tables[task].iterrows())]
+    caption = (f"{esc(task)}: every metric's mean over seeds (bar: its 95% interval on the "
                f"column's scale); best per column in bold")
-    return _table(caption, headers, rows)
+    return _table(caption, _task_headers(board, cols), rows)
+
+
+def _task_headers(board, cols: _TaskColumns) -> list[str]:
+    headers = [_header(m + (" (main)" if m == cols.main else ""), True,
+                       f"{m}: mean over seeds (hover: ± std), bar: 95% CI"
+                       f" ({'higher' if cols.higher[m] else 'lower'} is better)")
+               for m in cols.metrics]
+    headers += [_header(COMPACT_HEADERS[c], True, f"{c} ({COLUMN_BETTER[c]} is better)")
+                for c in cols.costs]
+    if cols.with_key:
+        headers.append(_header("key", False, "what the retriever searches with"))
+        headers += [_header(COMPACT_HEADERS[d], True, d) for d in cols.diagnostics]
+    if cols.compared:
+        headers.append(_header(f"Δ vs {board.baseline}", True,
+                               f"{cols.main} minus the baseline's, paired over the same "
+                               f"resamples; p: one-sided, Holm-adjusted"))
+    return headers + [_header("seeds", True), _header("status", False)]
+
+
+def _task_cells(board, system: str, row, cols: _TaskColumns) -> list[str]:
+    failed_text = "failed" if row["status"] == "failed" else "–"
+    # std beside the main metric only, to keep the table narrow; every cell's title has
+    # mean ± std [CI]
+    cells = [_metric_cell(row, m, cols.domains[m], cols.best[m], failed_text,
+                          with_std=m == cols.main) for m in cols.metrics]
+    for cost in cols.costs:
+        value = row[cost]
+        is_best = finite(value) and float(value) in cols.best[cost]
+        cells.append(_td(_mark_best(esc(format_cost(cost, value)), is_best), _raw(value),
+                         ("best",) if is_best else ()))
+    if cols.with_key:
+        cells.append(_td(esc(row["retrieval_key"] or "–"), row["retrieval_key"] or "",
+                         ("text",)))
+        for name in cols.diagnostics:
+            value = row[name]
+            is_best = finite(value) and float(value) in cols.best[name]
+            text = f"{value:.3f}" if finite(value) else "–"
+            cells.append(_td(_mark_best(text, is_best), _raw(value),
+                             ("best",) if is_best else ()))
+    if cols.compared:
+        cells.append(_delta_cell(board, system, row, cols))
+    cells.append(_td(f"{int(row['n_seeds'])}/{len(board.seeds)}", int(row["n_seeds"])))
+    status = esc(row["status"])
+    if row["error"]:
+        status += f'<div class="error">{esc(row["error"])}</div>'
+    problem = row["status"] in ("failed", "partial")
+    cells.append(_td(status, row["status"], ("text", "failed") if problem else ("text",)))
+    return cells
+
+
+def _delta_cell(board, system: str, row, cols: _TaskColumns) -> str:
+    """The paired test against the baseline: Δ with its interval bar and p-values."""
+    delta = row["delta_vs_baseline"]
+    if not finite(delta):
+        return _td("baseline" if system == board.baseline else "–", "")
+    is_best = float(delta) in cols.best["delta"]
+    p_holm = row["p_holm"]
+    content = _mark_best(f"{delta:+.3f}", is_best)
+    content += range_bar(delta, row["delta_ci95_lo"], row["delta_ci95_hi"],
+                         cols.domains["delta"])
+    content += (f" <small>p={row['p_value']:.3f}"
+                + (f", Holm {p_holm:.3f}" if finite(p_holm) else "")
+                + "</small>")
+    title = (f"{delta:+.3f} [{row['delta_ci95_lo']:+.3f}, "
+             f"{row['delta_ci95_hi']:+.3f}] over {row['paired_seeds']} paired "
+             f"seeds")
+    return _td(content, _raw(delta), ("best",) if is_best else (), title)
 
 
 def overview_table(board) -> str:
@@ -356,174 +382,6 @@ def overview_table(board) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Fronts, inline SVG
-# ---------------------------------------------------------------------------------------
-
-W, H, LEFT, RIGHT, TOP, BOTTOM = 320, 220, 46, 12, 12, 38
-
-
-def _ticks(low: float, high: float, log: bool) -> list[float]:
-    if log:
-        first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
-        ticks = [10.0 ** e for e in range(first, last + 1) if low <= 10.0 ** e <= high]
-        if len(ticks) >= 3:
-            return ticks
-        # too few decades inside: four ticks evenly spaced on the log scale
-        return [low * (high / low) ** (i / 3) for i in range(4)]
-    if high == low:
-        return [low]
-    return [low + (high - low) * i / 3 for i in range(4)]
-
-
-def _short(value: float, column: str = "") -> str:
-    if column == "index_memory_bytes":
-        return format_cost(column, value)
-    for limit, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= limit:
-            return f"{value / limit:.3g}{unit}"
-    return f"{value:.3g}"
-
-
-class LabelPlacer:
-    """Places point labels in a front's SVG where they overlap no label placed before: the
-    first free slot of a few above or below the point, else none (the point's tooltip and
-    the caption still name it)."""
-
-    def __init__(self):
-        self.boxes: list[tuple[float, float, float, float]] = []
-
-    def place(self, px: float, py: float, text: str, attrs: str, *, above: bool) -> str:
-        width, height = 4.6 * len(text) + 2, 9.0
-        right = px > W * 0.6  # labels on the right half read leftwards, inside the plot
-        left_edge = px - 5 - width if right else px + 5
-        offsets = (-5, -15, 13, 23, -25) if above else (13, 23, -5, -15, 33)
-        for dy in offsets:
-            box = (left_edge, py + dy - height + 2, left_edge + width, py + dy + 2)
-            inside = box[1] >= TOP and box[3] <= H - BOTTOM
-            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3]
-                                  and b[1] < box[3] for b in self.boxes):
-                self.boxes.append(box)
-                anchor = "end" if right else "start"
-                return (f'<text x="{px + (-5 if right else 5):.1f}" y="{py + dy:.1f}" '
-                        f'font-size="8" text-anchor="{anchor}" {attrs}>{_esc(text)}</text>')
-        return ""
-
-
-def front_svg(board, task: str, axis) -> str:
-    from ravlm_bench.api import front_line, front_points, sweep_series, uses_log_scale
-
-    points = front_points(board, task, axis.column)
-    if not points:
-        return ""
-    main = board.main_metric(task)
-    log = uses_log_scale(axis.column, [p.cost for p in points])
-    costs = [p.cost for p in points]
-    qualities = [v for p in points for v in (p.quality, p.quality_lo, p.quality_hi)
-                 if _finite(v)]
-    x_lo, x_hi = min(costs), max(costs)
-    y_lo, y_hi = min(qualities), max(qualities)
-    if log:
-        x_lo, x_hi = math.log10(x_lo) - 0.1, math.log10(x_hi) + 0.1
-    else:
-        pad = (x_hi - x_lo) * 0.08 or abs(x_hi) * 0.1 or 1.0
-        x_lo, x_hi = x_lo - pad, x_hi + pad
-    y_pad = (y_hi - y_lo) * 0.1 or 0.05
-    y_lo, y_hi = y_lo - y_pad, y_hi + y_pad
-
-    def x(cost: float) -> float:
-        v = math.log10(cost) if log else cost
-        return LEFT + (W - LEFT - RIGHT) * (v - x_lo) / (x_hi - x_lo)
-
-    def y(quality: float) -> float:
-        return H - BOTTOM - (H - TOP - BOTTOM) * (quality - y_lo) / (y_hi - y_lo)
-
-    parts = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-labelledby="{{id}}-t">',
-             f'<title id="{{id}}-t">{_esc(task)}: {_esc(main)} against {_esc(axis.label)}'
-             f"</title>",
-             f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" '
-             f'height="{H - TOP - BOTTOM}" fill="#fafafa" stroke="#bbb"/>']
-    tick_lo, tick_hi = (10 ** x_lo, 10 ** x_hi) if log else (min(costs), max(costs))
-    ticks = _ticks(tick_lo, tick_hi, log)
-    for number, tick in enumerate(ticks):
-        # the outer ticks read inwards so that their text stays inside the figure
-        anchor = "start" if number == 0 and len(ticks) > 1 else \
-            "end" if number == len(ticks) - 1 and len(ticks) > 1 else "middle"
-        parts.append(f'<text x="{x(tick):.1f}" y="{H - BOTTOM + 12}" font-size="9" '
-                     f'text-anchor="{anchor}">{_short(tick, axis.column)}</text>')
-    for i in range(4):
-        q = y_lo + y_pad + (y_hi - y_lo - 2 * y_pad) * i / 3
-        parts.append(f'<text x="{LEFT - 4}" y="{y(q) + 3:.1f}" font-size="9" '
-                     f'text-anchor="end">{q:.3f}</text>')
-    direction = "higher" if axis.higher_is_better else "lower"
-    parts.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 6}" font-size="10" '
-                 f'text-anchor="middle">{_esc(axis.label)}{" (log)" if log else ""}, '
-                 f"{direction} is better</text>")
-    labels = LabelPlacer()
-    front = front_line(points)
-    if len(front) > 1:
-        path = [f"M{x(front[0].cost):.1f},{y(front[0].quality):.1f}"]
-        for prev, point in zip(front, front[1:], strict=False):
-            path.append(f"L{x(point.cost):.1f},{y(prev.quality):.1f}"
-                        f"L{x(point.cost):.1f},{y(point.quality):.1f}")
-        parts.append(f'<path class="front-line" d="{"".join(path)}" fill="none" '
-                     f'stroke="#c44e52" stroke-width="1.2" opacity=".7"/>')
-    for series in sweep_series(points):
-        coords = " ".join(f"{x(p.cost):.1f},{y(p.quality):.1f}" for p in series.points)
-        parts.append(f'<polyline class="sweep" data-base="{_esc(series.base)}" '
-                     f'points="{coords}" fill="none" stroke="#55a868" stroke-dasharray="4 2"'
-                     f'><title>sweep of {_esc(series.base)}</title></polyline>')
-        first = series.points[0]
-        parts.append(labels.place(x(first.cost), y(first.quality), f"{series.base} sweep",
-                                  'fill="#2f6f3e" font-style="italic"', above=True))
-        for p in series.points:
-            parts.append(labels.place(x(p.cost), y(p.quality), p.sweep_value,
-                                      'fill="#2f6f3e"', above=False))
-    for p in points:
-        colour = "#c44e52" if p.on_front else "#4c72b0"
-        interval = (f" [{p.quality_lo:.3f}, {p.quality_hi:.3f}]"
-                    if _finite(p.quality_lo) and _finite(p.quality_hi) else "")
-        tip = (f"{p.system}: {main} {p.quality:.3f}{interval}; {axis.column} "
-               f"{format_cost(axis.column, p.cost)}"
-               + ("; on the Pareto front" if p.on_front else ""))
-        group = [f'<g class="point{" on-front" if p.on_front else ""}" '
-                 f'data-system="{_esc(p.system)}"><title>{_esc(tip)}</title>']
-        if interval:
-            group.append(f'<line x1="{x(p.cost):.1f}" x2="{x(p.cost):.1f}" '
-                         f'y1="{y(p.quality_lo):.1f}" y2="{y(p.quality_hi):.1f}" '
-                         f'stroke="{colour}"/>')
-        group.append(f'<circle cx="{x(p.cost):.1f}" cy="{y(p.quality):.1f}" r="4" '
-                     f'fill="{colour if p.on_front else "#fff"}" stroke="{colour}" '
-                     f'stroke-width="1.5"/>')
-        if p.on_front and p.sweep_base is None:  # a sweep's points carry their values
-            group.append(labels.place(x(p.cost), y(p.quality), p.system, "", above=True))
-        group.append("</g>")
-        parts.append("".join(group))
-    parts.append("</svg>")
-    svg = "".join(parts)
-    on_front = ", ".join(p.system for p in front)
-    others = ", ".join(p.system for p in points if not p.on_front) or "none"
-    caption = (f"{_esc(axis.label)}: on the front (filled) {_esc(on_front)}; "
-               f"dominated: {_esc(others)}")
-    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
-
-
-def fronts_section(board, task: str) -> str:
-    from ravlm_bench.api import COST_AXES
-
-    figures = []
-    for number, axis in enumerate(COST_AXES):
-        figure = front_svg(board, task, axis)
-        if figure:
-            figures.append(figure.replace("{id}", _esc(f"front-{task}-{number}")))
-    if not figures:
-        return '<p class="note">No retrieval costs recorded: no quality-against-cost front.</p>'
-    return ('<p class="note">Quality against cost: filled points are on the Pareto front '
-            "(nothing else is at least as good on both and better on one), joined by the "
-            "red step line; dashed green lines join a sweep's variants. Hover a point for "
-            f'its numbers.</p><div class="fronts">{"".join(figures)}</div>')
-
-
-# ---------------------------------------------------------------------------------------
 # Provenance
 # ---------------------------------------------------------------------------------------
 
@@ -548,28 +406,28 @@ def provenance_panel(board) -> str:
              ("created", board.created or "unknown"), ("baseline", board.baseline or "none"),
              ("seeds", ", ".join(map(str, board.seeds)))]
     facts += [(f"version: {name}", value) for name, value in sorted(versions.items())]
-    fact_rows = "".join(f'<tr><th scope="row">{_esc(k)}</th><td><code>{_esc(v)}</code></td>'
+    fact_rows = "".join(f'<tr><th scope="row">{esc(k)}</th><td><code>{esc(v)}</code></td>'
                         f"</tr>" for k, v in facts)
     system_rows = []
     for system, record in board.systems.items():
         items = []
-        for field, kind in ROLE_KINDS.items():
-            component = record.get(field) if isinstance(record, dict) else None
+        for role, kind in ROLE_KINDS.items():
+            component = record.get(role) if isinstance(record, dict) else None
             if not isinstance(component, dict):
                 continue
             params = ", ".join(f"{k}={v}" for k, v in component.items() if k != "name")
-            text = f"{kind}: <b>{_esc(component.get('name', '?'))}</b>"
+            text = f"{kind}: <b>{esc(component.get('name', '?'))}</b>"
             if params:
-                text += f" ({_esc(params)})"
+                text += f" ({esc(params)})"
             fingerprint = fingerprints.get(system, {}).get(kind)
             if fingerprint:
-                text += f" <small>fingerprint <code>{_esc(fingerprint)}</code></small>"
+                text += f" <small>fingerprint <code>{esc(fingerprint)}</code></small>"
             items.append(f"<li>{text}</li>")
         sweep = record.get("sweep") if isinstance(record, dict) else None
         if isinstance(sweep, dict):
-            items.append(f"<li>sweep of <b>{_esc(sweep.get('base'))}</b>: "
-                         f"{_esc(sweep.get('values'))}</li>")
-        system_rows.append(f'<tr><th scope="row">{_esc(system)}</th><td><ul>{"".join(items)}'
+            items.append(f"<li>sweep of <b>{esc(sweep.get('base'))}</b>: "
+                         f"{esc(sweep.get('values'))}</li>")
+        system_rows.append(f'<tr><th scope="row">{esc(system)}</th><td><ul>{"".join(items)}'
                            f"</ul></td></tr>")
     return ("<details><summary>Provenance: versions, suite and each system's components"
             "</summary><div class=\"scroll\"><table><caption>The run</caption><tbody>"
@@ -586,15 +444,15 @@ def provenance_panel(board) -> str:
 def render_leaderboard(board, generated: str) -> str:
     from ravlm_bench.api import describe
 
-    title = _esc(f"Leaderboard: {board.suite}")
+    title = esc(f"Leaderboard: {board.suite}")
     parts = ["<!DOCTYPE html>", f"<!-- {generated} -->", '<html lang="en"><head>',
              '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{title}</title>", f"<style>{CSS}</style></head><body>",
              f"<header><h1>{title}</h1>",
-             f'<p class="note">{_esc(describe(board))}. Run created '
-             f"{_esc(board.created or 'unknown')}; suite sha256 "
-             f"<code>{_esc(board.suite_sha256[:12] or 'unknown')}</code>.</p></header>",
+             f'<p class="note">{esc(describe(board))}. Run created '
+             f"{esc(board.created or 'unknown')}; suite sha256 "
+             f"<code>{esc(board.suite_sha256[:12] or 'unknown')}</code>.</p></header>",
              '<div class="controls" role="search">'
              '<label for="system-filter">Filter systems by name</label>'
              '<input id="system-filter" type="search" placeholder="e.g. hnsw">'
@@ -604,10 +462,10 @@ def render_leaderboard(board, generated: str) -> str:
              '<span id="filter-summary" aria-live="polite"></span></div>',
              "<main><h2>Overview (main metric per task)</h2>", overview_table(board)]
     for task, meta in board.tasks.items():
-        parts += [f'<section aria-labelledby="task-{_esc(task)}">',
-                  f'<h2 id="task-{_esc(task)}">{_esc(task)}</h2>',
-                  f'<p class="note">{_esc(meta["kind"])}; main metric '
-                  f"<code>{_esc(meta['main_metric'])}</code>.</p>",
+        parts += [f'<section aria-labelledby="task-{esc(task)}">',
+                  f'<h2 id="task-{esc(task)}">{esc(task)}</h2>',
+                  f'<p class="note">{esc(meta["kind"])}; main metric '
+                  f"<code>{esc(meta['main_metric'])}</code>.</p>",
                   fronts_section(board, task), task_table(board, task), "</section>"]
     parts += ["</main>", provenance_panel(board), f"<script>{SCRIPT}</script>",
               "</body></html>"]

@@ -29,7 +29,7 @@ def _none_for_nan(value):
 
 
 class MarkdownPublisher:
-    suffix = "md"
+    """leaderboard.md: the overview and every task's full table, GitHub-flavoured."""
 
     def publish(self, board, out_dir: Path) -> list[Path]:
         from tabulate import tabulate
@@ -53,7 +53,7 @@ class MarkdownPublisher:
 
 
 class CsvPublisher:
-    suffix = "csv"
+    """leaderboard.csv (every task's table, raw numbers) and overview.csv."""
 
     def publish(self, board, out_dir: Path) -> list[Path]:
         import pandas as pd
@@ -73,7 +73,7 @@ class CsvPublisher:
 
 
 class JsonPublisher:
-    suffix = "json"
+    """leaderboard.json: the run's metadata and every table's raw numbers (NaN as null)."""
 
     def publish(self, board, out_dir: Path) -> list[Path]:
         def records(frame) -> list[dict]:
@@ -110,7 +110,7 @@ def latex_escape(text: str) -> str:
 
 
 class LatexPublisher:
-    suffix = "tex"
+    """leaderboard.tex: booktabs tables of the overview and each task's compact table."""
 
     def publish(self, board, out_dir: Path) -> list[Path]:
         from ravlm_bench.api import describe, display_overview, display_table
@@ -140,8 +140,6 @@ class HtmlPublisher:
     """leaderboard.html: sortable, filterable tables, interval bars and the cost fronts
     (:mod:`ravlm_plugins.publishers.html_page`)."""
 
-    suffix = "html"
-
     def publish(self, board, out_dir: Path) -> list[Path]:
         from ravlm_plugins.publishers.html_page import render_leaderboard
 
@@ -151,11 +149,9 @@ class HtmlPublisher:
 class PngPublisher:
     """A bar chart per task of the main metric, error bars the mean 95% bootstrap CI.
 
-    Tasks without bootstrap intervals (retrieval) get ± one standard deviation over seeds,
-    and say so on the axis.
+    A task whose main metric has no interval gets ± one standard deviation over seeds
+    instead, and says so on the axis.
     """
-
-    suffix = "png"
 
     def publish(self, board, out_dir: Path) -> list[Path]:
         # The object API with an explicit Agg canvas: no pyplot state, no display needed.

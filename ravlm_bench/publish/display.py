@@ -1,0 +1,153 @@
+"""A leaderboard as text: the terminal's rendering and the cells the text publishers print.
+
+:func:`display_table` and :func:`display_overview` turn a
+:class:`~ravlm_bench.publish.leaderboard.Leaderboard`'s tables into strings (``mean ± std
+[95% CI]``, costs in readable units, the paired test against the baseline, each system's
+status), :func:`describe` says in one line what the numbers are, and
+:func:`render_terminal` lays it all out for ``ravlm-bench leaderboard`` and ``run``. The
+Markdown, LaTeX and HTML publishers print these same strings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ravlm_bench.publish.leaderboard import COST_COLUMNS, DIAGNOSTIC_COLUMNS, Leaderboard
+
+
+def format_number(value, spec: str = ".3f") -> str:
+    """``value`` formatted by ``spec``, or "–" when it is missing (None or NaN)."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else format(value, spec)
+
+
+def format_cost(name: str, value) -> str:
+    """A cost column's value for display: index memory in B/KiB/MiB/GiB, queries/s with
+    thousands separators, latencies to 3 significant digits, other costs to 2 decimals, and
+    "–" for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if name == "index_memory_bytes":
+        for unit in ("B", "KiB", "MiB", "GiB"):
+            if abs(value) < 1024 or unit == "GiB":
+                return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            value /= 1024
+    if name == "retrieval_qps":
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if name.startswith("latency") else f"{value:.2f}"
+
+
+def format_metric(row: pd.Series, metric: str, *, with_ci: bool) -> str:
+    """``mean ± std [lo, hi]``: std over seeds, [lo, hi] the mean 95% bootstrap interval."""
+    mean = row.get(metric, math.nan) if metric else math.nan
+    if math.isnan(mean):
+        return "failed" if row["status"] == "failed" else "–"
+    text = format_number(mean)
+    std = row.get(f"{metric}_std", math.nan)
+    if not math.isnan(std):
+        text += f" ± {format_number(std)}"
+    lo, hi = row.get(f"{metric}_ci95_lo", math.nan), row.get(f"{metric}_ci95_hi", math.nan)
+    if with_ci and not (math.isnan(lo) or math.isnan(hi)):
+        text += f" [{format_number(lo)}, {format_number(hi)}]"
+    return text
+
+
+# Short headers for the terminal, where width is scarce.
+COMPACT_HEADERS = {
+    "weighted_precision": "w-prec", "weighted_recall": "w-rec", "accuracy": "acc",
+    "macro_f1": "macro-F1", "head_f1": "head-F1", "tail_f1": "tail-F1",
+    "retrieval_qps": "qps", "latency_p50_ms": "p50 ms", "latency_p99_ms": "p99 ms",
+    "index_memory_bytes": "index mem", "index_build_s": "build s", "train_s": "train s",
+    "retrieval_key": "key", "label_precision_at_k": "label P@k",
+    "recall_vs_exact": "R vs exact", "all_padding": "no nbrs", "one_image": "one image",
+}
+
+
+def display_table(board: Leaderboard, task: str, *, compact: bool = False) -> pd.DataFrame:
+    """``task``'s table as strings, ready to print.
+
+    Full: every metric as ``mean ± std [CI]``, the status with its error. Compact (the
+    terminal): the main metric in full, the others as means, short headers, and the status
+    without the error (:func:`error_lines` lists those).
+    """
+    table = board.tables[task]
+    main = board.main_metric(task)
+    out = {}
+    for system, row in table.iterrows():
+        shown = {}
+        for metric in board.metrics(task):
+            if compact and metric != main:
+                shown[metric] = format_number(row[metric]) if not math.isnan(row[metric]) else (
+                    "failed" if row["status"] == "failed" else "–")
+            else:
+                shown[metric] = format_metric(row, metric, with_ci=True)
+        for cost in COST_COLUMNS:
+            shown[cost] = format_cost(cost, row[cost])
+        if table["retrieval_key"].astype(bool).any():
+            shown["retrieval_key"] = row["retrieval_key"] or "–"
+            for name in DIAGNOSTIC_COLUMNS:
+                shown[name] = format_number(row[name])
+        if "delta_vs_baseline" in table.columns:
+            if math.isnan(row["delta_vs_baseline"]):
+                shown["vs baseline"] = "baseline" if system == board.baseline else "–"
+            else:
+                shown["vs baseline"] = (f"{row['delta_vs_baseline']:+.3f} "
+                                        f"[{format_number(row['delta_ci95_lo'], '+.3f')}, "
+                                        f"{format_number(row['delta_ci95_hi'], '+.3f')}] "
+                                        f"p={row['p_value']:.3f} "
+                                        f"(Holm {format_number(row['p_holm'])})")
+        shown["seeds"] = f"{row['n_seeds']}/{len(board.seeds)}"
+        shown["status"] = row["status"] + (f": {row['error']}"
+                                           if row["error"] and not compact else "")
+        out[system] = shown
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame.index.name = "system"
+    if compact:
+        frame = frame.rename(columns=COMPACT_HEADERS)
+    return frame
+
+
+def error_lines(board: Leaderboard, task: str) -> list[str]:
+    """``system: error`` for every system of ``task`` with failed cells."""
+    table = board.tables[task]
+    return [f"{system}: {row['error']}" for system, row in table.iterrows() if row["error"]]
+
+
+def display_overview(board: Leaderboard) -> pd.DataFrame:
+    """Systems x tasks: the main metric as ``mean ± std``, or ``failed``."""
+    out = {task: [format_metric(board.tables[task].loc[s], board.main_metric(task),
+                                with_ci=False)
+                  if s in board.tables[task].index and board.main_metric(task) else "–"
+                  for s in board.systems]
+           for task in board.tasks}
+    frame = pd.DataFrame(out, index=list(board.systems))
+    frame.index.name = "system"
+    return frame
+
+
+def describe(board: Leaderboard) -> str:
+    """One line on what the numbers are, for the header of every rendering."""
+    baseline = (f"; Δ vs baseline {board.baseline!r}: paired over the same resamples, "
+                f"one-sided p, Holm-adjusted across systems") if board.baseline else ""
+    return (f"suite {board.suite!r}, seeds {', '.join(map(str, board.seeds))}: mean ± std "
+            f"over seeds [95% CI: a cluster bootstrap resampling test units (items; captions "
+            f"and images for Recall@K), each carrying its rows from every seed]{baseline}")
+
+
+def render_terminal(board: Leaderboard) -> str:
+    """The leaderboard as plain text: the overview, then one compact table per task."""
+    from tabulate import tabulate
+
+    def grid(frame: pd.DataFrame) -> str:
+        return tabulate(frame.reset_index(), headers="keys", tablefmt="simple",
+                        showindex=False, disable_numparse=True)
+
+    parts = [f"Leaderboard: {describe(board)}", "", "Overview (main metric per task)",
+             grid(display_overview(board))]
+    for task, meta in board.tasks.items():
+        parts += ["", f"{task} ({meta['kind']}; main metric {meta['main_metric']})",
+                  grid(display_table(board, task, compact=True))]
+        parts += [f"  failed: {line}" for line in error_lines(board, task)]
+    return "\n".join(parts)
