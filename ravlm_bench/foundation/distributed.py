@@ -133,9 +133,10 @@ def all_gather_same_shape(ctx: DistContext, array: np.ndarray) -> np.ndarray:
     return torch.stack(parts).cpu().numpy()
 
 
-def broadcast_object(ctx: DistContext, value=None, src: int = 0):
+def broadcast_object(ctx: DistContext, value: Any = None, src: int = 0) -> Any:
     """``value`` as rank ``src`` holds it, on every rank (picklable objects); outside
-    torchrun, ``value`` itself."""
+    torchrun, ``value`` itself. (Typed ``Any``: the other ranks pass None, or nothing, and
+    get rank ``src``'s value back.)"""
     if not ctx.enabled:
         return value
     import torch.distributed as dist
@@ -152,7 +153,7 @@ def gather_errors(ctx: DistContext, error: BaseException | None) -> list[str | N
         return [mine]
     import torch.distributed as dist
 
-    messages: list = [None] * ctx.world_size
+    messages: list[str | None] = [None] * ctx.world_size
     dist.all_gather_object(messages, mine, group=ctx.control_group)
     return messages
 
@@ -193,16 +194,17 @@ class ShardedRetriever:
     returns what the unsharded one returns.
     """
 
-    def __init__(self, local, ctx: DistContext):
+    def __init__(self, local: Any, ctx: DistContext) -> None:
         self.local, self.ctx = local, ctx
         self.uses_labels = bool(getattr(local, "uses_labels", False))
 
-    def build(self, vectors: np.ndarray, keys: np.ndarray, **kwargs) -> None:
+    def build(self, vectors: np.ndarray, keys: np.ndarray, **kwargs: np.ndarray) -> None:
         part = self.ctx.shard(len(keys))
         extra = {name: value[part] for name, value in kwargs.items()}
         self.local.build(vectors[part], keys[part], **extra)
 
-    def search(self, queries: np.ndarray, k: int, **kwargs):
+    def search(self, queries: np.ndarray, k: int, **kwargs: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
         keys, scores = self.local.search(queries, k, **kwargs)
         if not self.ctx.enabled:
             return keys, scores
@@ -213,7 +215,7 @@ class ShardedRetriever:
         all_keys = np.concatenate(list(gathered[:, :, :k]), axis=1).astype(np.int64)
         return merge_topk(all_keys, np.concatenate(list(gathered[:, :, k:]), axis=1), k)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # the optional contract methods exist exactly when the local retriever has them
         if name == "fingerprint":
             return getattr(self.local, name)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from ravlm_bench.foundation.errors import ConfigError, DataError
 from ravlm_bench.publish.display import format_number
 from ravlm_bench.publish.leaderboard import Leaderboard, cluster_replicates, holm, load_run
 from ravlm_bench.publish.run_reader import Replicates
+from ravlm_bench.scoring.evaluation import Metric
 from ravlm_bench.scoring.resampling import percentile_interval
 from ravlm_bench.store.cell_files import read_arrays
 
@@ -160,7 +162,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, metrics: str = "main",
         systems_a, systems_b = _systems(board_a, task), _systems(board_b, task)
         pair = _TaskPair(board_a, board_b, task) if systems_a and systems_b else None
         for system in systems_a + [s for s in systems_b if s not in systems_a]:
-            if system not in systems_b or system not in systems_a:
+            # pair is None only when one run lacks every system of the task
+            if pair is None or system not in systems_b or system not in systems_a:
                 board, verdict = (board_a, MISSING_IN_B) if system in systems_a \
                     else (board_b, MISSING_IN_A)
                 changes.append(Change(task, system, board.main_metric(task) or "–", verdict))
@@ -209,7 +212,7 @@ class _TaskPair:
                  for name, metric in declarations.items() if metric.bootstrap]
         return list(dict.fromkeys(names))
 
-    def finished(self, side: int, system: str) -> dict[int, dict]:
+    def finished(self, side: int, system: str) -> dict[int, dict[str, Any]]:
         """seed -> the cell's row, for the seeds ``system`` finished on this side."""
         cells = self.cells[side]
         if not len(cells):
@@ -257,6 +260,8 @@ class _TaskPair:
                                               paired, a, b)
         if change.reason:
             return change
+        if a is None or b is None:
+            raise AssertionError("unreachable: _pairing_problem reports missing resamples")
         resampled = b - a
         resampled = resampled[np.isfinite(resampled)]
         if not len(resampled):
@@ -266,11 +271,17 @@ class _TaskPair:
         worse_or_equal = resampled <= 0 if declared_a.higher_is_better else resampled >= 0
         change.p_regression = (1 + int(better_or_equal.sum())) / (1 + len(resampled))
         change.p_improvement = (1 + int(worse_or_equal.sum())) / (1 + len(resampled))
-        change.delta_ci95 = tuple(percentile_interval(resampled))
+        interval = percentile_interval(resampled)
+        if interval is None:
+            raise AssertionError("unreachable: finite resamples always have an interval")
+        change.delta_ci95 = (interval[0], interval[1])
         change.n_resamples = len(resampled)
         return change
 
-    def _pairing_problem(self, declared_a, declared_b, rows_a, rows_b, paired, a, b) -> str:
+    def _pairing_problem(self, declared_a: Metric, declared_b: Metric,
+                         rows_a: dict[int, dict[str, Any]], rows_b: dict[int, dict[str, Any]],
+                         paired: list[int], a: np.ndarray | None, b: np.ndarray | None
+                         ) -> str:
         """Why the resamples of A and B cannot be paired; "" when they can."""
         if not (declared_a.bootstrap and declared_b.bootstrap):
             side = "B" if declared_a.bootstrap else "A"

@@ -117,11 +117,12 @@ def error_lines(board: Leaderboard, task: str) -> list[str]:
 
 def display_overview(board: Leaderboard) -> pd.DataFrame:
     """Systems x tasks: the main metric as ``mean ± std``, or ``failed``."""
-    out = {task: [format_metric(board.tables[task].loc[s], board.main_metric(task),
-                                with_ci=False)
-                  if s in board.tables[task].index and board.main_metric(task) else "–"
-                  for s in board.systems]
-           for task in board.tasks}
+    out: dict[str, list[str]] = {}
+    for task in board.tasks:
+        main = board.main_metric(task)
+        out[task] = [format_metric(board.tables[task].loc[s], main, with_ci=False)
+                     if s in board.tables[task].index and main else "–"
+                     for s in board.systems]
     frame = pd.DataFrame(out, index=list(board.systems))
     frame.index.name = "system"
     return frame

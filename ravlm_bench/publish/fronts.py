@@ -136,7 +136,9 @@ def _sweep_of(system: dict) -> tuple[str | None, tuple[tuple[str, object], ...]]
     sweep = system.get("sweep") if isinstance(system, dict) else None
     if not isinstance(sweep, dict) or not isinstance(sweep.get("base"), str):
         return None, ()
-    values = sweep.get("values") if isinstance(sweep.get("values"), dict) else {}
+    values = sweep.get("values")
+    if not isinstance(values, dict):
+        values = {}
     return sweep["base"], tuple(sorted(values.items()))
 
 

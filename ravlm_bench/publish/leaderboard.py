@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from ravlm_bench.foundation.errors import DataError
 from ravlm_bench.publish.run_reader import Replicates, read_run
 from ravlm_bench.scoring.evaluation import Metric
 from ravlm_bench.scoring.resampling import percentile_interval
+
+# What names a p-value in a Holm family: a system (the leaderboard), a row index (compare)
+TestName = TypeVar("TestName", str, int)
 
 COST_COLUMNS = ("retrieval_qps", "latency_p50_ms", "latency_p99_ms", "index_memory_bytes",
                 "index_build_s", "train_s")
@@ -132,7 +136,7 @@ def _task_table(board: Leaderboard, task: str) -> pd.DataFrame:
         row = _system_row(sub, declarations, len(board.seeds), replicates, system)
         row["retrieval_key"] = retrieval_key(board.systems.get(system, {}))
         if board.baseline is not None:
-            row.update(_compare_to_baseline(board, task, system, replicates))
+            row.update(_compare_to_baseline(board, task, system, board.baseline, replicates))
         rows[system] = row
     if board.baseline is not None:
         adjusted = holm({system: row["p_value"] for system, row in rows.items()})
@@ -209,21 +213,21 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
     return row
 
 
-def _compare_to_baseline(board: Leaderboard, task: str, system: str,
+def _compare_to_baseline(board: Leaderboard, task: str, system: str, baseline: str,
                          replicates: Replicates) -> dict:
     """The paired test of ``system`` against the baseline on the task's main metric, over
     the seeds both finished: the difference of seed means, its interval and one-sided
-    p-value over the shared resamples."""
+    p-value over the shared resamples. ``baseline`` is the board's baseline."""
     empty = dict.fromkeys(COMPARISON_COLUMNS, math.nan)
     empty["paired_seeds"] = 0
     main = board.main_metric(task)
-    if system == board.baseline or main is None or not len(board.cells):
+    if system == baseline or main is None or not len(board.cells):
         return empty
     declared = board.declarations(task)[main]
     if not declared.bootstrap:
         return empty
     ours = replicates.of(system, board.seeds, main)
-    theirs = replicates.of(board.baseline, board.seeds, main)
+    theirs = replicates.of(baseline, board.seeds, main)
     shared = sorted(set(ours) & set(theirs))
     a = cluster_replicates({s: ours[s] for s in shared})
     b = cluster_replicates({s: theirs[s] for s in shared})
@@ -231,10 +235,10 @@ def _compare_to_baseline(board: Leaderboard, task: str, system: str,
         return empty
     cells = board.cells[(board.cells["task"] == task) & (board.cells["status"] == "ok")]
     point = {}
-    for name in (system, board.baseline):
+    for name in (system, baseline):
         mine = cells[(cells["system"] == name) & cells["seed"].isin(shared)]
         point[name] = mine[f"metric:{main}"].mean()
-    delta = float(point[system] - point[board.baseline])
+    delta = float(point[system] - point[baseline])
     resampled = a - b
     resampled = resampled[np.isfinite(resampled)]
     # one-sided: the share of resamples where the system is no better than the baseline
@@ -254,7 +258,7 @@ def retrieval_key(system: dict) -> str:
     return f"{key['name']} ({params})" if params else key["name"]
 
 
-def holm(p_values: dict[str, float]) -> dict[str, float]:
+def holm(p_values: dict[TestName, float]) -> dict[TestName, float]:
     """Holm's step-down adjustment of a family of p-values (NaNs are not in the family)."""
     family = sorted((p, name) for name, p in p_values.items() if not math.isnan(p))
     adjusted, running = {}, 0.0

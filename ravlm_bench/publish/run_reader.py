@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,7 +143,8 @@ def _cell_row(path: Path, cell: dict) -> dict:
 
 
 def _read_cells(run_dir: Path, run: dict) -> pd.DataFrame:
-    rows, seen = [], {}
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str, int], Path] = {}  # (task, system, seed) -> its file
     wanted_seeds = {int(s) for s in run["seeds"]}
     cells_dir = run_dir / "cells"
     paths = sorted(cells_dir.glob("*/*/seed-*.json")) if cells_dir.is_dir() else []
@@ -150,7 +152,7 @@ def _read_cells(run_dir: Path, run: dict) -> pd.DataFrame:
         if not _CELL_FILE.match(path.name):
             continue
         cell, problem = read_cell(path)
-        if problem is not None:
+        if cell is None:  # read_cell then says what is wrong in problem
             raise DataError(f"{path} {problem}; ravlm-bench run recomputes it")
         row = _cell_row(path, cell)
         key = (row["task"], row["system"], row["seed"])

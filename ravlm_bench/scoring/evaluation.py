@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ravlm_bench.plugin_host.contracts import capability
+from ravlm_bench.plugin_host.contracts import ClassificationData, RetrievalData, capability
 from ravlm_bench.scoring import metrics
 from ravlm_bench.scoring.metrics import CLASSIFICATION_METRICS
 from ravlm_bench.scoring.resampling import Resampler
@@ -44,12 +44,12 @@ class Metric:
     bootstrap: str | None = "test items"
     main: bool = False
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "higher_is_better": self.higher_is_better,
                 "aggregate": self.aggregate, "bootstrap": self.bootstrap, "main": self.main}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Metric:
+    def from_dict(cls, raw: dict[str, Any]) -> Metric:
         return cls(name=str(raw["name"]), higher_is_better=bool(raw.get("higher_is_better", True)),
                    aggregate=raw.get("aggregate", "mean"), bootstrap=raw.get("bootstrap"),
                    main=bool(raw.get("main", False)))
@@ -119,7 +119,8 @@ class SingleLabelEvaluation:
     def metrics(self) -> tuple[Metric, ...]:
         return tuple(Metric(name, main=name == "weighted_f1") for name in CLASSIFICATION_METRICS)
 
-    def evaluate(self, data, outputs: ClassScores, resampler: Resampler) -> Evaluation:
+    def evaluate(self, data: ClassificationData, outputs: ClassScores,
+                 resampler: Resampler) -> Evaluation:
         num_classes = len(data.classes)
         y_true = np.asarray(data.test.labels, np.int64)
         y_pred = np.asarray(outputs.scores).argmax(axis=1).astype(np.int64)
@@ -157,7 +158,8 @@ class RankingEvaluation:
                 *(Metric(f"t2i_R@{k}", bootstrap="captions") for k in self.ks),
                 Metric("mean_recall", bootstrap="captions (t2i) and images (i2t)", main=True))
 
-    def evaluate(self, data, outputs: Rankings, resampler: Resampler) -> Evaluation:
+    def evaluate(self, data: RetrievalData, outputs: Rankings,
+                 resampler: Resampler) -> Evaluation:
         caption_image = np.asarray(data.test.caption_image, np.int64)
         t2i_hits, i2t_hits = metrics.ranking_hits(outputs.t2i, outputs.i2t, caption_image,
                                                   ks=self.ks)
@@ -177,7 +179,7 @@ class RankingEvaluation:
                          "i2t": np.asarray(outputs.i2t, np.int64)})
 
 
-def task_declaration(task) -> dict:
+def task_declaration(task: Any) -> dict[str, Any]:
     """What run.json records of a task, so the leaderboard reads its cells without it.
 
     :raises ValueError: the task does not declare ``metrics()`` and ``evaluate()``, or its

@@ -20,8 +20,10 @@ K, and :func:`recall_from_hits` averages the flags, on the whole test split or p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ravlm_bench.foundation.errors import ConfigError
 from ravlm_bench.scoring.resampling import Resampler, percentile_interval
@@ -32,13 +34,17 @@ CLASSIFICATION_METRICS = (
 )
 RETRIEVAL_KS = (1, 5, 10)
 
+# Per-class counts, one row per resample: true positives, true totals, predicted totals (each
+# (B, num_classes + 1)), and the correct count (B,).
+ClassCounts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 # ---------------------------------------------------------------------------------------
 # Classification
 # ---------------------------------------------------------------------------------------
 
 
-def head_tail_classes(train_counts: Sequence[int], head_fraction: float = 0.5
+def head_tail_classes(train_counts: Sequence[int] | np.ndarray, head_fraction: float = 0.5
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Split classes into head and tail by training frequency.
 
@@ -59,19 +65,20 @@ def head_tail_classes(train_counts: Sequence[int], head_fraction: float = 0.5
     return np.sort(order[:n_head]), np.sort(order[n_head:])
 
 
-def _check_labels(y_true, y_pred, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    y_true = np.asarray(y_true, dtype=np.int64).ravel()
-    y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}")
-    for label, arr in (("y_true", y_true), ("y_pred", y_pred)):
+def _check_labels(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, num_classes: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    true = np.asarray(y_true, dtype=np.int64).ravel()
+    pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true has {len(true)} items but y_pred has {len(pred)}")
+    for label, arr in (("y_true", true), ("y_pred", pred)):
         if arr.size and (arr.min() < -1 or arr.max() >= num_classes):
             raise ValueError(f"{label} holds labels outside -1..{num_classes - 1}")
-    return y_true, y_pred
+    return true, pred
 
 
 def _class_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
-                  index: np.ndarray | None = None):
+                  index: np.ndarray | None = None) -> ClassCounts:
     """Per-class (tp, true, pred) counts and the correct count, per resample.
 
     ``index`` (B, n) selects the items of each resample; None means the data as given
@@ -104,7 +111,8 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _scores_from_counts(tp, true, pred, correct, n_items: int, head: np.ndarray,
+def _scores_from_counts(tp: np.ndarray, true: np.ndarray, pred: np.ndarray,
+                        correct: np.ndarray, n_items: int, head: np.ndarray,
                         tail: np.ndarray) -> dict[str, np.ndarray]:
     """Every classification metric, one value per resample (row of the counts)."""
     precision = _divide(tp, pred)
@@ -133,7 +141,8 @@ def _scores_from_counts(tp, true, pred, correct, n_items: int, head: np.ndarray,
     }
 
 
-def _bootstrap_scores(y_true, y_pred, num_classes, head, tail, resampler
+def _bootstrap_scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+                      head: np.ndarray, tail: np.ndarray, resampler: Resampler
                       ) -> dict[str, np.ndarray]:
     """Every metric on each of ``resampler``'s resamples of the test items (unit "item")."""
     n = len(y_true)
@@ -149,17 +158,17 @@ def _none_if_nan(value: float) -> float | None:
 
 
 def classification_metrics(
-    y_true,
-    y_pred,
+    y_true: npt.ArrayLike,
+    y_pred: npt.ArrayLike,
     *,
     num_classes: int,
-    train_counts: Sequence[int],
+    train_counts: Sequence[int] | np.ndarray,
     classes: Sequence[str] | None = None,
     head_fraction: float = 0.5,
     seed: int = 0,
     n_bootstrap: int = 1000,
     resampler: Resampler | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Weighted P/R/F1, accuracy, macro-F1, head/tail F1 and their 95% bootstrap intervals.
 
     :param y_true: int labels in ``-1..num_classes-1`` (-1: outside the label space).
@@ -187,16 +196,16 @@ def classification_metrics(
     """
     if len(train_counts) != num_classes:
         raise ValueError(f"train_counts has {len(train_counts)} entries, expected {num_classes}")
-    y_true, y_pred = _check_labels(y_true, y_pred, num_classes)
-    if not len(y_true):
+    true, pred = _check_labels(y_true, y_pred, num_classes)
+    if not len(true):
         raise ValueError("no test items to score")
     head, tail = head_tail_classes(train_counts, head_fraction)
 
-    point = _scores_from_counts(*_class_counts(y_true, y_pred, num_classes), len(y_true),
+    point = _scores_from_counts(*_class_counts(true, pred, num_classes), len(true),
                                 head, tail)
-    result: dict = {name: _none_if_nan(values[0]) for name, values in point.items()}
+    result: dict[str, Any] = {name: _none_if_nan(values[0]) for name, values in point.items()}
     # a group without test items has no F1 to report
-    true_counts = np.bincount(y_true[y_true >= 0], minlength=num_classes)
+    true_counts = np.bincount(true[true >= 0], minlength=num_classes)
     for name, group in (("head_f1", head), ("tail_f1", tail)):
         if not len(group) or true_counts[group].sum() == 0:
             result[name] = None
@@ -206,7 +215,7 @@ def classification_metrics(
     if resampler is None and n_bootstrap > 0:
         resampler = Resampler(n_bootstrap, seed)
     if resampler is not None:
-        samples = _bootstrap_scores(y_true, y_pred, num_classes, head, tail, resampler)
+        samples = _bootstrap_scores(true, pred, num_classes, head, tail, resampler)
         for name in CLASSIFICATION_METRICS:
             if result[name] is None:
                 samples[name] = np.full(resampler.n_resamples, np.nan)
@@ -215,27 +224,27 @@ def classification_metrics(
             result["replicates"] = samples
     result["ci95"] = ci95
     result["details"] = {
-        "n_items": int(len(y_true)),
-        "n_outside_label_space": int((y_true < 0).sum()),
+        "n_items": int(len(true)),
+        "n_outside_label_space": int((true < 0).sum()),
         "head_classes": [classes[i] for i in head] if classes is not None else head.tolist(),
     }
     return result
 
 
-def per_class_report(y_true, y_pred, *, num_classes: int,
-                     classes: Sequence[str] | None = None) -> dict[str, dict]:
+def per_class_report(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, num_classes: int,
+                     classes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per-class precision, recall, F1 and support (scikit-learn, ``zero_division=0``).
 
     Keys are the class names (``classes``) or the class indices as strings.
     """
     from sklearn.metrics import precision_recall_fscore_support
 
-    y_true, y_pred = _check_labels(y_true, y_pred, num_classes)
+    true, pred = _check_labels(y_true, y_pred, num_classes)
     names = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(f"classes has {len(names)} names, expected {num_classes}")
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(range(num_classes)), average=None, zero_division=0)
+        true, pred, labels=list(range(num_classes)), average=None, zero_division=0)
     return {
         name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
         for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
@@ -247,8 +256,9 @@ def per_class_report(y_true, y_pred, *, num_classes: int,
 # ---------------------------------------------------------------------------------------
 
 
-def ranking_hits(t2i_ranked_images, i2t_ranked_captions, caption_image,
-                 ks: Sequence[int] = RETRIEVAL_KS) -> tuple[np.ndarray, np.ndarray]:
+def ranking_hits(t2i_ranked_images: npt.ArrayLike, i2t_ranked_captions: npt.ArrayLike,
+                 caption_image: npt.ArrayLike, ks: Sequence[int] = RETRIEVAL_KS
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Per query, whether a correct result is in its top K, for each K.
 
     :param t2i_ranked_images: int (n_captions, >= max(ks)): image rows, best first, per caption.

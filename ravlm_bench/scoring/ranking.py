@@ -13,10 +13,16 @@ int64 and float32 ``(m, k)``, best first, equal scores by ascending key, ``-1`` 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
 
 from ravlm_bench.foundation.errors import ConfigError
 from ravlm_bench.plugin_host.contracts import METRICS
+
+if TYPE_CHECKING:
+    import torch
 
 # Scores buffer per (query chunk x database block): large enough for an efficient GEMM.
 SCORE_CHUNK_BYTES = 256 * 2**20
@@ -72,8 +78,10 @@ def exact_blocking(queries: int, rows: int) -> tuple[int, int]:
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, float32; a zero row stays zero."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    rows = np.asarray(x, dtype=np.float32)
+    norms: npt.NDArray[np.float32] = np.maximum(np.linalg.norm(rows, axis=1, keepdims=True),
+                                                1e-12)
+    return rows / norms
 
 
 class ExactIndex:
@@ -155,16 +163,17 @@ class ExactIndex:
         less 2e, and an item reaching it has a product score at most 4e below that. (This
         holds for float32 matrix products; a matmul precision lowered to bf16 voids it.)
         """
-        norms = np.linalg.norm(queries, axis=1).astype(np.float64)
+        norms: npt.NDArray[np.float64] = np.linalg.norm(queries, axis=1).astype(np.float64)
         if self.metric == "l2sq":
             scale = (norms + self._max_norm) ** 2
         else:
             scale = norms * self._max_norm
-        dim = queries.shape[1]
+        dim = int(queries.shape[1])
         return (4 * (dim + 3) * FLOAT32_EPS * scale).astype(np.float32)
 
-    def _search_blocks(self, queries: np.ndarray, margins, k: int, buffer,
-                       rows_per_block: int):
+    def _search_blocks(self, queries: np.ndarray, margins: torch.Tensor, k: int,
+                       buffer: torch.Tensor, rows_per_block: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The k best rows for ``queries``, one block of items at a time, as the triples
         and ranks of :func:`_best_k_by_score_then_key`.
 
@@ -196,7 +205,8 @@ class ExactIndex:
         return query, rows, found, rank
 
 
-def top_k_rows(scores, k: int, block: int = TOPK_BLOCK):
+def top_k_rows(scores: torch.Tensor, k: int, block: int = TOPK_BLOCK
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise top-k of a (m, n) torch tensor: (values, column indices), best first; which
     of several equal values it returns is unspecified.
 
@@ -222,7 +232,8 @@ def top_k_rows(scores, k: int, block: int = TOPK_BLOCK):
     return values, torch.gather(columns, 1, positions)
 
 
-def _candidate_pairs(block, k: int, margin) -> tuple[np.ndarray, np.ndarray]:
+def _candidate_pairs(block: torch.Tensor, k: int, margin: torch.Tensor
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """(query, column) pairs of ``block`` that may be among a query's k best pair scores.
 
     ``block`` is a torch (m, r) tensor of matrix-product scores and ``margin`` (m,) bounds,
@@ -250,7 +261,8 @@ def _candidate_pairs(block, k: int, margin) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _best_k_by_score_then_key(query: np.ndarray, rows: np.ndarray, scores: np.ndarray,
-                             keys: np.ndarray, k: int):
+                             keys: np.ndarray, k: int
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Of candidate (query, row, score) triples, each query's k best: highest score first,
     equal scores by ascending ``keys[row]``. Returns the kept triples, sorted by query and
     then best first, and each one's rank within its query."""

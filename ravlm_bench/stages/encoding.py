@@ -15,35 +15,43 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ravlm_bench.foundation.errors import DataError
 from ravlm_bench.plugin_host.contracts import validate_vectors
 
+if TYPE_CHECKING:
+    from PIL import Image
+    from torch.utils.data import Dataset
+
 log = logging.getLogger(__name__)
+
+# One image as a decoding worker hands it over: (index, PIL image or preprocessed tensor, or
+# None on failure; why it failed, or None)
+DecodedImage = tuple[int, Any, str | None]
 
 
 class ImageFiles:
     """A map-style dataset of image files: each item is (index, image or tensor, error)."""
 
-    def __init__(self, paths: list[str], preprocess=None):
+    def __init__(self, paths: list[str], preprocess: Callable[[Any], Any] | None = None):
         self.paths = paths
         self.preprocess = preprocess
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> DecodedImage:
         image, error = decode_image(self.paths[index])
         if error is not None or self.preprocess is None:
             return index, image, error
         return index, self.preprocess(image), None
 
 
-def decode_image(path: str):
+def decode_image(path: str) -> tuple[Image.Image | None, str | None]:
     """``(RGB image, None)``, or ``(None, why)`` when the file is missing or its pixels do not
     decode: ``load()`` decodes them all, so a truncated file fails here, not in the model.
 
@@ -64,7 +72,7 @@ def decode_image(path: str):
         return None, f"cannot decode ({type(exc).__name__}: {exc})"
 
 
-def _collate(items):
+def _collate(items: list[DecodedImage]) -> list[DecodedImage]:
     return items  # stacking happens in the main process, after checking for errors
 
 
@@ -134,7 +142,7 @@ def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = 64,
 
 
 def _decoded_batches(encoder: Any, image_paths: list[str], batch_size: int,
-                     num_workers: int | None, progress: bool) -> Iterator[list]:
+                     num_workers: int | None, progress: bool) -> Iterator[list[DecodedImage]]:
     """Batches of ``(index, image or tensor, error)``, decoded in DataLoader workers."""
     if not image_paths:
         return
@@ -143,8 +151,10 @@ def _decoded_batches(encoder: Any, image_paths: list[str], batch_size: int,
 
     preprocess = getattr(encoder, "preprocess", None) if _takes_tensors(encoder) else None
     workers = default_num_workers() if num_workers is None else int(num_workers)
-    loader = DataLoader(
-        ImageFiles(list(image_paths), preprocess),
+    # DataLoader reads any map-style dataset (__len__, __getitem__); its stub names the class
+    files = cast("Dataset[DecodedImage]", ImageFiles(list(image_paths), preprocess))
+    loader: DataLoader[DecodedImage] = DataLoader(
+        files,
         batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
         prefetch_factor=4 if workers else None, persistent_workers=False,
     )
@@ -160,7 +170,7 @@ def _takes_tensors(encoder: Any) -> bool:
         getattr(encoder, "encode_batch", None))
 
 
-def _encode_batch(encoder: Any, payload: list, dim: int) -> np.ndarray:
+def _encode_batch(encoder: Any, payload: list[Any], dim: int) -> np.ndarray:
     import torch
 
     if _takes_tensors(encoder):

@@ -112,7 +112,7 @@ def cell_items(run_dir: str | Path, task: str, system: str, seed: int) -> list[E
     """
     cell_json = Path(run_dir) / "cells" / task / system / f"seed-{seed}.json"
     record, problem = read_cell(cell_json)
-    if problem is not None:
+    if record is None:  # read_cell then says what is wrong in problem
         raise DataError(f"{cell_json} {problem}; is {task} / {system} / seed {seed} in this "
                         f"run? (ravlm-bench leaderboard {run_dir} lists them)")
     if record.get("status") != "ok":
@@ -131,20 +131,26 @@ def _items(arrays: dict[str, np.ndarray]) -> list[ExplorerItem]:
     def column(name: str) -> np.ndarray:
         return arrays[PREFIX + name]
 
-    kb = list(zip(column("kb_image").tolist(), column("kb_text").tolist(),
-                  column("kb_label").tolist(), strict=True))
+    kb: list[tuple[str, str, str]] = list(zip(
+        column("kb_image").tolist(), column("kb_text").tolist(), column("kb_label").tolist(),
+        strict=True))
     items = []
     rows, row_scores = column("neighbours"), column("neighbour_scores")
     for i, (image, text, truth, prediction, confidence, correct) in enumerate(zip(
             column("image").tolist(), column("text").tolist(), column("truth").tolist(),
             column("prediction").tolist(), column("confidence").tolist(),
             column("correct").tolist(), strict=True)):
-        neighbours = tuple(Neighbour(*kb[row], score=float(score))
-                           for row, score in zip(rows[i].tolist(), row_scores[i].tolist(),
-                                                 strict=True) if row >= 0)
+        neighbours = _neighbours(kb, rows[i].tolist(), row_scores[i].tolist())
         items.append(ExplorerItem(i, image, text, truth, prediction, float(confidence),
                                   bool(correct), neighbours))
     return items
+
+
+def _neighbours(kb: list[tuple[str, str, str]], rows: list[int], scores: list[float]
+                ) -> tuple[Neighbour, ...]:
+    """One item's neighbours: ``rows`` index ``kb`` (image, text, label); -1 pads."""
+    return tuple(Neighbour(*kb[row], score=float(score))
+                 for row, score in zip(rows, scores, strict=True) if row >= 0)
 
 
 def explorable_cells(board) -> list[tuple[str, str, int]]:

@@ -147,7 +147,7 @@ class RunLedger:
         """The cell's record if it finished and it and its arrays are intact, else None."""
         path = self.dir.cell_path(task, system, seed)
         record, problem = read_cell(path)
-        if problem is not None:
+        if record is None:  # read_cell then says what is wrong in problem
             if path.exists():
                 log.warning("%s %s; the cell %s / %s / seed %d is recomputed", path, problem,
                             task, system, seed)
@@ -177,7 +177,8 @@ class RunLedger:
             buffer = io.BytesIO()
             # compressed: the explorer's strings are fixed-width UTF-32 in numpy, mostly
             # padding (a demo cell: 608 KB plain, 85 KB compressed, 13 ms)
-            np.savez_compressed(buffer, **arrays)
+            # numpy's stub types **kwds as if one could be its allow_pickle flag
+            np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
             data = buffer.getvalue()
             atomic_write_bytes(self.dir.cell_path(task, system, seed, ".npz"), data)
             record[ARRAYS_CHECKSUM] = arrays_checksum(data)
