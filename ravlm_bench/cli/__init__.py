@@ -1,7 +1,8 @@
 """The command line: parse, call the library, print. Each command group is its own module
 (:data:`COMMAND_MODULES`), and :func:`main` runs the one asked for, turning any
 :class:`~ravlm_bench.foundation.errors.RavlmError` into one line on stderr and its exit code:
-0 success, 1 a run with failed parts, 2 bad usage, configuration or input.
+0 success, 1 a run with failed parts, 2 bad usage, configuration or input; an interrupted
+command says so in one line and exits 130 (Ctrl-C) or, for a run stopped by SIGTERM, 143.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from functools import cached_property
 
-from ravlm_bench.foundation.errors import RavlmError
+from ravlm_bench.foundation.errors import RavlmError, Terminated
 from ravlm_bench.foundation.version import __version__
 
 # Modules under ravlm_bench.cli, each with add_parser(subparsers, common) -> None.
@@ -94,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated as exc:  # SIGTERM during a run, unwound like Ctrl-C
+        print(str(exc), file=sys.stderr)
+        return Terminated.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,10 +1,14 @@
 """`ravlm-bench run [SUITE]`: load a suite (the built-in demo suite by default), run its
 cells into the run directory (once per rank under torchrun), print its leaderboard and a
-summary, and exit 1 when a cell failed."""
+summary, and exit 1 when a cell failed. While it runs, SIGTERM stops it as Ctrl-C does
+(the lock released, finished cells kept), and the command exits 143 with one line."""
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -36,10 +40,12 @@ def run_suite(ctx) -> int:
     run_dir = ctx.args.out or Path("runs") / suite.name
     dist = init_distributed()  # one process, or the ranks torchrun started
     try:
-        runner = Runner(ctx.registry, suite, run_dir, force=ctx.args.force,
-                        retrain=ctx.args.retrain,
-                        progress=not ctx.args.quiet, dist=dist)
-        summary = runner.run()
+        with _sigterm_stops(f"terminated (SIGTERM); the finished cells in {run_dir} are "
+                            f"kept, and a rerun resumes"):
+            runner = Runner(ctx.registry, suite, run_dir, force=ctx.args.force,
+                            retrain=ctx.args.retrain,
+                            progress=not ctx.args.quiet, dist=dist)
+            summary = runner.run()
     finally:
         shutdown(dist)
     if not dist.is_main:
@@ -52,3 +58,26 @@ def run_suite(ctx) -> int:
     for task, system, seed, message in summary.failed:
         print(f"failed: {task} / {system} / seed {seed}: {message}", file=sys.stderr)
     return summary.exit_code
+
+
+@contextmanager
+def _sigterm_stops(message: str) -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`~ravlm_bench.foundation.errors.Terminated`
+    (a KeyboardInterrupt), so the run unwinds as it does on Ctrl-C; the handler before is
+    put back on the way out (tests call the CLI in their own process)."""
+    from ravlm_bench.foundation.errors import Terminated
+
+    def stop(signum, frame):
+        # once: a second SIGTERM must not cut short the unwinding that releases the lock
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(message)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: signals are not ours to take
+        yield
+        return
+    try:
+        yield
+    finally:  # None: a handler not set from Python, which only the default can stand for
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -3,10 +3,11 @@
 Checked before the run starts (:func:`check_suite`): every component a system names exists
 and accepts the parameters given (declared types, did-you-mean for misspellings); a joint
 embedding sits in ``joint_embedding``, not ``fusion_head``; every task exists, accepts its
-parameters and gets systems that have the head interface it needs; every ``[data.*]`` table
-names a registered dataset and its parameters. Checked once a task's data is built
-(:func:`check_against_data`): a fusion head's ``k`` against its knowledge base. Messages
-name the suite file, the table and the key.
+parameters (declared, and by its own factory) and gets systems that have the head interface
+it needs; every ``[data.*]`` table names a registered dataset and its parameters. Checked
+once a task's data is built (:func:`check_against_data`): a fusion head's ``k`` against its
+knowledge base. Messages name the suite file, the table and the key, and cut the lists
+they quote short.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ravlm_bench.config.suite import (
     Suite,
     SystemSpec,
 )
-from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.foundation.errors import ConfigError, DataError, clipped, listing
 from ravlm_bench.plugin_host.contracts import capability
 from ravlm_bench.plugin_host.registry import Registry
 
@@ -73,8 +74,9 @@ def _check_retrieval_key(system: SystemSpec, registry: Registry, table: str) -> 
         return
     where = f"{table} retrieval_key"
     if key.name not in registry.names("joint-embeddings"):
-        raise ConfigError(f"{where}: {key.name!r} is neither {', '.join(FIXED_KEYS)} nor a "
-                          f"joint embedding ({', '.join(registry.names('joint-embeddings'))})")
+        raise ConfigError(f"{where}: {clipped(repr(key.name))} is neither "
+                          f"{', '.join(FIXED_KEYS)} nor a joint embedding "
+                          f"({listing(registry.names('joint-embeddings'))})")
     registry.get("joint-embeddings", key.name).check(key.params, where)
 
 
@@ -90,11 +92,14 @@ def _check_joint_embedding_role(system: SystemSpec, registry: Registry, table: s
 
 def _check_task_systems(task_spec, systems: dict[str, SystemSpec], registry: Registry,
                         table: str) -> None:
-    """Systems must have what the task's head interface needs. A task whose factory fails
+    """Systems must have what the task's head interface needs. A task whose factory refuses
+    its options (a ConfigError or DataError) stops the run here; one that breaks otherwise
     is left to fail its own cells, with the plugin named."""
     try:
         task = registry.create("tasks", task_spec.name, **task_spec.params)
         head = capability(task, "tasks", "head")
+    except (ConfigError, DataError) as exc:
+        raise ConfigError(f"{table}: {exc}") from None
     except Exception:
         return
     for name in task_spec.systems:

@@ -2,9 +2,11 @@
 ``[run]`` options, parsed into a :class:`Suite` (``ravlm_bench/suites/demo.toml`` is a
 complete example). A list where a component parameter takes one value is a sweep: the
 system expands to one named system per value (per combination where several are lists;
-``ks = [[1, 5]]`` passes one list), and a task naming it runs every variant. Every mistake
-is a one-line ``ConfigError`` naming the file, the key and the fix (unknown keys with a
-did-you-mean).
+``ks = [[1, 5]]`` passes one list), and a task naming it runs every variant. How many
+systems and cells a suite expands to is counted from the sweeps' lengths before any
+variant is built, and refused over ``[run] max_cells``. Every mistake is a one-line
+``ConfigError`` naming the file, the key and the fix (unknown keys with a did-you-mean),
+of bounded length however long the lists it could quote.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
+import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ravlm_bench.foundation.errors import ConfigError
+from ravlm_bench.foundation.errors import ConfigError, clipped, listing
 from ravlm_bench.plugin_host.options import option, parse_options
 
 if sys.version_info >= (3, 11):
@@ -51,6 +55,10 @@ class RunOptions:
                             minimum=0)
     demo: bool = option(False, "datasets without a root use the embedded demo world")
     demo_size: Literal["tiny", "small", "medium"] = option("small", "size of the demo world")
+    # counted before any sweep is expanded: a sweep of three 1,000-value lists would
+    # otherwise build 10^9 systems in memory before anything is printed
+    max_cells: int = option(10_000, "most (task, system, seed) cells, and most systems, the "
+                                    "suite may expand to", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -143,8 +151,8 @@ class Suite:
 def builtin_suite(name: str) -> Path:
     path = BUILTIN_SUITES / f"{name}.toml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in BUILTIN_SUITES.glob("*.toml")))
-        raise ConfigError(f"no built-in suite {name!r}; built-in suites: {known}")
+        known = listing(sorted(p.stem for p in BUILTIN_SUITES.glob("*.toml")))
+        raise ConfigError(f"no built-in suite {clipped(repr(name))}; built-in suites: {known}")
     return path
 
 
@@ -178,36 +186,76 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
     if not (isinstance(seeds, list) and seeds
             and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ConfigError(f"{where}: 'seeds' must be a non-empty list of integers, e.g. [0, 1, 2]")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{where}: 'seeds' has duplicates: {seeds}")
+    repeated = [seed for seed, n in Counter(seeds).items() if n > 1]
+    if repeated:
+        raise ConfigError(f"{where}: 'seeds' has duplicates: {listing(repeated)}")
 
     data = _table(raw, "data", where, default={})
     for dataset, params in data.items():
         if not isinstance(params, dict):
-            raise ConfigError(f"{where}: [data.{dataset}] must be a table, e.g. root = \"/data/x\"")
+            raise ConfigError(f"{where}: [data.{clipped(dataset, 40)}] must be a table, e.g. "
+                              f"root = \"/data/x\"")
+    run = parse_options(RunOptions, _table(raw, "run", where, default={}), f"{where}: [run]")
+    _check_size(raw, len(seeds), run.max_cells, where)  # before any sweep is expanded
 
     systems, variants = _systems(raw, where)
     tasks = _tasks(_table(raw, "tasks", where), systems, variants, where)
 
     baseline = raw.get("baseline")
-    if baseline is not None and baseline not in systems:
+    if baseline is not None and (not isinstance(baseline, str) or baseline not in systems):
         swept = f" (a sweep: name one of its variants, e.g. {variants[baseline][0]!r})" \
-            if baseline in variants else ""
-        raise ConfigError(f"{where}: baseline {baseline!r} is not a system{swept}; "
-                          f"defined: {', '.join(systems)}")
+            if isinstance(baseline, str) and baseline in variants else ""
+        raise ConfigError(f"{where}: baseline {clipped(repr(baseline))} is not a "
+                          f"system{swept}; defined: {listing(systems)}")
     metric = raw.get("metric", "cos")
     if metric not in ("cos", "ip", "l2sq"):
-        raise ConfigError(f"{where}: metric must be 'cos', 'ip' or 'l2sq', got {metric!r}")
+        raise ConfigError(f"{where}: metric must be 'cos', 'ip' or 'l2sq', got "
+                          f"{clipped(repr(metric))}")
     name = str(raw.get("name", path.stem))
     if not SAFE_NAME.match(name) or ".." in name:
-        raise ConfigError(f"{where}: name {name!r} must be one path component: letters, "
-                          f"digits and _ . + = , @ [ ] -")
+        raise ConfigError(f"{where}: name {clipped(repr(name))} must be one path component: "
+                          f"letters, digits and _ . + = , @ [ ] -")
     return Suite(
         name=name, path=path, sha256=sha256, seeds=tuple(seeds),
         baseline=baseline, data=data, tasks=tuple(tasks), systems=systems, metric=metric,
-        description=str(raw.get("description", "")),
-        run=parse_options(RunOptions, _table(raw, "run", where, default={}), f"{where}: [run]"),
+        description=str(raw.get("description", "")), run=run,
     )
+
+
+def _check_size(raw: dict, n_seeds: int, limit: int, where: str) -> None:
+    """Refuse a suite that would expand to more than ``limit`` systems or cells, counted
+    from its sweeps' lengths (their product, never built) and its tasks' system lists
+    (cells = the sum over tasks of systems x seeds), naming the system that adds most."""
+    defaults = _table(raw, "defaults", where, default={})
+    _check_keys(defaults, SYSTEM_KEYS, f"{where}: [defaults] has unknown key")
+    sweeps: dict[str, list[tuple[str, int]]] = {}  # system -> (label, length) per swept axis
+    for name, body in _table(raw, "systems", where).items():
+        _check_name(name, "systems", where)
+        sweeps[name] = _swept_axes(name, _sweep_axes(name, _merged(name, body, defaults,
+                                                                   where), where))
+    size = {name: math.prod(n for _, n in axes) for name, axes in sweeps.items()}
+    runs = Counter({name: 0 for name in size})  # system -> how many tasks run it
+    extra = 0  # variants a task names by their full name alone
+    for body in _table(raw, "tasks", where).values():
+        named = body.get("systems", list(size)) if isinstance(body, dict) else []
+        named = list(dict.fromkeys(n for n in named if isinstance(n, str))) \
+            if isinstance(named, list) else []
+        bases = [n for n in named if n in size]
+        runs.update(bases)
+        # a variant named beside its own sweep runs once; an unknown name is refused later
+        extra += sum(1 for n in named if n not in size and not any(
+            n.startswith(f"{base}[") and size[base] > 1 for base in bases))
+    cells = (sum(size[name] * runs[name] for name in size) + extra) * n_seeds
+    n_systems = sum(size.values())
+    if not size or (cells <= limit and n_systems <= limit):
+        return  # a suite without systems is refused by name later
+    worst = max(size, key=lambda name: (size[name] * max(runs[name], 1), size[name]))
+    what = f"would run {cells:,} cells" if cells > limit else f"expands to {n_systems:,} systems"
+    cause = (f"[systems.{clipped(worst, 40)}] sweeps {size[worst]:,} variants "
+             f"({_axes_text(sweeps[worst])})" if size[worst] > 1 else
+             f"{n_systems:,} systems and {n_seeds:,} seeds")
+    raise ConfigError(f"{where}: {cause}: the suite {what}, over [run] max_cells = {limit}; "
+                      f"sweep fewer values or raise max_cells")
 
 
 def _systems(raw: dict, where: str) -> tuple[dict[str, SystemSpec], dict[str, list[str]]]:
@@ -241,9 +289,9 @@ def _tasks(tasks_raw: dict, systems: dict[str, SystemSpec], variants: dict[str, 
         raise ConfigError(f"{where}: no tasks; add at least one [tasks.NAME] table")
     tasks = []
     for name, body in tasks_raw.items():
+        _check_name(name, "tasks", where)
         if not isinstance(body, dict):
             raise ConfigError(f"{where}: [tasks.{name}] must be a table")
-        _check_name(name, "tasks", where)
         params = dict(body)
         task_systems = params.pop("systems", list(systems))
         if not isinstance(task_systems, list) or not task_systems \
@@ -252,9 +300,9 @@ def _tasks(tasks_raw: dict, systems: dict[str, SystemSpec], variants: dict[str, 
                               f"system names")
         for system in task_systems:
             if system not in variants and system not in systems:
-                raise ConfigError(f"{where}: [tasks.{name}] systems names {system!r}, which "
-                                  f"is not a [systems.*] table; defined: "
-                                  f"{', '.join(variants)}")
+                raise ConfigError(f"{where}: [tasks.{name}] systems names "
+                                  f"{clipped(repr(system))}, which is not a [systems.*] "
+                                  f"table; defined: {listing(variants)}")
         # a swept system runs as all its variants; a variant may also be named alone
         expanded = [v for system in task_systems for v in variants.get(system, [system])]
         tasks.append(TaskSpec(name, params, tuple(dict.fromkeys(expanded))))
@@ -269,7 +317,8 @@ def _check_keys(table: dict, allowed: tuple[str, ...], problem: str) -> None:
         return
     close = difflib.get_close_matches(unknown[0], allowed, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"{problem} {unknown[0]!r}{hint} (allowed: {', '.join(allowed)})")
+    raise ConfigError(f"{problem} {clipped(repr(unknown[0]), 60)}{hint} (allowed: "
+                      f"{listing(allowed, limit=len(allowed), width=200)})")
 
 
 def _table(raw: dict, key: str, where: str, default: dict | None = None) -> dict:
@@ -289,31 +338,57 @@ def _component(value: Any, where: str) -> ComponentSpec:
                       f"e.g. {{ name = \"exact\" }}")
 
 
+def _merged(name: str, body: Any, defaults: dict, where: str) -> dict:
+    """The table of [systems.NAME] over [defaults], its keys checked."""
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: [systems.{name}] must be a table")
+    _check_keys(body, SYSTEM_KEYS, f"{where}: [systems.{name}] has unknown key")
+    return {**defaults, **body}
+
+
+def _sweep_axes(name: str, merged: dict, where: str) -> dict[tuple[str, str], list]:
+    """``(role, parameter) -> values`` of each list-valued component parameter; none empty
+    and none repeating a value."""
+    axes = {(role, key): value for role in (*ROLES, "retrieval_key")
+            if isinstance(merged.get(role), dict)
+            for key, value in merged[role].items() if isinstance(value, list)}
+    for (role, key), values in axes.items():
+        table = f"{where}: [systems.{name}] {clipped(role)}.{clipped(key, 40)}"
+        if not values:
+            raise ConfigError(f"{table}: an empty sweep; give at least one value")
+        seen = Counter(repr(v) for v in values)
+        if len(seen) != len(values):
+            repeated = [clipped(value, 40) for value, n in seen.items() if n > 1]
+            raise ConfigError(f"{table}: the sweep repeats a value: {listing(repeated)}")
+    return axes
+
+
+def _swept_axes(name: str, axes: dict[tuple[str, str], list]) -> list[tuple[str, int]]:
+    """``(label, length)`` of the axes that sweep (a one-value list passes its value on;
+    it is no sweep and leaves the name alone); a parameter swept in two roles (k of the
+    head and of the key) is labelled with its role."""
+    swept = [axis for axis, values in axes.items() if len(values) > 1]
+    short = [key for _, key in swept]
+    return [(key if short.count(key) == 1 else f"{role}.{key}", len(axes[(role, key)]))
+            for role, key in swept]
+
+
+def _axes_text(axes: list[tuple[str, int]], shown: int = 4) -> str:
+    """``expansion_search x k x ...``: a sweep's axes for a one-line message."""
+    labels = [clipped(label, 30) for label, _ in axes[:shown]]
+    return " x ".join(labels + (["..."] if len(axes) > shown else []))
+
+
 def _expand_sweep(name: str, body: Any, defaults: dict,
                   where: str) -> list[tuple[str, dict, Sweep | None]]:
     """``(variant name, system table, sweep)`` per combination of the values of the
     system's list-valued component parameters; the system itself when none is a list."""
-    if not isinstance(body, dict):
-        raise ConfigError(f"{where}: [systems.{name}] must be a table")
-    _check_keys(body, SYSTEM_KEYS, f"{where}: [systems.{name}] has unknown key")
-    merged = {**defaults, **body}
-    axes = {(role, key): value for role in (*ROLES, "retrieval_key")
-            if isinstance(merged.get(role), dict)
-            for key, value in merged[role].items() if isinstance(value, list)}
+    merged = _merged(name, body, defaults, where)
+    axes = _sweep_axes(name, merged, where)
     if not axes:
         return [(name, merged, None)]
-    for (role, key), values in axes.items():
-        table = f"{where}: [systems.{name}] {role}.{key}"
-        if not values:
-            raise ConfigError(f"{table}: an empty sweep; give at least one value")
-        if len({repr(v) for v in values}) != len(values):
-            raise ConfigError(f"{table}: the sweep repeats a value: {values}")
-    # a one-value list passes that value on; it is no sweep and leaves the name alone
     swept = [axis for axis, values in axes.items() if len(values) > 1]
-    # a parameter swept in two roles (k of the head and of the key) is named with its role
-    short = [key for _, key in swept]
-    labels = {(role, key): key if short.count(key) == 1 else f"{role}.{key}"
-              for role, key in swept}
+    labels = dict(zip(swept, (label for label, _ in _swept_axes(name, axes)), strict=True))
     out: list[tuple[str, dict, Sweep | None]] = []
     for combination in itertools.product(*axes.values()):
         system = {role: dict(value) if isinstance(value, dict) else value
@@ -326,10 +401,10 @@ def _expand_sweep(name: str, body: Any, defaults: dict,
         suffix = ",".join(f"{labels[axis]}={_value_label(chosen[axis])}" for axis in swept)
         variant = f"{name}[{suffix}]"
         if not SAFE_NAME.match(variant):
-            raise ConfigError(f"{where}: [systems.{name}]: the sweep variant {variant!r} is "
-                              f"not a usable name (at most 120 characters: letters, digits "
-                              f"and _ . + = , @ [ ] -); shorten the system name or use "
-                              f"simpler values")
+            raise ConfigError(f"{where}: [systems.{name}]: the sweep variant "
+                              f"{clipped(repr(variant))} is not a usable name (at most 120 "
+                              f"characters: letters, digits and _ . + = , @ [ ] -); shorten "
+                              f"the system name or use simpler values")
         out.append((variant, system, Sweep(name, {f"{role}.{key}": chosen[(role, key)]
                                                   for role, key in swept})))
     return out
@@ -371,6 +446,6 @@ def _knowledge(value: Any, where: str) -> KnowledgeSpec:
 
 def _check_name(name: str, table: str, where: str) -> None:
     if not SAFE_NAME.match(name) or ".." in name:
-        raise ConfigError(f"{where}: [{table}.{name!r}]: a name must be one path component "
-                          f"of at most 120 characters (letters, digits and _ . + = , @ [ ] -), "
-                          f"since it names a directory of the run")
+        raise ConfigError(f"{where}: [{table}.{clipped(repr(name), 60)}]: a name must be one "
+                          f"path component of at most 120 characters (letters, digits and "
+                          f"_ . + = , @ [ ] -), since it names a directory of the run")

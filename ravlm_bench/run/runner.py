@@ -6,7 +6,9 @@ bases read, the data checked against the suite and audited for leakage, a featur
 set up) and runs each cell (:mod:`~ravlm_bench.run.cells`), which the ledger
 (:mod:`~ravlm_bench.store.ledger`) writes atomically: a killed run resumes where it
 stopped, and a cell that raises is recorded as failed, with the plugin and the message,
-while the suite goes on. Under torchrun every rank runs the same cells in lockstep.
+while the suite goes on. Under torchrun every rank runs the same cells in lockstep. As
+cells finish it logs the time left (:class:`TimeLeft`), per-cell work kept apart from the
+one-off work of the first cells.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import functools
 import logging
 import shutil
 import sys
+import time
 import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,38 +120,41 @@ class Runner:
         prepared = {t.name: self._prepare_or_error(t) for t in self.suite.tasks
                     if t.name in pending}
         bar = _progress_bar(len(cells), enabled=self.progress and self.execution.is_main)
-        eta = _Eta(len(cells))
-        for (task_spec, system_name, seed), done in zip(cells, finished, strict=True):
+        time_left = TimeLeft([t.name for (t, _, _), done in zip(cells, finished, strict=True)
+                              if not done])
+        for position, ((task_spec, system_name, seed), done) in enumerate(
+                zip(cells, finished, strict=True), start=1):
             label = f"{task_spec.name} / {system_name} / seed {seed}"
             if done:
                 summary.skipped.append((task_spec.name, system_name, seed))
-                eta.skip()
                 bar.update(1)
                 continue
             bar.set_postfix_str(f"{label}: running", refresh=True)
-            error = None
+            time_left.start_cell()
+            error, timings = None, None
             try:
                 ready = prepared[task_spec.name]
                 if isinstance(ready, BaseException):
                     raise ready
-                self._run_cell(task_spec, system_name, seed, ready,
-                               on_stage=lambda stage, label=label: bar.set_postfix_str(
-                                   f"{label}: {stage}", refresh=True))
+                timings = self._run_cell(
+                    task_spec, system_name, seed, ready,
+                    on_stage=lambda stage, label=label: bar.set_postfix_str(
+                        f"{label}: {stage}", refresh=True))
             except Exception as exc:  # one broken cell never stops the suite
                 error = exc
                 log.debug("%s", traceback.format_exc())
             self.execution.agree_on_outcome(label, error)
             if error is None:
                 summary.done.append((task_spec.name, system_name, seed))
-                log.info("[%d/%d] %s done; %s", eta.finished + 1, len(cells), label,
-                         eta.remaining_text())
             else:
                 message = one_line(error)
                 if self.execution.is_main:  # every rank failed alike; one report is enough
                     log.error("%s failed: %s", label, message)
                 self._write_failed(task_spec, system_name, seed, error)
                 summary.failed.append((task_spec.name, system_name, seed, message))
-            eta.tick()
+            time_left.finish_cell(task_spec.name, timings)  # None: it failed
+            if error is None:
+                log.info("[%d/%d] %s done; %s", position, len(cells), label, time_left.text())
             bar.update(1)
         bar.close()
         return summary
@@ -234,7 +242,8 @@ class Runner:
         return out
 
     def _run_cell(self, task_spec: TaskSpec, system_name: str, seed: int,
-                  ready: PreparedTask, on_stage=None) -> None:
+                  ready: PreparedTask, on_stage=None) -> dict[str, float]:
+        """Run and record one cell; its stage timings."""
         system = self.suite.systems[system_name]
         context = CellContext(factory=self.factory, features=ready.features,
                               metric=self.suite.metric, execution=self.execution,
@@ -259,6 +268,7 @@ class Runner:
         record["provenance"]["components"] = result.components
         record["provenance"]["world_size"] = self.execution.world_size
         self.ledger.write_cell(record, evaluation)
+        return result.timings
 
     # -- records ----------------------------------------------------------------------------
 
@@ -324,29 +334,68 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: getattr(v, "item", lambda: str(v))()))
 
 
-class _Eta:
-    """Time left, estimated from the cells this process actually ran (not skipped ones)."""
+class TimeLeft:
+    """The time a run has left, with one-off work kept apart from per-cell work.
 
-    def __init__(self, total: int):
-        import time
+    The first cells of a task pay for work the later ones reuse: encoding (its features
+    are cached) and training a learned retrieval key (shared by the task's systems); these
+    are the :data:`ONE_OFF_STAGES`. A cell whose one-off stages took at most
+    :data:`STEADY_SHARE` of its wall time ran steady: every cell to come pays what it paid
+    (retrieval, index, head training, prediction, evaluation, writing). The estimate is
+    the mean wall time of the steady cells times the cells left, plus, for each task with
+    cells left that has not started, the mean one-off time of the tasks that have; until
+    two cells have run steady it says "estimating". Failed and skipped cells inform
+    nothing but the count.
+    """
 
-        self.total, self.finished, self.ran = total, 0, 0
-        self.started = time.monotonic()
-        self._clock = time.monotonic
+    ONE_OFF_STAGES = ("encode_s", "retrieval_key_s")
+    STEADY_SHARE = 0.1
 
-    def skip(self) -> None:
-        self.finished += 1
+    def __init__(self, pending: Sequence[str], clock: Callable[[], float] = time.monotonic):
+        """``pending``: the task of each cell this run will run, skipped ones left out."""
+        self._left = Counter(pending)  # task -> its cells still to run
+        self._clock = clock
+        self._started = clock()
+        self._steady: list[float] = []  # wall time of each steady cell
+        self._one_off: dict[str, float] = {}  # task -> what its cells spent on one-off work
+        self._begun: set[str] = set()  # tasks with a cell run, failed or not
 
-    def tick(self) -> None:
-        self.finished += 1
-        self.ran += 1
+    def start_cell(self) -> None:
+        self._started = self._clock()
 
-    def remaining_text(self) -> str:
-        if not self.ran:
+    def finish_cell(self, task: str, timings: Mapping[str, float] | None) -> None:
+        """A cell of ``task`` ended: its stage timings, or None when it failed."""
+        wall = self._clock() - self._started
+        self._left[task] -= 1
+        self._begun.add(task)
+        if timings is None:
+            return
+        one_off = sum(float(timings.get(stage, 0.0)) for stage in self.ONE_OFF_STAGES)
+        self._one_off[task] = self._one_off.get(task, 0.0) + one_off
+        if one_off <= self.STEADY_SHARE * wall:
+            self._steady.append(wall)
+
+    def seconds(self) -> float | None:
+        """The estimate in seconds, or None while there is too little to go on."""
+        cells_left = sum(max(n, 0) for n in self._left.values())
+        if not cells_left:
+            return 0.0
+        if len(self._steady) < 2:
+            return None
+        per_cell = sum(self._steady) / len(self._steady)
+        unbegun = sum(1 for task, n in self._left.items() if n > 0 and task not in self._begun)
+        one_off = (sum(self._one_off.values()) / len(self._one_off)) if self._one_off else 0.0
+        return per_cell * cells_left + one_off * unbegun
+
+    def text(self) -> str:
+        left = self.seconds()
+        if left is None:
             return "estimating time left"
-        per_cell = (self._clock() - self.started) / (self.ran + 1)
-        left = per_cell * (self.total - self.finished - 1)
-        return f"about {left / 60:.1f} min left"
+        if left < 90:
+            return f"about {left:.0f} s left"
+        if left < 90 * 60:
+            return f"about {left / 60:.1f} min left"
+        return f"about {left / 3600:.1f} h left"
 
 
 class _NullBar:

@@ -38,7 +38,8 @@ class CocoCategory(SingleLabelEvaluation):
                          dropped, role)
             captions = all_captions[all_captions["image_id"].isin(ids)]
             frames[role] = _with_captions(items, captions, self.captions_per_image, rng)
-        classes = label_space(frames["train"]["label"], min_count=self.min_count)
+        classes = label_space(frames["train"]["label"], min_count=self.min_count,
+                              task=self.name)
         return classification_data(self.name, frames, classes)
 
 

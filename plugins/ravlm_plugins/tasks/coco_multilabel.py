@@ -33,6 +33,7 @@ from ravlm_bench.api import (
 )
 from ravlm_plugins.tasks import splits
 from ravlm_plugins.tasks.coco_category import _with_captions
+from ravlm_plugins.tasks.labelled import refuse_empty_label_space
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,13 @@ class CocoMultilabel:
                          len(frame) - len(items), role)
             captions = all_captions[all_captions["image_id"].isin(items["image_id"])]
             frames[role] = _with_captions(items, captions, self.captions_per_image, rng)
-        if not len(frames["train"]):
-            raise DataError(f"{dataset.root}: coco-multilabel has no training image with a "
-                            f"non-crowd instance")
+        for role in ("train", "test"):
+            if not len(frames[role]):
+                raise DataError(f"{dataset.root}: coco-multilabel has no {role} image with a "
+                                f"non-crowd instance and a caption")
         counts = frames["train"].drop_duplicates("image_id")["label"].explode().value_counts()
+        refuse_empty_label_space(self.name, counts, self.min_count, "category",
+                                 "training images")
         counts = counts[counts >= self.min_count]
         classes = sorted(counts.index, key=lambda c: (-counts[c], c))
         parts = {role: _split(frame, classes) for role, frame in frames.items()}

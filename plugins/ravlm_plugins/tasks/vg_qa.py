@@ -26,5 +26,6 @@ class VisualGenomeQA(SingleLabelEvaluation):
             frames[role] = qa.rename(columns={"question": "text", "answer_norm": "label"})[
                 ["image_id", "image_path", "text", "label"]]
         classes = label_space(frames["train"]["label"], top_n=self.top_answers,
-                              min_count=self.min_count)
+                              min_count=self.min_count, task=self.name, label="answer",
+                              items="training questions")
         return classification_data(self.name, frames, classes)
