@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli_command, cli_env
+from clitools import run_cli
 from test_leaderboard import (
     CLASSES,
     RESAMPLER,
@@ -217,9 +216,7 @@ def test_the_cli_writes_json_and_exits_1_on_a_regression(run_a, copy_of_a, tmp_p
     run_b = copy_of_a("b")
     rescore(run_b, "xattn", accuracy=0.3)
     out_json = tmp_path / "out" / "compare.json"
-    done = subprocess.run(cli_command("compare", str(run_a), str(run_b), "--json",
-                                      str(out_json)),
-                          capture_output=True, text=True, env=cli_env(), timeout=300)
+    done = run_cli("compare", str(run_a), str(run_b), "--json", str(out_json))
     assert done.returncode == 1, done.stderr
     assert f"wrote {out_json}" in done.stdout
     report = json.loads(out_json.read_text())

@@ -19,8 +19,8 @@ WORKER = textwrap.dedent('''
     import numpy as np
     from ravlm_bench.plugin_host.host import get_plugin_manager
     from ravlm_bench.plugin_host.registry import Registry
-    from ravlm_bench.foundation.distributed import (ShardedRetriever, check_ranks, init_distributed,
-                                         shutdown)
+    from ravlm_bench.foundation.distributed import (ShardedRetriever, gather_errors,
+                                                    init_distributed, rank_failure, shutdown)
 
     mode, out = sys.argv[1], sys.argv[2]
     ctx = init_distributed(timeout_s=60)
@@ -39,18 +39,20 @@ WORKER = textwrap.dedent('''
     elif mode == "resume":
         import torch
         from ravlm_bench.foundation.errors import ConfigError
-        from ravlm_plugins.fusion.training import TrainConfig, train_classifier
+        from ravlm_plugins.fusion.loop import TrainConfig, TrainingRun, fit
+        from ravlm_plugins.fusion.objectives import SingleLabel
+        from ravlm_plugins.fusion.training import ClassifierProblem
 
         x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
         labels = (x[:, 0] > 0).long().numpy()
         # rank 0 sees a checkpoint that rank 1 does not: unshared run directories
         directory = sys.argv[3] if ctx.rank == 0 else sys.argv[4]
         try:
-            train_classifier(torch.nn.Linear(4, 2), lambda split, idx: (x[idx],), labels,
-                             None, num_classes=2, signature="tiny",
-                             config=TrainConfig(epochs=2, ddp_min_items=0, progress=False),
-                             generator=torch.Generator().manual_seed(0),
-                             checkpoint_dir=directory, dist=ctx)
+            fit(torch.nn.Linear(4, 2), ClassifierProblem(
+                SingleLabel(labels, 2), lambda split, idx: (x[idx],), labels, None),
+                TrainingRun(TrainConfig(epochs=2, ddp_min_items=0, progress=False),
+                            torch.Generator().manual_seed(0), checkpoint_dir=directory,
+                            signature="tiny", dist=ctx))
             message = "trained"
         except ConfigError as exc:
             message = str(exc)
@@ -64,7 +66,9 @@ WORKER = textwrap.dedent('''
         except Exception as exc:
             error = exc
         try:
-            check_ranks(ctx, error, "encoding")
+            messages = gather_errors(ctx, error)
+            if any(m is not None for m in messages):
+                raise rank_failure("encoding", messages)
         except Exception as exc:
             with open(f"{out}-rank{ctx.rank}.txt", "w") as handle:
                 handle.write(str(exc))
@@ -200,14 +204,17 @@ def test_a_failing_rank_stops_every_rank_with_its_name(tmp_path):
 def test_data_parallel_ranks_that_see_different_checkpoints_fail_alike(tmp_path):
     import torch
 
-    from ravlm_plugins.fusion.training import TrainConfig, train_classifier
+    from ravlm_plugins.fusion.loop import TrainConfig, TrainingRun, fit
+    from ravlm_plugins.fusion.objectives import SingleLabel
+    from ravlm_plugins.fusion.training import ClassifierProblem
 
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     seen, unseen = tmp_path / "node0", tmp_path / "node1"
-    train_classifier(torch.nn.Linear(4, 2), lambda split, idx: (x[idx],),
-                     (x[:, 0] > 0).long().numpy(), None, num_classes=2, signature="tiny",
-                     config=TrainConfig(epochs=1, progress=False),
-                     generator=torch.Generator().manual_seed(0), checkpoint_dir=seen)
+    labels = (x[:, 0] > 0).long().numpy()
+    fit(torch.nn.Linear(4, 2), ClassifierProblem(
+        SingleLabel(labels, 2), lambda split, idx: (x[idx],), labels, None),
+        TrainingRun(TrainConfig(epochs=1, progress=False), torch.Generator().manual_seed(0),
+                    checkpoint_dir=seen, signature="tiny"))
     run_two_ranks(tmp_path, "resume", str(seen), str(unseen))
     for rank in range(2):  # every rank stops with the same finding, none hangs
         message = (tmp_path / f"out-rank{rank}.txt").read_text()

@@ -1,13 +1,16 @@
-"""Entry-point discovery through a real distribution, and the CLI as a subprocess."""
+"""Entry-point discovery through a real distribution, and the CLI's ways in: the installed
+console script and ``python -m ravlm_bench`` each as a fresh process, the rest in process."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from clitools import run_cli
+from clitools import run_cli, spawn_cli
 
 import ravlm_bench
 
@@ -101,20 +104,50 @@ def test_local_plugin_file_with_p(tmp_path):
     assert "third-party-flat" in result.stdout and "mine" in result.stdout
 
 
-def test_version_and_usage_errors():
-    result = run_cli("--version")
+def test_the_console_script_gives_the_version_and_exits_2_on_bad_usage():
+    script = Path(sys.executable).parent / "ravlm-bench"  # what pip install put beside it
+    assert script.is_file(), f"{script}: install the package first (pip install -e .)"
+
+    def console(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(script), *args], capture_output=True, text=True,
+                              timeout=300)
+
+    result = console("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"ravlm-bench {ravlm_bench.__version__}"
-    bad_kind = run_cli("list", "retriever")
+    bad_kind = console("list", "retriever")
     assert bad_kind.returncode == 2 and "invalid choice: 'retriever'" in bad_kind.stderr
-    assert run_cli("no-such-command").returncode == 2
+    assert console("no-such-command").returncode == 2
 
 
-def test_every_reference_plugin_loads():
-    result = run_cli("--strict", "plugins", "--json")
+def test_every_reference_plugin_loads_in_a_fresh_interpreter():
+    result = spawn_cli("--strict", "plugins", "--json")
     assert result.returncode == 0, result.stderr
     rows = {r["plugin"]: r for r in json.loads(result.stdout)}
     for name in ("image_encoders", "text_encoders", "retrievers", "fusion_heads", "datasets",
                  "tasks", "publishers", "attribution_retrievers"):
         assert rows[name]["status"] == "ok"
         assert rows[name]["distribution"].startswith("ravlm-bench ")
+
+
+def test_a_call_in_process_answers_as_a_fresh_interpreter_and_leaves_no_trace(tmp_path):
+    """What most tests use (``run_cli``, in process) against a child (``spawn_cli``): the
+    same exit status, stdout and stderr, and the state the tests share is put back."""
+    import logging
+    import os
+
+    import torch
+
+    def shared_state():
+        return (dict(os.environ), os.getcwd(), list(sys.path), logging.getLogger().handlers[:],
+                logging.getLogger().level, torch.get_num_threads())
+
+    before = shared_state()
+    suite = tmp_path / "missing.toml"
+    for args in (["--version"], ["list", "retriever"], ["list", "retrievers", "--json"],
+                 ["--quiet", "run", str(suite), "--out", str(tmp_path / "run")]):
+        inside, child = run_cli(*args), spawn_cli(*args)
+        assert (inside.returncode, inside.stdout, inside.stderr) == \
+            (child.returncode, child.stdout, child.stderr), args
+    assert inside.returncode == 2 and str(suite) in inside.stderr
+    assert shared_state() == before

@@ -45,7 +45,6 @@ def swept_run(tmp_path_factory, demo_world):
     return suite, run_dir, root / "cache"
 
 
-@pytest.mark.slow
 def test_a_sweep_runs_one_resumable_cell_per_variant(swept_run):
     suite, run_dir, cache = swept_run
     run = json.loads((run_dir / "run.json").read_text())
@@ -59,7 +58,6 @@ def test_a_sweep_runs_one_resumable_cell_per_variant(swept_run):
     assert again.returncode == 0 and "0 cells run, 12 already finished" in again.stdout
 
 
-@pytest.mark.slow
 def test_cells_save_what_each_item_saw(swept_run):
     _, run_dir, _ = swept_run
     classes = json.loads((run_dir / "run.json").read_text())["tasks"]["coco-category"]["classes"]
@@ -89,7 +87,6 @@ def test_cells_save_what_each_item_saw(swept_run):
         assert item.correct == (set(item.truth.split(", ")) == set(item.prediction.split(", ")))
 
 
-@pytest.mark.slow
 def test_show_prints_a_cells_items_and_filters_them(swept_run):
     _, run_dir, _ = swept_run
     system = "knn[expansion_search=64,k=5]"
@@ -117,7 +114,6 @@ def test_show_prints_a_cells_items_and_filters_them(swept_run):
     assert "the baseline concat predicted" in changed.stdout
 
 
-@pytest.mark.slow
 def test_show_names_what_is_wrong_in_one_line(swept_run, tmp_path):
     _, run_dir, _ = swept_run
     unknown = run_cli("show", str(run_dir), "coco-category", "knn")
@@ -137,7 +133,6 @@ def test_show_names_what_is_wrong_in_one_line(swept_run, tmp_path):
     assert f"{npz}: damaged (checksum mismatch)" in damaged.stderr
 
 
-@pytest.mark.slow
 def test_the_explorer_page_shows_a_real_cells_neighbours(swept_run, tmp_path, driver):
     """The published explorer over a real run: real arrays, real images, real browser."""
     from selenium.webdriver.common.by import By
@@ -166,7 +161,6 @@ def test_the_explorer_page_shows_a_real_cells_neighbours(swept_run, tmp_path, dr
     assert console_errors(driver) == []
 
 
-@pytest.mark.slow
 def test_the_leaderboard_page_shows_a_real_runs_provenance(swept_run, tmp_path):
     """Versions from run.json and fingerprints from the checked cells reach the panel."""
     from ravlm_bench.plugin_host.host import get_plugin_manager

@@ -7,7 +7,6 @@ import json
 import textwrap
 
 import numpy as np
-import pytest
 from clitools import run_cli
 
 from ravlm_bench.stages.external_knowledge import KnowledgeSpec, external_items
@@ -60,7 +59,6 @@ def test_the_guard_drops_items_showing_a_task_image(registry, demo_world):
     assert set(guarded.texts) <= set(captions["caption"])
 
 
-@pytest.mark.slow
 def test_a_system_retrieves_from_another_dataset_through_the_cli(tmp_path, demo_world):
     suite = tmp_path / "ext.toml"
     suite.write_text(textwrap.dedent(SUITE.format(root=demo_world, guard="", head="xattn")))

@@ -47,8 +47,8 @@ def tiny_models(tmp_path_factory):
 
 def colour_split(directory, n: int, seed: int, *, raw: str | None = "fields") -> FusionInputs:
     """Noisy images whose label is their tint; captions are random words (no label). The raw
-    items travel in ``FusionInputs.image_paths`` / ``texts`` (``raw="fields"``), in the
-    ``extras`` of callers written before those fields existed (``"extras"``), or not at all."""
+    items travel in ``FusionInputs.image_paths`` / ``texts`` (``raw="fields"``), in an
+    ``extras`` attribute as callers once set them (``"extras"``), or not at all."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     paths, texts, labels = [], [], []
@@ -205,13 +205,16 @@ def test_missing_raw_items_say_to_use_the_runner(make_head, splits, tmp_path):
         head.predict_proba(bare)
 
 
-def test_raw_items_in_the_extras_of_older_callers_still_work(make_head, splits, tmp_path):
+def test_raw_items_in_an_extras_dict_are_refused(make_head, splits, tmp_path):
+    """The raw items travel in FusionInputs.image_paths and texts only; an ``extras`` dict
+    set by an old caller is not read, and the head says which fields it needs."""
     train, _ = splits
     old_style = colour_split(tmp_path / "old", 12, seed=1, raw="extras")
     head = make_head(epochs=1)
     head.fit(train, None, seed=0)
-    new_style = colour_split(tmp_path / "old", 12, seed=1)  # the same files and texts
-    np.testing.assert_array_equal(head.predict_proba(old_style), head.predict_proba(new_style))
+    with pytest.raises(ConfigError, match=r"needs the raw images and texts "
+                                          r"\(FusionInputs.image_paths and texts, missing"):
+        head.predict_proba(old_style)
 
 
 def test_passes_the_conformance_kit(make_head):

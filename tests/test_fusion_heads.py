@@ -303,7 +303,7 @@ def test_heads_reject_bad_parameters_and_inputs(registry):
 def test_heads_honour_the_contracts_and_show_progress_only_on_a_terminal(registry, monkeypatch):
     import sys
 
-    from ravlm_plugins.fusion.training import show_progress
+    from ravlm_plugins.fusion.loop import show_progress
 
     for name in ("concat", "knn", "xattn"):
         assert isinstance(head(registry, name), FusionHead)
@@ -508,9 +508,7 @@ def test_the_built_in_suites_parameters_validate(registry, suite):
                 continue
             params = dict(system[role])
             name = params.pop("name")
-            # a joint embedding may still sit in a fusion_head table (suites before 1.0)
-            kind = "joint-embeddings" if name in registry.names("joint-embeddings") \
-                else "fusion-heads"
+            kind = "fusion-heads" if role == "fusion_head" else "joint-embeddings"
             registry.get(kind, name).check(params, f"suite {suite.stem}, system {system_name}")
             checked += 1
     assert checked

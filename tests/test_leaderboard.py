@@ -19,7 +19,8 @@ from ravlm_bench.plugin_host.contracts import (
     PairedSplit,
     RetrievalData,
 )
-from ravlm_bench.publish.leaderboard import COST_COLUMNS, load_run, render_terminal
+from ravlm_bench.publish.display import render_terminal
+from ravlm_bench.publish.leaderboard import COST_COLUMNS, load_run
 from ravlm_bench.scoring.evaluation import (
     ClassScores,
     RankingEvaluation,
@@ -28,7 +29,7 @@ from ravlm_bench.scoring.evaluation import (
     SingleLabelEvaluation,
     task_declaration,
 )
-from ravlm_bench.scoring.metrics import _top_k
+from ravlm_bench.scoring.ranking import exact_top_k
 from ravlm_bench.store.ledger import RunLedger, record_checksum
 
 CLASSES = ["circle", "square", "triangle", "star"]
@@ -132,8 +133,8 @@ def build_run(root: Path, *, failed: dict | None = None, skip: tuple = ()) -> Pa
                     images = sys_rng.normal(size=(20, 8)).astype(np.float32)
                     texts = images[caption_image] + (2.5 - 2 * accuracy) * sys_rng.normal(
                         size=(100, 8)).astype(np.float32)
-                    rankings = Rankings(t2i=_top_k(texts, images, 10),
-                                        i2t=_top_k(images, texts, 10))
+                    rankings = Rankings(t2i=exact_top_k(texts, images, 10, "ip")[0],
+                                        i2t=exact_top_k(images, texts, 10, "ip")[0])
                     _write_cell(run_dir, cell, RankingEvaluation().evaluate(
                         retrieval, rankings, RESAMPLER))
     return run_dir

@@ -7,7 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravlm_bench.api import FusionHead, FusionInputs, KnowledgeBase, check_fusion_head
+from ravlm_bench.api import (
+    FusionHead,
+    FusionInputs,
+    KnowledgeBase,
+    TrainingReport,
+    check_fusion_head,
+)
 from ravlm_bench.foundation.errors import ConfigError
 from ravlm_bench.plugin_host.contracts import validate_proba
 from ravlm_plugins.fusion.labels import mean_average_precision, micro_f1
@@ -155,7 +161,7 @@ class RawVoteCountHead(FusionHead):
     targets = ("multi-label",)
 
     def fit(self, train, val, *, seed):
-        return {"epochs": 0}
+        return TrainingReport()  # nothing to train
 
     def predict_proba(self, inputs):
         rows = inputs.neighbours[:, :self.k]

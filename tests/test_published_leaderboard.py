@@ -64,7 +64,6 @@ def metric_fields(row: dict, metrics: list[str]) -> dict:
     return {f"{m}{s}": row.get(f"{m}{s}") for m in metrics for s in suffixes}
 
 
-@pytest.mark.slow
 def test_published_demo_leaderboard_matches_a_fresh_run(tmp_path):
     suite = untrained_demo_suite(tmp_path / "demo-untrained.toml")
     result = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "-q", timeout=900)

@@ -77,8 +77,8 @@ fusion_head = {{ name = "knn", k = {k}, weights = "uniform" }}
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("k", [1, 5])
+# k = 1 checks the same path as k = 5 with another k: it runs with the slow tests
+@pytest.mark.parametrize("k", [pytest.param(1, marks=pytest.mark.slow), 5])
 def test_image_key_knn_reproduces_scikit_learns_knn(tmp_path, registry, k):
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -216,7 +216,6 @@ fusion_head = {{ name = "xattn", k = 5, epochs = 2, width = 16, heads = 2 }}
 """
 
 
-@pytest.mark.slow
 def test_a_learned_key_is_trained_once_and_shared_by_the_systems_naming_it(tmp_path,
                                                                           demo_world):
     suite = tmp_path / "learned.toml"

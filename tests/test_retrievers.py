@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from test_metrics import recall_from_rankings, retrieval_recall
 from testhelpers import tied_vectors
 
 from ravlm_bench.cli import main
@@ -13,7 +14,6 @@ from ravlm_bench.foundation.errors import ConfigError, DataError, RavlmError
 from ravlm_bench.plugin_host.contracts import METRICS
 from ravlm_bench.plugin_host.host import get_plugin_manager
 from ravlm_bench.plugin_host.registry import Registry
-from ravlm_bench.scoring.metrics import recall_from_rankings, retrieval_recall
 from ravlm_bench.scoring.ranking import pair_scores, sort_results
 from ravlm_bench.testing import check_retriever
 

@@ -1,8 +1,12 @@
-"""The runner end to end on the tiny demo world: results, failures, resume, third parties."""
+"""The runner end to end on the tiny demo world: results, failures, resume, third parties.
+
+The tiny suite runs once for the module (``tiny_run``); a test that reruns it works on a
+copy. The killed run is a real child process, killed with SIGKILL part-way."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -28,7 +32,7 @@ fusion_head = {{ name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }}
 
 [systems.infonce-exact]
 retriever = "exact"
-fusion_head = {{ name = "infonce", epochs = 3 }}
+joint_embedding = {{ name = "infonce", epochs = 3 }}
 
 [tasks.coco-category]
 systems = ["concat", "knn-exact", "xattn-exact"{extra_systems}]
@@ -124,19 +128,27 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.mark.slow
-def test_run_writes_cells_and_leaderboard(tmp_path, demo_world, cache):
-    suite = make_suite(tmp_path, demo_world)
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, demo_world, cache):
+    """(suite, run directory, the run's CompletedProcess) of the tiny suite, run once from
+    an empty cache; never modified."""
+    root = tmp_path_factory.mktemp("tiny")
+    suite = make_suite(root, demo_world)
+    run_dir = root / "run"
     result = run_cli("run", str(suite), "--out", str(run_dir), "--quiet", cache=cache)
     assert result.returncode == 0, result.stderr
-    cells = cell_metrics(run_dir)
+    return suite, run_dir, result
+
+
+def test_run_writes_cells_and_leaderboard(tmp_path, tiny_run, cache):
+    suite, finished, result = tiny_run
+    cells = cell_metrics(finished)
     assert len(cells) == 8 and all(status == "ok" for status, _ in cells.values())
     category = cells["cells/coco-category/xattn-exact/seed-0.json"][1]
     assert 0.0 <= category["weighted_f1"] <= 1.0 and "ci95" in category
     retrieval = cells["cells/coco-retrieval/infonce-exact/seed-1.json"][1]
     assert 0.0 <= retrieval["t2i_R@1"] <= retrieval["t2i_R@10"] <= 1.0
-    record = json.loads((run_dir / "cells/coco-category/knn-exact/seed-0.json").read_text())
+    record = json.loads((finished / "cells/coco-category/knn-exact/seed-0.json").read_text())
     assert set(record["timings"]) >= {"encode_s", "index_s", "train_s", "evaluate_s"}
     assert record["cost"]["retrieval_qps"] > 0
     assert record["provenance"]["versions"]["torch"].startswith("2.")
@@ -144,6 +156,8 @@ def test_run_writes_cells_and_leaderboard(tmp_path, demo_world, cache):
     assert "coco-category" in result.stdout and "xattn-exact" in result.stdout
 
     # a rerun skips every finished cell; a different seed order gives the same metrics
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
     again = run_cli("run", str(suite), "--out", str(run_dir), "--quiet", cache=cache)
     assert again.returncode == 0, again.stderr
     assert "0 cells run, 8 already finished" in again.stdout
@@ -165,7 +179,6 @@ def test_run_writes_cells_and_leaderboard(tmp_path, demo_world, cache):
         assert record["cost"]["train_s"] >= record["training"]["seconds"] > 0
 
 
-@pytest.mark.slow
 def test_failed_cell_is_recorded_and_third_party_gets_rows(tmp_path, demo_world, cache):
     plugin = tmp_path / "flaky.py"
     plugin.write_text(FLAKY_PLUGIN)
@@ -189,12 +202,8 @@ def test_failed_cell_is_recorded_and_third_party_gets_rows(tmp_path, demo_world,
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_leaderboard(tmp_path, demo_world, cache):
-    suite = make_suite(tmp_path, demo_world)
-    whole = tmp_path / "whole"
-    assert run_cli("run", str(suite), "--out", str(whole), "--quiet",
-                   cache=cache).returncode == 0
-
+def test_killed_run_resumes_to_the_same_leaderboard(tmp_path, tiny_run, cache):
+    suite, whole, _ = tiny_run
     killed = tmp_path / "killed"
     process = subprocess.Popen(cli_command("run", str(suite), "--out", str(killed), "--quiet"),
                                env=cli_env(cache),
@@ -216,13 +225,14 @@ def test_killed_run_resumes_to_the_same_leaderboard(tmp_path, demo_world, cache)
     # the published leaderboards agree on every quality column (cost columns are timings)
     cost = ["retrieval_qps", "latency_p50_ms", "latency_p99_ms", "index_memory_bytes",
             "index_build_s", "train_s"]
-    tables = {}
+    tables = []
     for run_dir in (whole, killed):
-        out = run_cli("leaderboard", str(run_dir), "--format", "csv", "--out",
-                      str(run_dir / "lb"), cache=cache)
+        board = tmp_path / f"board-{len(tables)}"
+        out = run_cli("leaderboard", str(run_dir), "--format", "csv", "--out", str(board),
+                      cache=cache)
         assert out.returncode == 0, out.stderr
-        tables[run_dir.name] = pd.read_csv(run_dir / "lb" / "leaderboard.csv").drop(columns=cost)
-    pd.testing.assert_frame_equal(tables["whole"], tables["killed"])
+        tables.append(pd.read_csv(board / "leaderboard.csv").drop(columns=cost))
+    pd.testing.assert_frame_equal(*tables)
 
 
 @pytest.mark.parametrize("suite, dataset", [("coco", "coco"), ("flickr30k", "flickr30k"),

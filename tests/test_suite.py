@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clitools import run_cli
 
 from ravlm_bench.config.suite import BUILTIN_SUITES, load_suite, resolve_suite_path
 from ravlm_bench.foundation.errors import ConfigError
@@ -114,9 +115,6 @@ BAD_PARAMETERS = [
 @pytest.mark.parametrize("line, message", BAD_PARAMETERS)
 def test_a_bad_parameter_fails_before_any_work_with_exit_2(tmp_path, line, message):
     """One line naming the suite file, the system and the parameter; nothing encoded."""
-    import subprocess
-    import sys
-
     suite = tmp_path / "bad.toml"
     suite.write_text(f"""
 name = "bad"
@@ -129,9 +127,7 @@ text_encoder = {{ name = "minilm-l6" }}
 {line}
 [tasks.coco-category]
 """)
-    result = subprocess.run([sys.executable, "-m", "ravlm_bench", "run", str(suite), "--out",
-                             str(tmp_path / "run")], capture_output=True, text=True,
-                            timeout=120)
+    result = run_cli("run", str(suite), "--out", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {suite}: {message}"), lines
@@ -145,8 +141,9 @@ def test_every_built_in_suite_validates_against_the_reference_plugins():
 
     registry = Registry(get_plugin_manager())
     for path in sorted(BUILTIN_SUITES.glob("*.toml")):
-        checked = check_suite(load_suite(path), registry)
-        for system in checked.systems.values():
+        suite = load_suite(path)
+        check_suite(suite, registry)  # raises a ConfigError for the first problem
+        for system in suite.systems.values():
             assert system.fusion_head is not None or system.joint_embedding is not None
 
 
