@@ -151,3 +151,19 @@ def test_a_call_in_process_answers_as_a_fresh_interpreter_and_leaves_no_trace(tm
             (child.returncode, child.stdout, child.stderr), args
     assert inside.returncode == 2 and str(suite) in inside.stderr
     assert shared_state() == before
+
+
+def test_an_unexpected_error_is_one_line_and_its_own_exit_code(monkeypatch, capsys):
+    from ravlm_bench import cli
+    from ravlm_bench.cli import plugins_cmd
+
+    def broken(ctx):
+        raise RuntimeError("a bug in a command")
+
+    monkeypatch.setattr(plugins_cmd, "show_plugins", broken)
+    assert cli.main(["plugins"]) == cli.INTERNAL_ERROR == 3
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: RuntimeError: a bug in a command (rerun with --debug for the "
+                     "traceback)"]
+    with pytest.raises(RuntimeError, match="a bug in a command"):
+        cli.main(["--debug", "plugins"])

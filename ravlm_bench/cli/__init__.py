@@ -1,8 +1,10 @@
 """The command line: parse, call the library, print. Each command group is its own module
 (:data:`COMMAND_MODULES`), and :func:`main` runs the one asked for, turning any
 :class:`~ravlm_bench.foundation.errors.RavlmError` into one line on stderr and its exit code:
-0 success, 1 a run with failed parts, 2 bad usage, configuration or input; an interrupted
-command says so in one line and exits 130 (Ctrl-C) or, for a run stopped by SIGTERM, 143.
+0 success, 1 a run with failed parts (or a regression found by ``compare``), 2 bad usage,
+configuration or input, 3 an unexpected error (a bug: ``--debug`` shows its traceback); an
+interrupted command says so in one line and exits 130 (Ctrl-C) or, for a run stopped by
+SIGTERM, 143.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from functools import cached_property
 
 from ravlm_bench.foundation.errors import RavlmError, Terminated
 from ravlm_bench.foundation.version import __version__
+
+# An exception the harness did not expect is a bug, not a verdict on the run: its own code.
+INTERNAL_ERROR = 3
 
 # Modules under ravlm_bench.cli, each with add_parser(subparsers, common) -> None.
 COMMAND_MODULES = ["plugins_cmd", "data_cmd", "cache_cmd", "run_cmd", "leaderboard_cmd", "show_cmd",
@@ -106,4 +111,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
               file=sys.stderr)
-        return 1
+        return INTERNAL_ERROR
