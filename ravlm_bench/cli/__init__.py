@@ -5,6 +5,8 @@
 configuration or input, 3 an unexpected error (a bug: ``--debug`` shows its traceback); an
 interrupted command says so in one line and exits 130 (Ctrl-C) or, for a run stopped by
 SIGTERM, 143.
+
+May import every layer; nothing imports it.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 Visual Genome formats, so the harness runs on a fresh machine with no download.
 
 Core code (data generation, not model code); the dataset plugins read it like real data.
+
+May import: foundation.
 """
 
 from ravlm_bench.demo.world import (
