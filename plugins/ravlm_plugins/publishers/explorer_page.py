@@ -5,7 +5,8 @@ For every (task, system) cell that kept explorer arrays, the first seed's first
 retrieved neighbours (thumbnail, text, label, score). The page filters by outcome, by class,
 and by whether the system's answer differs from the baseline's on the same item and seed
 (fixed or broke it). One self-contained file: the data is one inline JSON block, thumbnails
-are small JPEG data URIs kept once per image path, repeated texts once per string. A cell
+are small JPEG data URIs kept once per image path, repeated texts once per string; no string
+can end or break the block, as `<`, `>`, `&` are escaped. A cell
 whose arrays are missing or fail their checksum stops the page with the reader's one-line
 ``DataError``, as it stops the leaderboard.
 """
@@ -15,10 +16,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 
 from ravlm_plugins.publishers._files import GENERATED, write_published
+from ravlm_plugins.publishers._markup import inline_json
 
 ITEM_CAP = 200          # test items per (task, system), the first ones of the split
 THUMB_PX = 48           # longest side of a thumbnail
@@ -353,10 +354,9 @@ def _select(ident: str, label: str, options: list[tuple[str, str]]) -> str:
 
 def render_explorer(board, tasks: list[dict], tables: Tables, generated: str) -> str:
     title = html.escape(f"Explorer: {board.suite}")
-    payload = json.dumps({"strings": tables.strings, "thumbs": tables.thumbs, "tasks": tasks,
-                          "baseline": board.baseline or ""},
-                         separators=(",", ":"), allow_nan=False)
-    payload = payload.replace("</", "<\\/")  # never closes the script element early
+    payload = inline_json({"strings": tables.strings, "thumbs": tables.thumbs, "tasks": tasks,
+                           "baseline": board.baseline or ""},
+                          separators=(",", ":"), allow_nan=False)
     lead = (f"Each fusion-head system's test items, first seed, the first {ITEM_CAP} items of "
             f"the test split per system, with the neighbours retrieval returned. Choose an "
             f"item to see them. Thumbnails are {THUMB_PX} px JPEGs, one per image; this page "
