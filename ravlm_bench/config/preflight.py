@@ -32,9 +32,10 @@ def check_suite(suite: Suite, registry: Registry) -> None:
     for system in suite.systems.values():
         _check_system(system, registry, where)
     for dataset, params in suite.data.items():
-        entry = _entry(registry, "datasets", dataset, f"{where}: [data.{dataset}]")
+        table = f"{where}: [data.{clipped(dataset, 40)}]"
+        entry = _entry(registry, "datasets", dataset, table)
         entry.check({k: v for k, v in params.items() if k != "root"} if
-                    entry.params.get("root") is None else params, f"{where}: [data.{dataset}]")
+                    entry.params.get("root") is None else params, table)
     for task_spec in suite.tasks:
         table = f"{where}: [tasks.{task_spec.name}]"
         entry = _entry(registry, "tasks", task_spec.name, table)
@@ -177,4 +178,4 @@ def _check_labels_for_external_knowledge(suite: Suite, registry: Registry, syste
         raise SuiteDataError(
             f"{suite.path}: [systems.{system}] fusion_head: {head.name!r} reads its "
             f"neighbours' labels, and the knowledge base {knowledge.dataset}/"
-            f"{knowledge.split} has none; use a head that does not (e.g. xattn)")
+            f"{clipped(knowledge.split, 40)} has none; use a head that does not (e.g. xattn)")

@@ -45,6 +45,9 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,@\[\]-]{0,119}$")
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "baseline", "metric", "data", "defaults",
                   "systems", "tasks", "run")
 BUILTIN_SUITES = Path(__file__).parents[1] / "suites"
+# levels of tables and lists a suite may nest (the built-in suites use at most 5): anything
+# deeper is refused at load, before repr, deepcopy or json recurse into it
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,10 @@ def load_suite(path: Path) -> Suite:
     raw_bytes = path.read_bytes()
     try:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an over-long integer
+        raise ConfigError(f"{path}: not valid TOML: {clipped(exc, 200)}") from None
+    except RecursionError:  # tomllib reads nested arrays recursively
+        raise ConfigError(f"{path}: not valid TOML: arrays nested too deeply") from None
     return parse_suite(raw, path, hashlib.sha256(raw_bytes).hexdigest())
 
 
@@ -181,6 +186,7 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
     """The suite in ``raw`` (a parsed TOML file at ``path``), or a ConfigError for its
     first mistake."""
     where = str(path)
+    _check_depth(raw, where)
     _check_keys(raw, TOP_LEVEL_KEYS, f"{where}: unknown top-level key")
     seeds = raw.get("seeds", [0])
     if not (isinstance(seeds, list) and seeds
@@ -203,7 +209,8 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
 
     baseline = raw.get("baseline")
     if baseline is not None and (not isinstance(baseline, str) or baseline not in systems):
-        swept = f" (a sweep: name one of its variants, e.g. {variants[baseline][0]!r})" \
+        swept = f" (a sweep: name one of its variants, e.g. " \
+                f"{clipped(repr(variants[baseline][0]))})" \
             if isinstance(baseline, str) and baseline in variants else ""
         raise ConfigError(f"{where}: baseline {clipped(repr(baseline))} is not a "
                           f"system{swept}; defined: {listing(systems)}")
@@ -220,6 +227,22 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "") -> Suite:
         baseline=baseline, data=data, tasks=tuple(tasks), systems=systems, metric=metric,
         description=str(raw.get("description", "")), run=run,
     )
+
+
+def _check_depth(raw: dict, where: str) -> None:
+    """Refuse a value nested more than :data:`MAX_DEPTH` tables and lists deep, naming its
+    key. Walked with a stack, not by recursion, so the check itself cannot overflow."""
+    stack: list[tuple[Any, tuple[str, ...], int]] = [(raw, (), 1)]
+    while stack:
+        value, keys, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            key = clipped(".".join(keys) or "the top-level table", 80)
+            raise ConfigError(f"{where}: {key!r} nests tables and lists more than "
+                              f"{MAX_DEPTH} levels deep; a suite value needs a few at most")
+        children = value.items() if isinstance(value, dict) else \
+            ((None, child) for child in value)
+        stack.extend((child, keys if key is None else (*keys, str(key)), depth + 1)
+                     for key, child in children if isinstance(child, (dict, list)))
 
 
 def _check_size(raw: dict, n_seeds: int, limit: int, where: str) -> None:
@@ -277,7 +300,8 @@ def _systems(raw: dict, where: str) -> tuple[dict[str, SystemSpec], dict[str, li
         for system in expanded:
             if system.name in systems or (system.name != name and system.name in systems_raw):
                 raise ConfigError(f"{where}: [systems.{name}]: the sweep variant "
-                                  f"{system.name!r} is also the name of another system")
+                                  f"{clipped(repr(system.name))} is also the name of "
+                                  f"another system")
             systems[system.name] = system
     return systems, variants
 

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ravlm_bench.foundation.errors import clipped
+
 # Parameters the harness itself passes to factories; a suite may not set them.
 HARNESS_PARAMS = ("dim", "metric")
 _MISSING = dataclasses.MISSING
@@ -145,7 +147,7 @@ def check_params(spec: ParamSpec, given: dict[str, Any]) -> None:
         if param is None:
             if spec.open:
                 continue
-            message = f"unknown parameter {name!r}"
+            message = f"unknown parameter {clipped(repr(name), 60)}"
             close = difflib.get_close_matches(name, spec.names(), n=1)
             if close:
                 message += f"; did you mean {close[0]!r}?"
@@ -155,7 +157,7 @@ def check_params(spec: ParamSpec, given: dict[str, Any]) -> None:
         if problem is None:
             problem = _check_bounds(param, value)
         if problem is not None:
-            raise ParamError(f"parameter {name!r} = {_show(value)}: {problem}")
+            raise ParamError(f"parameter {clipped(repr(name), 60)} = {_show(value)}: {problem}")
     for param in spec.params:
         if param.required and param.name not in given:
             raise ParamError(f"parameter {param.name!r} ({param.type_name()}) is required")
@@ -248,8 +250,14 @@ def _type_name(kind: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (str, bool, int, float, list)) \
-        or value is None else repr(value)
+    """``value`` as a suite writes it, cut to one short line: a message quotes what the
+    user wrote, which may be any length."""
+    try:
+        text = json.dumps(value) if isinstance(value, (str, bool, int, float, list)) \
+            or value is None else repr(value)
+    except (RecursionError, ValueError):  # nested too deeply, or an int too long to print
+        text = f"<a {type(value).__name__}>"
+    return clipped(text, 80)
 
 
 def parse_options(options: type, params: dict[str, Any], component: str = "") -> Any:

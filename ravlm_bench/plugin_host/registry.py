@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ravlm_bench.foundation.errors import ComponentError, ConfigError, RavlmError
+from ravlm_bench.foundation.errors import (
+    ComponentError,
+    ConfigError,
+    RavlmError,
+    clipped,
+    listing,
+)
 from ravlm_bench.plugin_host.host import PluginSource, RavlmPluginManager
 from ravlm_bench.plugin_host.options import (
     ParamError,
@@ -134,11 +140,11 @@ class Registry:
         entries = self._kind(kind)
         if name in entries:
             return entries[name]
-        message = f"unknown {kind[:-1].replace('-', ' ')} {name!r}"
+        message = f"unknown {kind[:-1].replace('-', ' ')} {clipped(repr(name))}"
         close = difflib.get_close_matches(name, entries, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"
-        message += f" Known: {', '.join(sorted(entries)) or '(none)'}."
+        message += f" Known: {listing(sorted(entries)) if entries else '(none)'}."
         if self.pm.broken:
             broken = "; ".join(b.message() for b in self.pm.broken.values())
             message += f" Note: {broken}"

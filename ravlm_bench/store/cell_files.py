@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.foundation.errors import DataError
+from ravlm_bench.foundation.errors import DataError, clipped
 from ravlm_bench.store.run_dir import json_default
 
 RECORD_CHECKSUM = "record_sha256"
 ARRAYS_CHECKSUM = "arrays_sha256"
 REPLICATE_PREFIX = "replicate."
+# characters of a library's message quoted in ours (zipfile quotes raw member names)
+WHY_WIDTH = 200
 
 
 class CellArraysError(DataError):
@@ -61,11 +63,17 @@ def read_cell(path: Path) -> tuple[dict | None, str | None]:
     except FileNotFoundError:
         return None, "is missing"
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return None, f"is not valid JSON ({' '.join(str(exc).split())})"
+        return None, f"is not valid JSON ({clipped(exc, WHY_WIDTH)})"
+    except RecursionError:
+        return None, "is not valid JSON (nested too deeply)"
     if not isinstance(record, dict):
         return None, f"holds a JSON {type(record).__name__}, not a cell record"
     expected = record.get(RECORD_CHECKSUM)
-    if expected is not None and expected != record_checksum(record):
+    try:
+        damaged = expected is not None and expected != record_checksum(record)
+    except (RecursionError, ValueError):  # nested too deeply, or NaN keys json cannot sort
+        damaged = True
+    if damaged:
         return None, "is damaged (its content does not match its checksum)"
     return record, None
 
@@ -121,8 +129,10 @@ def array_names(cell_json: Path, expected_sha256: Any) -> list[str]:
         return list(arrays.files)
 
 
-# what numpy raises on an archive it cannot read, when opening it or a member
-_UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+# what numpy and zipfile raise on an archive they cannot read, when opening it or a member
+# (a damaged header can claim an unsupported compression method or an encrypted member)
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+               NotImplementedError, RuntimeError)
 
 
 @contextmanager
@@ -136,14 +146,14 @@ def _opened(cell_json: Path, expected_sha256: Any) -> Iterator[np.lib.npyio.NpzF
     try:
         arrays = np.load(io.BytesIO(data), allow_pickle=False)
     except _UNREADABLE as exc:
-        raise unreadable(" ".join(str(exc).split())) from None
+        raise unreadable(clipped(exc, WHY_WIDTH)) from None
     if not isinstance(arrays, np.lib.npyio.NpzFile):
         raise unreadable("a single array, not an .npz archive")
     with arrays:
         try:
             yield arrays
         except _UNREADABLE as exc:
-            raise unreadable(" ".join(str(exc).split())) from None
+            raise unreadable(clipped(exc, WHY_WIDTH)) from None
 
 
 def _remedy(recomputed_by_a_rerun: bool) -> str:
