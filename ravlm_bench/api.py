@@ -73,21 +73,28 @@ from ravlm_bench.scoring.evaluation import (
 )
 from ravlm_bench.scoring.ranking import ExactIndex, exact_top_k, pair_scores, sort_results
 from ravlm_bench.scoring.resampling import Resampler, percentile_interval
-from ravlm_bench.stages.encoding import ImageFiles
+from ravlm_bench.stages.encoding import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageFiles,
+    ImageTooLarge,
+    open_image,
+    pillow_bomb_warnings_off,
+)
 from ravlm_bench.store.run_dir import atomic_write_bytes
 
 __all__: list[str] = [
-    "CAPABILITIES", "DATA_ENV", "METRICS", "RECORD_SCHEMAS",
+    "CAPABILITIES", "DATA_ENV", "DEFAULT_MAX_IMAGE_PIXELS", "METRICS", "RECORD_SCHEMAS",
     "ClassScores", "ClassificationData", "ComponentError", "ConfigError", "ContractViolation",
     "DataError", "Dataset", "DistContext", "Evaluation", "ExactIndex", "FusionHead",
-    "FusionInputs", "ImageEncoder", "ImageFiles", "JointEmbedding", "KnowledgeBase",
+    "FusionInputs", "ImageEncoder", "ImageFiles", "ImageTooLarge", "JointEmbedding",
+    "KnowledgeBase",
     "LabelledSplit", "Metric", "PairedSplit", "Publisher", "RankingEvaluation", "Rankings",
     "RavlmError", "Resampler", "RetrievalData", "Retriever", "SingleLabelEvaluation", "Task",
     "TextEncoder", "TrainingReport", "__version__", "all_gather_same_shape", "atomic_write_bytes",
     "broadcast_object",
     "cache_subdir", "capability", "cause", "data_root", "directory_written_atomically",
-    "exact_top_k", "hookimpl", "option", "pair_scores", "parse_options", "percentile_interval",
-    "seed_everything", "sort_results",
+    "exact_top_k", "hookimpl", "open_image", "option", "pair_scores", "parse_options",
+    "percentile_interval", "pillow_bomb_warnings_off", "seed_everything", "sort_results",
 ]
 
 

@@ -76,7 +76,7 @@ def test_bad_images_fail_or_are_skipped_and_listed(capsys, tmp_path, cli_world):
     assert f"1 image files are missing or corrupt: flickr30k-images/{victim.name} (corrupt" in err
     code, out, _ = run(capsys, "data", "check", str(root), "--format", "flickr30k",
                        "--on-bad-image", "skip")
-    assert code == 0
+    assert code == 2  # skipped, listed, and still not a clean tree
     assert "1 problems found" in out and f"flickr30k-images/{victim.name}" in out
 
 
@@ -132,11 +132,12 @@ def test_fast_check_reads_headers_only_and_says_so(capsys, truncated_coco):
     assert code == 0 and "--no-image-check: image files were not opened" in out
 
 
-def test_skipping_bad_images_lists_the_truncated_one_and_exits_0(capsys, truncated_coco):
+def test_skipping_bad_images_lists_the_truncated_one_and_exits_2(capsys, truncated_coco):
     root, victim = truncated_coco
-    code, out, _ = run(capsys, "data", "check", str(root), "--format", "coco",
-                       "--on-bad-image", "skip")
-    assert code == 0
+    code, out, err = run(capsys, "data", "check", str(root), "--format", "coco",
+                         "--on-bad-image", "skip")
+    assert code == 2 and "1 image files are missing, corrupt, too large or cannot be " \
+        "decoded (listed above)" in err
     assert [line for line in out.splitlines() if victim in line][0].startswith(
         f"  - {victim}: cannot decode (OSError: image file is truncated")
 

@@ -10,7 +10,7 @@ from ravlm_bench.foundation.errors import DataError
 from ravlm_bench.plugin_host.contracts import ContractViolation
 from ravlm_bench.plugin_host.host import get_plugin_manager
 from ravlm_bench.plugin_host.registry import Registry
-from ravlm_bench.stages.encoding import EncodedImages, encode_images, encode_texts, find_undecodable
+from ravlm_bench.stages.encoding import encode_images, encode_texts, find_undecodable
 from ravlm_bench.testing import sample_images
 
 
@@ -102,41 +102,6 @@ def test_default_is_still_a_one_line_data_error_for_a_truncated_jpeg(with_bad_fi
     assert "\n" not in message
     assert message.startswith(f"image {with_bad_files[2]}: cannot decode (OSError: image file "
                               "is truncated")
-
-
-@pytest.mark.parametrize("workers", [0, 1])
-def test_skip_encodes_the_rest_and_names_the_failures(with_bad_files, workers):
-    # batch_size 2 puts both bad files in one batch: it must not reach the encoder (empty)
-    result = encode_images(MeanColour(), with_bad_files, batch_size=2, num_workers=workers,
-                           progress=False, on_error="skip")
-    assert isinstance(result, EncodedImages)
-    assert sorted(result.failed) == [2, 3]
-    assert result.failed[2].startswith("cannot decode (OSError: image file is truncated")
-    assert result.failed[3] == "file not found"
-    good = [p for i, p in enumerate(with_bad_files) if i not in (2, 3)]
-    alone = encode_images(MeanColour(), good, batch_size=2, num_workers=0, progress=False)
-    assert result.features.shape == (len(with_bad_files), 3)
-    np.testing.assert_array_equal(result.ok, [i not in (2, 3) for i in range(9)])
-    np.testing.assert_array_equal(result.features[result.ok], alone)
-    assert not result.features[~result.ok].any()
-
-
-def test_skip_with_a_preprocessing_encoder_matches_encoding_the_good_images(resnet,
-                                                                            with_bad_files):
-    result = encode_images(resnet, with_bad_files, batch_size=4, num_workers=0,
-                           progress=False, on_error="skip")
-    good = [p for i, p in enumerate(with_bad_files) if i not in result.failed]
-    alone = encode_images(resnet, good, batch_size=4, num_workers=0, progress=False)
-    assert sorted(result.failed) == [2, 3]
-    np.testing.assert_allclose(result.features[result.ok], alone, rtol=1e-4, atol=1e-5)
-
-
-def test_skip_with_nothing_bad_fails_nothing(image_files):
-    result = encode_images(MeanColour(), image_files, num_workers=0, progress=False,
-                           on_error="skip")
-    assert result.failed == {} and result.ok.all()
-    with pytest.raises(ValueError, match="on_error"):
-        encode_images(MeanColour(), image_files, progress=False, on_error="ignore")
 
 
 def test_find_undecodable_names_what_encoding_would_fail_on(with_bad_files, tmp_path,

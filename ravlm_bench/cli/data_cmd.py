@@ -46,6 +46,9 @@ def add_parser(subparsers, common) -> None:
                        help="dataset plugin: coco, flickr30k, visual_genome (or a plugin's)")
     check.add_argument("--on-bad-image", choices=["fail", "skip"], default="fail",
                        help="missing or corrupt image files: fail (default) or skip them")
+    check.add_argument("--max-image-pixels", type=int, metavar="N",
+                       help="an image whose header announces more pixels is a bad image "
+                            "(default: the dataset's max_image_pixels)")
     check.add_argument("--fast", action="store_true",
                        help="check image headers only: truncated or corrupt pixel data is "
                             "not detected")
@@ -81,12 +84,16 @@ def open_dataset(ctx, name: str, root: Path, **params):
 def check_tree(ctx) -> int:
     """Load the tree (the dataset checks headers), then decode every image unless --fast.
 
-    An image that does not decode fails the check (exit 2) like a missing file; with
-    --on-bad-image skip it is listed and the exit is 0, as for the files the dataset drops.
+    Any bad image fails the check (exit 2): one that does not decode or is over the size
+    limit, like a missing file. With --on-bad-image skip the dataset drops them, the report
+    lists them, and the exit is still 2: the tree is not clean.
     """
     args = ctx.args
+    # only passed when given: a third-party dataset plugin may not take the option
+    limit = ({} if args.max_image_pixels is None
+             else {"max_image_pixels": args.max_image_pixels})
     dataset = open_dataset(ctx, args.format, args.dir, on_bad_image=args.on_bad_image,
-                           check_images=not args.no_image_check)
+                           check_images=not args.no_image_check, **limit)
     mode = "none" if args.no_image_check else "headers" if args.fast else "pixels"
     undecodable, decoded = [], ""
     if mode == "pixels":
@@ -94,22 +101,29 @@ def check_tree(ctx) -> int:
         paths = list(dict.fromkeys(image_paths(dataset)))  # unique, in table order
         undecodable = decode_all(dataset, paths, not args.quiet and sys.stderr.isatty())
         decoded = f"decoded {len(paths)} images in {time.perf_counter() - start:.1f} s"
+    skipped = list(getattr(dataset, "bad_images", []))
     if args.json:
-        print_json(dataset, mode, undecodable)
+        print_json(dataset, mode, undecodable, skipped)
     else:
-        print_report(dataset, MODE_NOTES.get(mode, decoded), undecodable)
+        print_report(dataset, MODE_NOTES.get(mode, decoded), undecodable, skipped)
     if undecodable and args.on_bad_image == "fail":
         raise DataError(f"{dataset.name} ({dataset.root}): {len(undecodable)} image files "
                         "cannot be decoded (listed above); a run fails on them unless "
                         "on_bad_image='skip' (data check: --on-bad-image skip)")
+    if undecodable or skipped:
+        raise DataError(f"{dataset.name} ({dataset.root}): {len(undecodable) + len(skipped)} "
+                        "image files are missing, corrupt, too large or cannot be decoded "
+                        "(listed above); a run with on_bad_image='skip' leaves them out")
     return 0
 
 
 def decode_all(dataset, paths: list[str], progress: bool) -> list[tuple[str, str]]:
-    """``(path relative to the root, why)`` of every image whose pixels do not decode."""
-    from ravlm_bench.stages.encoding import find_undecodable
+    """``(path relative to the root, why)`` of every image whose pixels do not decode or
+    that is over the dataset's size limit."""
+    from ravlm_bench.stages.encoding import DEFAULT_MAX_IMAGE_PIXELS, find_undecodable
 
-    failed = find_undecodable(paths, progress=progress)
+    limit = getattr(dataset, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+    failed = find_undecodable(paths, progress=progress, max_pixels=limit)
     return [(os.path.relpath(paths[i], dataset.root), why) for i, why in sorted(failed.items())]
 
 
@@ -124,16 +138,20 @@ def image_paths(dataset) -> list[str]:
     return paths
 
 
-def print_json(dataset, mode: str, undecodable: list[tuple[str, str]]) -> None:
+def print_json(dataset, mode: str, undecodable: list[tuple[str, str]],
+               skipped: list[tuple[str, str]]) -> None:
     print(json.dumps({"dataset": dataset.name, "root": str(dataset.root), **dataset.summary(),
                       "problems": list(getattr(dataset, "problems", [])),
                       "notes": list(getattr(dataset, "notes", [])),
                       "image_check": mode,
                       "undecodable_images": [{"path": path, "error": why}
-                                             for path, why in undecodable]}, indent=2))
+                                             for path, why in undecodable],
+                      "skipped_images": [{"path": path, "error": why}
+                                         for path, why in skipped]}, indent=2))
 
 
-def print_report(dataset, image_check: str, undecodable: list[tuple[str, str]]) -> None:
+def print_report(dataset, image_check: str, undecodable: list[tuple[str, str]],
+                 skipped: list[tuple[str, str]]) -> None:
     summary = dataset.summary()
     problems = list(getattr(dataset, "problems", []))
     counts = summary["counts"]
@@ -150,6 +168,10 @@ def print_report(dataset, image_check: str, undecodable: list[tuple[str, str]]) 
         print(f"{len(problems)} problems found (the affected records were dropped):")
         for problem in problems:
             print(f"  - {problem}")
+    if skipped:
+        print(f"{len(skipped)} image files skipped (missing, corrupt or too large):")
+        for path, why in skipped:
+            print(f"  - {path}: {why}")
     if undecodable:
         print(f"{len(undecodable)} image files cannot be decoded:")
         for path, why in undecodable:

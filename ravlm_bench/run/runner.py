@@ -37,7 +37,7 @@ from ravlm_bench.plugin_host.registry import Registry
 from ravlm_bench.run.cells import run_cell
 from ravlm_bench.run.pipeline import CellContext
 from ravlm_bench.scoring.evaluation import Resampler, task_declaration
-from ravlm_bench.stages.bad_images import drop_undecodable
+from ravlm_bench.stages.bad_images import drop_undecodable, pixel_limit
 from ravlm_bench.stages.components import ComponentFactory, guard
 from ravlm_bench.stages.data_sources import DataSources
 from ravlm_bench.stages.execution import execution_for, one_line, stops_run
@@ -203,7 +203,8 @@ class Runner:
         skipped: dict[str, str] = {}
         if capability(dataset.obj, "datasets", "skips_bad_images"):
             decodable = self.execution.main_first_value(
-                lambda: drop_undecodable(task_spec.name, data, self.progress))
+                lambda: drop_undecodable(task_spec.name, data, self.progress,
+                                         pixel_limit(dataset.obj)))
             data, skipped = decodable.data, decodable.dropped
         knowledge = self._external_knowledge(task_spec, dataset, data)
         check_against_data(self.suite, self.registry, task_spec, data,
@@ -213,7 +214,8 @@ class Runner:
         if self.execution.is_main:
             audit_leakage(task_spec.name, data)
         features = FeatureStore(fingerprint, self.cache, progress=self.progress,
-                                dist=self.execution.dist)
+                                dist=self.execution.dist,
+                                max_image_pixels=pixel_limit(dataset.obj))
         entry.update(_sizes(data), skipped_images=len(skipped))
         self.ledger.record_task(task_spec.name, entry)
         return PreparedTask(task, data, features, entry, knowledge)
@@ -236,7 +238,8 @@ class Runner:
                     items = external_items(spec, source.obj, task_images)
                     fingerprint = f"{source.obj.fingerprint()}-knowledge-{spec.split}"
                 store = FeatureStore(fingerprint, self.cache, progress=self.progress,
-                                     dist=self.execution.dist)
+                                     dist=self.execution.dist,
+                                     max_image_pixels=pixel_limit(source.obj))
                 self._knowledge[memo] = ExternalKnowledge(items, store)
             out[name] = self._knowledge[memo]
         return out

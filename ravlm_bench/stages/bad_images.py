@@ -1,6 +1,7 @@
-"""Images whose pixels fail to decode, for datasets opened with ``on_bad_image = "skip"``:
-found once per task before its cells and dropped from every split
-(:func:`drop_undecodable`), then counted in each cell, rather than failing every cell."""
+"""Images whose pixels fail to decode or that are over the dataset's size limit
+(:func:`pixel_limit`), for datasets opened with ``on_bad_image = "skip"``: found once per
+task before its cells and dropped from every split (:func:`drop_undecodable`), then counted
+in each cell, rather than failing every cell."""
 
 from __future__ import annotations
 
@@ -22,12 +23,25 @@ class DecodableData:
     dropped: dict[str, str]  # image path -> why it fails to decode
 
 
-def drop_undecodable(task: str, data, progress: bool = False) -> DecodableData:
-    """``data`` without the items whose image fails to decode, and which images those are."""
-    from ravlm_bench.stages.encoding import find_undecodable
+def pixel_limit(dataset) -> int:
+    """The most pixels an image of ``dataset`` may have: its ``max_image_pixels``, or the
+    harness's default for a dataset plugin that sets none."""
+    from ravlm_bench.stages.encoding import DEFAULT_MAX_IMAGE_PIXELS
 
+    limit = getattr(dataset, "max_image_pixels", None)
+    return DEFAULT_MAX_IMAGE_PIXELS if limit is None else int(limit)
+
+
+def drop_undecodable(task: str, data, progress: bool = False,
+                     max_pixels: int | None = None) -> DecodableData:
+    """``data`` without the items whose image fails to decode or has more than
+    ``max_pixels`` pixels (none: the default limit), and which images those are."""
+    from ravlm_bench.stages.encoding import DEFAULT_MAX_IMAGE_PIXELS, find_undecodable
+
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     paths = sorted({p for role in _roles(data) for p in getattr(data, role).image_paths})
-    failed = {paths[i]: why for i, why in find_undecodable(paths, progress=progress).items()}
+    failed = {paths[i]: why
+              for i, why in find_undecodable(paths, progress=progress, max_pixels=limit).items()}
     if not failed:
         return DecodableData(data, {})
     log.warning("%s: %d images cannot be decoded and are left out of every split (e.g. %s: "

@@ -5,8 +5,10 @@ runs in DataLoader worker processes so that it overlaps the model. Every batch t
 returns is checked against the contract; a violation raises ``ContractViolation`` for the
 caller to wrap in a ``ComponentError`` naming the plugin.
 
-An image that does not decode is a one-line ``DataError`` naming the file. A dataset that
-skips bad images has them dropped before encoding (:mod:`ravlm_bench.stages.bad_images`,
+An image that does not decode, or whose header announces more pixels than the limit
+(``max_image_pixels``, checked before any pixel is decoded), is a one-line ``DataError``
+naming the file; the datasets' own header checks use the same :func:`open_image`. A dataset
+that skips bad images has them dropped before encoding (:mod:`ravlm_bench.stages.bad_images`,
 which finds them with :func:`find_undecodable`: the same decoding alone, on every core, as
 ``ravlm-bench data check`` runs it).
 """
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -33,39 +38,87 @@ log = logging.getLogger(__name__)
 # None on failure; why it failed, or None)
 DecodedImage = tuple[int, Any, str | None]
 
+# Pixels an image may have unless its dataset sets max_image_pixels: far above any COCO,
+# Flickr30k or Visual Genome image (about 1,000 x 1,000 at most), far below what decoding
+# one image could take of a machine's memory (3 bytes a pixel: 150 MB)
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header announces more pixels than the limit: refused undecoded."""
+
+
+@contextmanager
+def pillow_bomb_warnings_off() -> Iterator[None]:
+    """Within this block Pillow's ``DecompressionBombWarning`` is not shown: the harness's
+    own limit (:func:`open_image`) decides instead, so no raw library warning reaches the
+    user. Warning filters are process-wide: enter it once around a pool of threads, never in
+    each thread."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def open_image(path: str, max_pixels: int) -> Image.Image:
+    """The image file opened with only its header read, or :class:`ImageTooLarge` when the
+    header announces more than ``max_pixels`` pixels (closed again, nothing decoded)."""
+    from PIL import Image
+
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError:
+        # over Pillow's own hard limit (twice Image.MAX_IMAGE_PIXELS), refused by open()
+        # itself before the size can be read
+        hard = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        over = (f"max_image_pixels {max_pixels:,}" if max_pixels < hard
+                else f"Pillow's limit of {hard:,} pixels")
+        raise ImageTooLarge(f"too large: the header announces more than {over}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageTooLarge(f"too large: {width} x {height} = {width * height:,} pixels, over "
+                            f"max_image_pixels {max_pixels:,}")
+    return image
+
 
 class ImageFiles:
     """A map-style dataset of image files: each item is (index, image or tensor, error)."""
 
-    def __init__(self, paths: list[str], preprocess: Callable[[Any], Any] | None = None):
+    def __init__(self, paths: list[str], preprocess: Callable[[Any], Any] | None = None,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self.paths = paths
         self.preprocess = preprocess
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> DecodedImage:
-        image, error = decode_image(self.paths[index])
+        image, error = decode_image(self.paths[index], self.max_pixels)
         if error is not None or self.preprocess is None:
             return index, image, error
         return index, self.preprocess(image), None
 
 
-def decode_image(path: str) -> tuple[Image.Image | None, str | None]:
-    """``(RGB image, None)``, or ``(None, why)`` when the file is missing or its pixels do not
-    decode: ``load()`` decodes them all, so a truncated file fails here, not in the model.
+def decode_image(path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 ) -> tuple[Image.Image | None, str | None]:
+    """``(RGB image, None)``, or ``(None, why)`` when the file is missing, its header
+    announces more than ``max_pixels`` pixels, or its pixels do not decode: ``load()``
+    decodes them all, so a truncated file fails here, not in the model.
 
     Errors are returned as text: a DataLoader re-raises worker exceptions with a multi-line
     traceback, and the user needs one line naming the file.
     """
-    from PIL import Image
-
     try:
-        with Image.open(path) as image:
+        with pillow_bomb_warnings_off(), open_image(path, max_pixels) as image:
             image.load()
             return image.convert("RGB"), None
     except FileNotFoundError:
         return None, "file not found"
+    except ImageTooLarge as exc:
+        return None, str(exc)
     except Exception as exc:
         # besides OSError and UnidentifiedImageError, PIL's decoders raise SyntaxError,
         # ValueError, struct.error, DecompressionBombError... on damaged or hostile files
@@ -95,13 +148,14 @@ def _reject_truncated_files() -> None:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def _decode_error(path: str) -> str | None:
-    return decode_image(path)[1]
+def _decode_error(path: str, max_pixels: int) -> str | None:
+    return decode_image(path, max_pixels)[1]
 
 
-def find_undecodable(paths: list[str], *, workers: int | None = None,
-                     progress: bool = False) -> dict[int, str]:
-    """Decode every image's pixels and return ``{index: why}`` for those that fail.
+def find_undecodable(paths: list[str], *, workers: int | None = None, progress: bool = False,
+                     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> dict[int, str]:
+    """Decode every image's pixels and return ``{index: why}`` for those that fail (or are
+    over ``max_pixels``, refused from the header).
 
     This is the decoding ``encode_images`` does, so it finds exactly the files a run would
     fail on. Decoding is CPU bound: it runs in a process pool, one process per core unless
@@ -117,22 +171,25 @@ def find_undecodable(paths: list[str], *, workers: int | None = None,
     # chunks amortise the round trips; several per worker keep the pool busy to the end
     chunk = max(1, min(64, len(paths) // (workers * 8)))
     with ProcessPoolExecutor(workers, initializer=_reject_truncated_files) as pool:
-        errors = pool.map(_decode_error, paths, chunksize=chunk)
+        errors = pool.map(partial(_decode_error, max_pixels=max_pixels), paths, chunksize=chunk)
         bar = tqdm(errors, total=len(paths), unit="img", desc="decoding images",
                    disable=not progress, leave=False)
         return {index: error for index, error in enumerate(bar) if error is not None}
 
 
 def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = 64,
-                  num_workers: int | None = None, progress: bool = True) -> np.ndarray:
+                  num_workers: int | None = None, progress: bool = True,
+                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Encode image files into float32 features (n, encoder.dim), in order.
 
-    :raises DataError: an image file is missing or cannot be decoded (naming the file).
+    :raises DataError: an image file is missing, over ``max_pixels`` or cannot be decoded
+        (naming the file).
     :raises ContractViolation: the encoder returned the wrong shape, dtype or NaN.
     """
     dim = int(encoder.dim)
     out = np.zeros((len(image_paths), dim), np.float32)
-    for items in _decoded_batches(encoder, image_paths, batch_size, num_workers, progress):
+    for items in _decoded_batches(encoder, image_paths, batch_size, num_workers, progress,
+                                  max_pixels):
         for index, _, error in items:
             if error is not None:
                 raise DataError(f"image {image_paths[index]}: {error}")
@@ -142,7 +199,8 @@ def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = 64,
 
 
 def _decoded_batches(encoder: Any, image_paths: list[str], batch_size: int,
-                     num_workers: int | None, progress: bool) -> Iterator[list[DecodedImage]]:
+                     num_workers: int | None, progress: bool,
+                     max_pixels: int) -> Iterator[list[DecodedImage]]:
     """Batches of ``(index, image or tensor, error)``, decoded in DataLoader workers."""
     if not image_paths:
         return
@@ -152,7 +210,8 @@ def _decoded_batches(encoder: Any, image_paths: list[str], batch_size: int,
     preprocess = getattr(encoder, "preprocess", None) if _takes_tensors(encoder) else None
     workers = default_num_workers() if num_workers is None else int(num_workers)
     # DataLoader reads any map-style dataset (__len__, __getitem__); its stub names the class
-    files = cast("Dataset[DecodedImage]", ImageFiles(list(image_paths), preprocess))
+    files = cast("Dataset[DecodedImage]", ImageFiles(list(image_paths), preprocess,
+                                                      max_pixels))
     loader: DataLoader[DecodedImage] = DataLoader(
         files,
         batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,

@@ -6,6 +6,7 @@ torchrun every rank encodes a shard of a cache miss and rank 0 writes the assemb
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 
@@ -29,8 +30,11 @@ class FeatureStore:
     """
 
     def __init__(self, dataset_fingerprint: str, cache, progress: bool = True,
-                 dist: DistContext = SINGLE):
+                 dist: DistContext = SINGLE, max_image_pixels: int | None = None):
         self.dataset_fingerprint = dataset_fingerprint
+        # the dataset's image-size limit (None: the harness's default); it changes what is
+        # refused, never a feature, so it is not part of the cache key
+        self.max_image_pixels = max_image_pixels
         self.cache = cache
         # bars only on a terminal: logs of batch jobs stay readable
         self.progress = progress and dist.is_main and sys.stderr.isatty()
@@ -40,7 +44,9 @@ class FeatureStore:
     def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
         from ravlm_bench.stages.encoding import encode_images
 
-        return self._encode(encoder, f"{split}/images", paths, encode_images)
+        encode = (encode_images if self.max_image_pixels is None
+                  else functools.partial(encode_images, max_pixels=self.max_image_pixels))
+        return self._encode(encoder, f"{split}/images", paths, encode)
 
     def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
         from ravlm_bench.stages.encoding import encode_texts

@@ -6,8 +6,9 @@ factories are named ``create_*`` because importing submodule ``coco`` sets the p
 attribute ``coco``, which would replace an object of that name.)
 
 Every factory takes ``root`` (default: ``$RAVLM_DATA/<name>``), ``check_images`` (default
-True: each image file must exist and its header decode) and ``on_bad_image`` (``"fail"``,
-the default, or ``"skip"``). Dataset-specific options:
+True: each image file must exist and its header decode), ``on_bad_image`` (``"fail"``, the
+default, or ``"skip"``) and ``max_image_pixels`` (an image whose header announces more
+pixels is a bad image, refused before decoding). Dataset-specific options:
 
 - ``coco``: ``year`` (2014 or 2017; detected from the files), ``split_scheme``
   (``"karpathy"`` when ``dataset_coco.json`` is present, else ``"official"``).

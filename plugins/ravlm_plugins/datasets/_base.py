@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.api import DATA_ENV, ConfigError, DataError, data_root
+from ravlm_bench.api import DATA_ENV, DEFAULT_MAX_IMAGE_PIXELS, ConfigError, DataError, data_root
 
 from . import _arrow_cache, _images
 from ._json import gc_paused
 
 log = logging.getLogger(__name__)
 
-BASE_VERSION = "1"  # bump when the cached layout or a shared rule changes
+BASE_VERSION = "2"  # bump when the cached layout or a shared rule changes
 SPLIT_ORDER = ("train", "restval", "val", "test", "all")
 
 
@@ -33,6 +33,7 @@ class Parsed:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. COCO categories
+    bad_images: list[tuple[str, str]] = field(default_factory=list)  # (path in root, why)
 
 
 def resolve_root(name: str, root: str | Path | None) -> Path:
@@ -57,10 +58,13 @@ def ordered_splits(splits) -> list[str]:
 
 def load(name: str, root: Path, version: str, sources: list[Path], options: dict[str, Any],
          parse: Callable[[], Parsed], *, check_images: bool, on_bad_image: str,
-         image_dirs: list[Path] = ()) -> tuple[dict, Path, str]:
+         image_dirs: list[Path] = (),
+         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[dict, Path, str]:
     """Return ``(meta, cache directory, fingerprint)``, parsing only on a cache miss."""
     _images.check_option(on_bad_image)
-    options = dict(options, check_images=bool(check_images), on_bad_image=on_bad_image)
+    _images.check_limit(max_image_pixels)
+    options = dict(options, check_images=bool(check_images), on_bad_image=on_bad_image,
+                   max_image_pixels=max_image_pixels)
     # a folder's mtime changes when files are added or removed in it, so with image checks
     # on, adding or deleting images invalidates the entry too
     watched = list(sources) + (list(image_dirs) if check_images else [])
@@ -74,7 +78,8 @@ def load(name: str, root: Path, version: str, sources: list[Path], options: dict
         with gc_paused():
             parsed = parse()
             if check_images:
-                _apply_image_checks(parsed, name, root, on_bad_image, sources)
+                _apply_image_checks(parsed, name, root, on_bad_image, sources,
+                                    max_image_pixels)
             tables, meta = _split_tables(name, root, parsed)
             del parsed
             _arrow_cache.write_entry(directory, tables, meta)
@@ -85,13 +90,13 @@ def load(name: str, root: Path, version: str, sources: list[Path], options: dict
 
 
 def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str,
-                        sources: list[Path] = ()) -> None:
+                        sources: list[Path], max_image_pixels: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
     images = parsed.tables["images"]
     paths = images.column("image_path").to_pylist()
-    check = _images.check_images(paths)
+    check = _images.check_images(paths, max_image_pixels)
     if check.bad and on_bad_image == "fail":
         raise _images.bad_images_error(name, root, paths, check.bad, sources)
     # fill sizes the annotation files do not give (Karpathy and Flickr30k files have none)
@@ -109,6 +114,7 @@ def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str
         bad_ids = pa.array(images.column("image_id").to_numpy()[bad_rows])
         parsed.problems.append(
             f"{_images.describe_bad(name, root, paths, check.bad)} (skipped with their records)")
+        parsed.bad_images = [(_images.relative(paths[row], root), why) for row, why in check.bad]
         for kind, table in parsed.tables.items():
             if kind != "images":
                 parsed.tables[kind] = table.filter(pc.invert(pc.is_in(table["image_id"], bad_ids)))
@@ -142,6 +148,7 @@ def _split_tables(name: str, root: Path, parsed: Parsed) -> tuple[dict, dict]:
         "problems": parsed.problems,
         "notes": parsed.notes,
         "extra": parsed.extra,
+        "bad_images": [list(bad) for bad in parsed.bad_images],
     }
     return tables, meta
 
@@ -150,11 +157,17 @@ class LoadedDataset:
     """A dataset whose tables are parsed and cached: implements ``contracts.Dataset``."""
 
     def __init__(self, name: str, root: Path, meta: dict, directory: Path, key: str, *,
-                 skips_bad_images: bool = False):
+                 skips_bad_images: bool = False,
+                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self.name = name
         self.root = root
         # on_bad_image = "skip": images that fail to decode are left out of the tasks too
         self.skips_bad_images = skips_bad_images
+        # the harness decodes the images under the same limit as the header check
+        self.max_image_pixels = max_image_pixels
+        # (path relative to the root, why) of the images the header check skipped
+        self.bad_images: list[tuple[str, str]] = [(p, why) for p, why in
+                                                  meta.get("bad_images", [])]
         self.kinds: tuple[str, ...] = tuple(meta["kinds"])
         self.problems: list[str] = list(meta["problems"])
         self.notes: list[str] = list(meta["notes"])

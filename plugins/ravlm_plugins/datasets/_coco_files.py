@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._columns import bool_column, box_column, int_column, number_column, str_column
+from ._columns import (
+    bool_column,
+    box_column,
+    int_column,
+    number_column,
+    str_column,
+    unique_ids,
+)
 from ._json import compact_records, expect_object, get_list, read_json, require_keys
 from ._paths import all_plain, unsafe_reason
 
@@ -70,6 +77,7 @@ def read_images(rows: list, display: str) -> ImageColumns:
     compact_records(rows, IMAGE_KEYS, display, "images")
     ids, names, width, height = _transpose(rows, 4)
     ids = int_column(ids, display, "images", "id")
+    unique_ids(ids, display, lambda row: f"images[{row}]", "id")
     names = str_column(names, display, "images", "file_name")
     width = int_column(width, display, "images", "width", dtype=np.int32)
     height = int_column(height, display, "images", "height", dtype=np.int32)

@@ -1,4 +1,5 @@
-"""Strict JSON reading: one-line errors with file, line and column; required-key checks.
+"""Strict JSON reading: one-line errors with file, line and column (or nesting depth);
+required-key checks.
 
 Annotation files reach hundreds of megabytes, so the parser takes an ``object_hook`` that
 loaders use to turn each record into a small tuple as soon as it is parsed (dropping what
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,9 @@ from typing import Any
 from ravlm_bench.api import DataError
 
 _CONSTANT = re.compile(r"(?<![\w\"])(-?Infinity|NaN)(?![\w\"])")
+# \uD800-\uDFFF escapes (after a run of backslashes: an even run is escaped backslashes).
+# JSON accepts a lone one, but it is no character, and the Arrow tables (UTF-8) cannot hold it
+_SURROGATE_ESCAPE = re.compile(r"(\\+)u[dD]([89a-fA-F])[0-9a-fA-F]{2}")
 
 
 @contextmanager
@@ -61,6 +66,7 @@ def read_text(path: Path, display: str) -> str:
 def read_json(path: Path, display: str, object_hook: Callable[[dict], Any] | None = None) -> Any:
     """Parse ``path`` strictly; ``display`` names the file in messages (relative to the root)."""
     text = read_text(path, display)
+    _reject_lone_surrogates(text, display)
     decoder = json.JSONDecoder(object_hook=object_hook, parse_constant=_reject_constant)
     with gc_paused():
         try:
@@ -69,6 +75,11 @@ def read_json(path: Path, display: str, object_hook: Callable[[dict], Any] | Non
             raise DataError(
                 f"{display}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
             ) from None
+        except RecursionError:
+            # json's decoder recurses once per nesting level; no annotation file nests
+            # more than a few levels, so this is a damaged or hostile file
+            raise DataError(f"{display}: malformed JSON: arrays or objects nested too deeply "
+                            f"(more than about {sys.getrecursionlimit()} levels)") from None
         except _NonStandardConstant as exc:
             match = _CONSTANT.search(text)
             line, col = _line_col(text, match.start()) if match else (0, 0)
@@ -76,6 +87,36 @@ def read_json(path: Path, display: str, object_hook: Callable[[dict], Any] | Non
                 f"{display}: malformed JSON at line {line}, column {col}: {exc} is not valid "
                 "JSON (write null or a number)"
             ) from None
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Where the first surrogate escape that is not half of a pair starts, or None."""
+    pending: tuple[int, int] | None = None  # a high half's escape, waiting for its low half
+    for match in _SURROGATE_ESCAPE.finditer(text):
+        if len(match.group(1)) % 2 == 0:
+            continue  # "\\ud800" is a backslash and the text "ud800"
+        start = match.end() - 6
+        high = match.group(2) in "89abAB"
+        if pending is not None:
+            if high or start != pending[1]:
+                return pending[0]
+            pending = None
+        elif high:
+            pending = (start, match.end())
+        else:
+            return start
+    return None if pending is None else pending[0]
+
+
+def _reject_lone_surrogates(text: str, display: str) -> None:
+    if "\\ud" not in text and "\\uD" not in text:  # the common case: one fast scan each
+        return
+    position = _lone_surrogate(text)
+    if position is not None:
+        line, col = _line_col(text, position)
+        raise DataError(f"{display}: malformed JSON at line {line}, column {col}: "
+                        f"{text[position:position + 6]} is half a surrogate pair, not a "
+                        "character")
 
 
 def expect_object(value: Any, display: str, where: str = "the top level") -> dict:
@@ -117,6 +158,9 @@ def compact_records(items: list, keys: Sequence[str], display: str, section: str
             require_keys(item, keys, display, f"{section}[{index}]")
             # all keys present but not compacted: the hook did not recognise the record
             raise DataError(f"{display}: {section}[{index}] is not a valid record")
+        if len(item) != len(keys):  # compacted as a record of another kind
+            raise DataError(f"{display}: {section}[{index}] is not a valid record (it has "
+                            f"the keys of another kind of record)")
     return items
 
 

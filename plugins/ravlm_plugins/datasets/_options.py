@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ravlm_bench.api import DATA_ENV, option
+from ravlm_bench.api import DATA_ENV, DEFAULT_MAX_IMAGE_PIXELS, option
 
 OnBadImage = Literal["fail", "skip"]
 SplitScheme = Literal["official", "karpathy"]
@@ -22,6 +22,9 @@ class DatasetOptions:
     check_images: bool = option(True, "each image file must exist and its header decode")
     on_bad_image: OnBadImage = option("fail", "a missing or unreadable image fails the load, "
                                               "or is skipped with its records")
+    max_image_pixels: int = option(
+        DEFAULT_MAX_IMAGE_PIXELS, "an image whose header announces more pixels is a bad "
+        "image (refused before decoding); Pillow refuses over ~179 million in any case")
 
 
 @dataclass

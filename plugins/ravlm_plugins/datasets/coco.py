@@ -14,7 +14,7 @@ from typing import get_args
 
 import numpy as np
 
-from ravlm_bench.api import ConfigError, DataError
+from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, DataError
 
 from ._assemble import (
     ImageIndex,
@@ -28,7 +28,15 @@ from ._assemble import (
 )
 from ._base import LoadedDataset, Parsed, load, resolve_root
 from ._coco_files import AnnotationFile, read_captions, read_instances
-from ._columns import first_duplicates, int_column, lookup, str_column
+from ._columns import (
+    first_duplicates,
+    int_column,
+    int_value,
+    lookup,
+    split_column,
+    str_column,
+    unique_ids,
+)
 from ._json import (
     expect_object,
     get_list,
@@ -80,7 +88,8 @@ def detect_year(root: Path, year: int | str | None) -> int | None:
 
 def create(root: str | Path | None = None, *, year: int | None = None,
            split_scheme: str | None = None, check_images: bool = True,
-           on_bad_image: str = "fail") -> CocoDataset:
+           on_bad_image: str = "fail",
+           max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> CocoDataset:
     root = resolve_root(NAME, root)
     year = detect_year(root, year)
     if split_scheme is None:
@@ -104,9 +113,11 @@ def create(root: str | Path | None = None, *, year: int | None = None,
     parse = partial(_parse_karpathy if split_scheme == "karpathy" else _parse_official, root, year)
     meta, directory, key = load(
         NAME, root, LOADER_VERSION, sources, {"year": year, "split_scheme": split_scheme},
-        parse, check_images=check_images, on_bad_image=on_bad_image, image_dirs=image_dirs)
+        parse, check_images=check_images, on_bad_image=on_bad_image, image_dirs=image_dirs,
+        max_image_pixels=max_image_pixels)
     return CocoDataset(NAME, root, meta, directory, key,
-                       skips_bad_images=on_bad_image == "skip")
+                       skips_bad_images=on_bad_image == "skip",
+                       max_image_pixels=max_image_pixels)
 
 
 def _display(root: Path, path: Path) -> str:
@@ -262,10 +273,11 @@ def _parse_karpathy(root: Path, year: int | None) -> Parsed:
                 if year == 2017 else {})
 
     ids, rel_paths, split_of, cap_ids, cap_images, cap_texts = [], [], [], [], [], []
-    rejected = []
+    rejected, positions = [], []
     for i, entry in enumerate(entries):
         require_keys(entry, KARPATHY_IMAGE_KEYS, display, f"images[{i}]")
-        cocoid = entry["cocoid"]
+        # checked here, not with the column: the id names the image file in a 2017 layout
+        cocoid = int_value(entry["cocoid"], display, f"images[{i}]", "cocoid")
         if year == 2017:
             name = f"{int(cocoid):012d}.jpg"
             folder = folder_of.get(cocoid) or next(
@@ -280,6 +292,7 @@ def _parse_karpathy(root: Path, year: int | None) -> Parsed:
                 rejected.append(f"images[{i}] path {rel!r} {reason}")
                 continue
         ids.append(cocoid)
+        positions.append(i)
         rel_paths.append(rel)
         split_of.append(entry["split"])
         karpathy_sentences(entry, i, display, cocoid, cap_ids, cap_images, cap_texts)
@@ -289,10 +302,9 @@ def _parse_karpathy(root: Path, year: int | None) -> Parsed:
                         f"their captions), e.g. {rejected[0]}")
 
     ids = int_column(ids, display, "images", "cocoid")
-    split_col = str_column(split_of, display, "images", "split")
-    image_records = drop_duplicate_ids({"image_id": ids, "path": rel_paths, "split": split_col},
-                                       "image_id", display, "images", problems)
-    ids = image_records["image_id"]
+    unique_ids(ids, display, lambda row: f"images[{positions[row]}]", "cocoid")
+    image_records = {"image_id": ids, "path": rel_paths,
+                     "split": split_column(split_of, display, "images", "split")}
     split_names = sorted(set(image_records["split"]))
     code_of = {s: k for k, s in enumerate(split_names)}
     split_codes = np.array([code_of[s] for s in image_records["split"]], dtype=np.int32)

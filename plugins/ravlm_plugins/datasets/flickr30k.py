@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ravlm_bench.api import DataError
+from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, DataError
 
-from ._assemble import ImageIndex, captions_table, drop_duplicate_ids, take_strings
+from ._assemble import ImageIndex, captions_table, take_strings
 from ._base import LoadedDataset, Parsed, load, resolve_root
-from ._columns import int_column, str_column
+from ._columns import int_column, shown, split_column, str_column, unique_ids
 from ._json import (
     expect_object,
     get_list,
@@ -48,7 +48,8 @@ class Flickr30kDataset(LoadedDataset):
 
 
 def create(root: str | Path | None = None, *, check_images: bool = True,
-           on_bad_image: str = "fail") -> Flickr30kDataset:
+           on_bad_image: str = "fail",
+           max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Flickr30kDataset:
     root = resolve_root(NAME, root)
     if (root / KARPATHY_FILE).is_file():
         source, parse = root / KARPATHY_FILE, partial(_parse_karpathy, root)
@@ -65,14 +66,22 @@ def create(root: str | Path | None = None, *, check_images: bool = True,
                         f"{CSV_FILE} found; put one of them at the dataset root")
     meta, directory, key = load(NAME, root, LOADER_VERSION, [source], {}, parse,
                                 check_images=check_images, on_bad_image=on_bad_image,
-                                image_dirs=[root / IMAGE_DIR])
+                                image_dirs=[root / IMAGE_DIR],
+                                max_image_pixels=max_image_pixels)
     return Flickr30kDataset(NAME, root, meta, directory, key,
-                            skips_bad_images=on_bad_image == "skip")
+                            skips_bad_images=on_bad_image == "skip",
+                            max_image_pixels=max_image_pixels)
 
 
-def _image_id(filename: str, fallback) -> int:
+def _image_id(filename: str, fallback, display: str, where: str) -> int:
     stem = os.path.splitext(filename)[0]
-    return int(stem) if stem.isdigit() else fallback
+    # isascii: str.isdigit also accepts digits such as "²" that int() refuses
+    if not (stem.isascii() and stem.isdigit()):
+        return fallback
+    if len(stem) > 18:  # 10**18 < 2**63: the number would not fit an int64 id
+        raise DataError(f"{display}: {where} file name {shown(filename)} is a number too "
+                        "large for an image id")
+    return int(stem)
 
 
 def _parse_karpathy(root: Path) -> Parsed:
@@ -80,6 +89,7 @@ def _parse_karpathy(root: Path) -> Parsed:
     top = expect_object(read_json(root / KARPATHY_FILE, display, karpathy_hook), display)
     problems: list[str] = []
     ids, names, splits, cap_ids, cap_images, cap_texts, rejected = [], [], [], [], [], [], []
+    positions = []
     for i, entry in enumerate(get_list(top, "images", display)):
         require_keys(entry, KARPATHY_IMAGE_KEYS, display, f"images[{i}]")
         filename = entry["filename"]
@@ -87,8 +97,9 @@ def _parse_karpathy(root: Path) -> Parsed:
         if reason:
             rejected.append(f"images[{i}] filename {filename!r} {reason}")
             continue
-        image_id = _image_id(filename, entry["imgid"])
+        image_id = _image_id(filename, entry["imgid"], display, f"images[{i}]")
         ids.append(image_id)
+        positions.append(i)
         names.append(filename)
         splits.append(entry["split"])
         karpathy_sentences(entry, i, display, image_id, cap_ids, cap_images, cap_texts)
@@ -97,13 +108,14 @@ def _parse_karpathy(root: Path) -> Parsed:
         problems.append(f"{display}: {len(rejected)} images with unsafe file names rejected "
                         f"(with their captions), e.g. {rejected[0]}")
     images = {"image_id": int_column(ids, display, "images", "imgid"), "name": names,
-              "split": str_column(splits, display, "images", "split")}
+              "split": split_column(splits, display, "images", "split")}
     captions = {
         "caption_id": int_column(cap_ids, display, "sentences", "sentid"),
         "image_id": np.array(cap_images, dtype=np.int64),
         "caption": [t.strip() for t in str_column(cap_texts, display, "sentences", "raw")],
     }
-    return _tables(root, images, captions, display, problems, [])
+    return _tables(root, images, captions, display, problems, [],
+                   lambda row: f"images[{positions[row]}] ({names[row]})")
 
 
 def _token_line(line: str) -> tuple[str, str] | None:
@@ -144,7 +156,9 @@ def _parse_caption_lines(root: Path, display: str,
             bad_lines.append(number)
             continue
         filename, caption = parsed
-        image_id = names.setdefault(filename, _image_id(filename, len(names)))
+        if filename not in names:
+            names[filename] = _image_id(filename, len(names), display, f"line {number}")
+        image_id = names[filename]
         cap_images.append(image_id)
         cap_texts.append(caption.strip())
     if bad_lines:
@@ -157,13 +171,16 @@ def _parse_caption_lines(root: Path, display: str,
                 "image_id": np.array(cap_images, dtype=np.int64), "caption": cap_texts}
     notes = [f"no {KARPATHY_FILE}: all {len(names)} images of {display} are in one split "
              "'all' (add the Karpathy file for train/val/test)"]
-    return _tables(root, images, captions, display, problems, notes)
+    image_names = list(names)
+    return _tables(root, images, captions, display, problems, notes,
+                   lambda row: f"image {image_names[row]}")
 
 
 def _tables(root: Path, images: dict, captions: dict, display: str, problems: list[str],
-            notes: list[str]) -> Parsed:
-    images = drop_duplicate_ids(images, "image_id", display, "images", problems)
+            notes: list[str], name: Callable[[int], str]) -> Parsed:
+    """``name(row)`` says which image a row is in messages."""
     ids = images["image_id"]
+    unique_ids(ids, display, name)
     split_names = sorted(set(images["split"]))
     code_of = {s: k for k, s in enumerate(split_names)}
     codes = np.array([code_of[s] for s in images["split"]], dtype=np.int32)

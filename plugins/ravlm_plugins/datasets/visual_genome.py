@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ravlm_bench.api import DataError
+from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, DataError
 
 from ._assemble import ImageIndex, attach_split, drop_dangling, drop_duplicate_ids, take_strings
 from ._base import LoadedDataset, Parsed, load, resolve_root
-from ._columns import int_column, optional_int_column, str_column
+from ._columns import int_column, optional_int_column, str_column, unique_ids
 from ._json import expect_list, read_json, require_keys
 from ._paths import image_paths
 from ._schemas import make_table
@@ -45,7 +45,8 @@ class VisualGenomeDataset(LoadedDataset):
 
 
 def create(root: str | Path | None = None, *, split_seed: int = 0, check_images: bool = True,
-           on_bad_image: str = "fail") -> VisualGenomeDataset:
+           on_bad_image: str = "fail",
+           max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> VisualGenomeDataset:
     root = resolve_root(NAME, root)
     if not (root / IMAGE_DATA).is_file():
         raise DataError(f"visual_genome ({root}): {IMAGE_DATA} not found; the Visual Genome "
@@ -54,9 +55,11 @@ def create(root: str | Path | None = None, *, split_seed: int = 0, check_images:
     meta, directory, key = load(
         NAME, root, LOADER_VERSION, sources, {"split_seed": int(split_seed)},
         partial(_parse, root, int(split_seed)), check_images=check_images,
-        on_bad_image=on_bad_image, image_dirs=[root / d for d in IMAGE_FOLDERS])
+        on_bad_image=on_bad_image, image_dirs=[root / d for d in IMAGE_FOLDERS],
+        max_image_pixels=max_image_pixels)
     return VisualGenomeDataset(NAME, root, meta, directory, key,
-                               skips_bad_images=on_bad_image == "skip")
+                               skips_bad_images=on_bad_image == "skip",
+                               max_image_pixels=max_image_pixels)
 
 
 def hashed_split(image_ids: np.ndarray, seed: int) -> np.ndarray:
@@ -161,7 +164,7 @@ def _names(object_ids, names) -> list[list[str]]:
 def _images(root: Path, seed: int, problems: list[str]):
     top = expect_list(read_json(root / IMAGE_DATA, IMAGE_DATA, _hook), IMAGE_DATA,
                       "the top level")
-    rows, rejected = [], []
+    rows, rejected, positions = [], [], []
     for i, item in enumerate(top):
         if type(item) is not tuple:
             require_keys(item, IMAGE_KEYS, IMAGE_DATA, f"[{i}]")
@@ -171,18 +174,21 @@ def _images(root: Path, seed: int, problems: list[str]):
             rejected.append(f"[{i}] url {url!r} names neither VG_100K/ nor VG_100K_2/")
             continue
         rows.append((image_id, f"{folder}/{image_id}.jpg", *item[2:]))
+        positions.append(i)
     del top
     if rejected:
         problems.append(f"{IMAGE_DATA}: {len(rejected)} images rejected: {rejected[0]}")
     ids, rel, width, height, coco, flickr = (list(zip(*rows, strict=True)) if rows
                                             else [()] * 6)
-    records = drop_duplicate_ids({
-        "image_id": int_column(ids, IMAGE_DATA, "images", "image_id"), "rel": list(rel),
+    image_ids = int_column(ids, IMAGE_DATA, "images", "image_id")
+    unique_ids(image_ids, IMAGE_DATA, lambda row: f"[{positions[row]}]", "image_id")
+    records = {
+        "image_id": image_ids, "rel": list(rel),
         "width": int_column(width, IMAGE_DATA, "images", "width", dtype=np.int32),
         "height": int_column(height, IMAGE_DATA, "images", "height", dtype=np.int32),
         "coco_id": optional_int_column(coco, IMAGE_DATA, "images", "coco_id"),
         "flickr_id": optional_int_column(flickr, IMAGE_DATA, "images", "flickr_id"),
-    }, "image_id", IMAGE_DATA, "images", problems)
+    }
     ids = records["image_id"]
     codes = hashed_split(ids, seed)
     table = make_table("images", {
