@@ -63,8 +63,10 @@ def thumbnail_uri(path: str) -> str | None:
     """A small JPEG of the image as a data URI; None when it cannot be read."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
+    from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, open_image, pillow_bomb_warnings_off
+
+    try:  # the harness's size limit, read from the header (ImageTooLarge is a ValueError)
+        with pillow_bomb_warnings_off(), open_image(path, DEFAULT_MAX_IMAGE_PIXELS) as image:
             image = image.convert("RGB")
             image.thumbnail((THUMB_PX, THUMB_PX))
             buffer = io.BytesIO()
