@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import re
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,8 +77,8 @@ def read_json(path: Path, display: str, object_hook: Callable[[dict], Any] | Non
         except RecursionError:
             # json's decoder recurses once per nesting level; no annotation file nests
             # more than a few levels, so this is a damaged or hostile file
-            raise DataError(f"{display}: malformed JSON: arrays or objects nested too deeply "
-                            f"(more than about {sys.getrecursionlimit()} levels)") from None
+            raise DataError(f"{display}: malformed JSON: arrays or objects nested deeper than "
+                            f"Python's recursion limit") from None
         except _NonStandardConstant as exc:
             match = _CONSTANT.search(text)
             line, col = _line_col(text, match.start()) if match else (0, 0)
