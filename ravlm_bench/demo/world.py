@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -20,7 +19,11 @@ from ravlm_bench.demo.writers import (
     write_visual_genome,
 )
 from ravlm_bench.foundation.errors import ConfigError
-from ravlm_bench.foundation.paths import cache_subdir, directory_written_atomically
+from ravlm_bench.foundation.paths import (
+    cache_subdir,
+    directory_written_atomically,
+    file_sha256,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def generate_demo_world(out: Path, seed: int = 0, size: str = "small") -> DemoSu
     data = summary.to_json()
     data.pop("root")  # keep the bytes independent of where the world was written
     (out / SUMMARY_FILE).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    manifest = {rel: _sha256(out / rel) for rel in _world_files(out)}
+    manifest = {rel: file_sha256(out / rel) for rel in _world_files(out)}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True),
                                      encoding="utf-8")
     return summary
@@ -115,10 +118,6 @@ def generate_demo_world(out: Path, seed: int = 0, size: str = "small") -> DemoSu
 def _world_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                   if p.is_file() and p.name != MANIFEST_FILE)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def first_damage(root: Path) -> str | None:
@@ -134,7 +133,7 @@ def first_damage(root: Path) -> str | None:
         return f"{MANIFEST_FILE} is not a manifest of the world"
     for rel, expected in sorted(manifest.items()):
         try:
-            actual = _sha256(root / rel)
+            actual = file_sha256(root / rel)
         except FileNotFoundError:
             return f"{rel} is missing"
         except OSError as exc:

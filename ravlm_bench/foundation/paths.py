@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -70,3 +71,12 @@ def data_root(dataset: str) -> Path | None:
     """``$RAVLM_DATA/<dataset>`` when ``RAVLM_DATA`` is set, else None."""
     base = os.environ.get(DATA_ENV)
     return Path(base).expanduser() / dataset if base else None
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex), read in 16 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()

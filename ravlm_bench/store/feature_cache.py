@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ravlm_bench.foundation import paths
+from ravlm_bench.foundation.paths import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,6 @@ def path_component(text: str) -> str:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return f"{safe.lstrip('.')[:60]}-{digest}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FeatureCache:
