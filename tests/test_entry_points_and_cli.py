@@ -125,7 +125,7 @@ def test_every_reference_plugin_loads_in_a_fresh_interpreter():
     assert result.returncode == 0, result.stderr
     rows = {r["plugin"]: r for r in json.loads(result.stdout)}
     for name in ("image_encoders", "text_encoders", "retrievers", "fusion_heads", "datasets",
-                 "tasks", "publishers", "attribution_retrievers"):
+                 "tasks", "publishers", "attribution_retrievers", "efficientnet"):
         assert rows[name]["status"] == "ok"
         assert rows[name]["distribution"].startswith("ravlm-bench ")
 

