@@ -33,12 +33,20 @@ def cell_metrics(run_dir: Path) -> dict:
             for path in sorted((run_dir / "cells").rglob("seed-*.json"))}
 
 
+def _default_signals() -> None:
+    # A command started in the background by a non-interactive shell (as CI may start
+    # pytest) inherits SIGINT ignored, and Python then installs no Ctrl-C handler: give the
+    # child the default dispositions a user's terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def stopped_run(suite: Path, run_dir: Path, cache: Path,
                 signum: int) -> subprocess.CompletedProcess:
     """``ravlm-bench run`` in a child, sent ``signum`` once its first cell file exists."""
     process = subprocess.Popen(cli_command("run", str(suite), "--out", str(run_dir), "--quiet"),
                                env=cli_env(cache), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if any((run_dir / "cells").rglob("seed-*.json")):
