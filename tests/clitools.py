@@ -59,12 +59,20 @@ def cli_command(*args: str, processes: int = 1) -> list[str]:
             "--master-port", str(free_port()), "-m", "ravlm_bench", *args]
 
 
+def user_signals() -> None:
+    """``preexec_fn`` for a spawned CLI: the signal dispositions of a user's terminal. A
+    pytest started in the background by a non-interactive shell (as CI may start it) passes
+    SIGINT on ignored, and Python then installs no Ctrl-C handler in the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def spawn_cli(*args: str, cache: Path | None = None, env: dict | None = None,
               processes: int = 1, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
     """The CLI in a fresh interpreter (or ``processes`` of them under torchrun)."""
     return subprocess.run(cli_command(*args, processes=processes), capture_output=True,
                           text=True, env=cli_env(cache, **(env or {})), timeout=timeout,
-                          **kwargs)
+                          preexec_fn=user_signals, **kwargs)
 
 
 def run_cli(*args: str, cache: Path | None = None, env: dict | None = None,

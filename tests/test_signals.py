@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clitools import cli_command, cli_env, run_cli
+from clitools import cli_command, cli_env, run_cli, user_signals
 from testhelpers import TINY_SUITE_HEAD
 
 # concat's 40 epochs make each of its cells last about a second: the signal lands
@@ -33,20 +33,12 @@ def cell_metrics(run_dir: Path) -> dict:
             for path in sorted((run_dir / "cells").rglob("seed-*.json"))}
 
 
-def _default_signals() -> None:
-    # A command started in the background by a non-interactive shell (as CI may start
-    # pytest) inherits SIGINT ignored, and Python then installs no Ctrl-C handler: give the
-    # child the default dispositions a user's terminal would.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def stopped_run(suite: Path, run_dir: Path, cache: Path,
                 signum: int) -> subprocess.CompletedProcess:
     """``ravlm-bench run`` in a child, sent ``signum`` once its first cell file exists."""
     process = subprocess.Popen(cli_command("run", str(suite), "--out", str(run_dir), "--quiet"),
                                env=cli_env(cache), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=user_signals)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if any((run_dir / "cells").rglob("seed-*.json")):
