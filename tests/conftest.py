@@ -27,7 +27,8 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_world(tmp_path_factory) -> Path:
     """A tiny demo world (seed 0), generated once per session: ``coco/``, ``flickr30k/``,
-    ``visual_genome/`` and ``demo_world.json``. Treat it as read-only; use ``demo_copy``
+    ``visual_genome/``, the knowledge trees ``okvqa/``, ``aokvqa/``, ``infoseek/``,
+    ``passages/`` and ``demo_world.json``. Treat it as read-only; use ``demo_copy``
     for a tree a test modifies."""
     from ravlm_bench.demo import generate_demo_world
 

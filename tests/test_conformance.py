@@ -31,7 +31,7 @@ IMAGE_ENCODERS = ("resnet18", "resnet50")
 # registered whether or not their weight packages are installed; test_efficientnet runs the kit
 EFFICIENTNETS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 TEXT_ENCODERS = ("bert", "bert-base-uncased", "minilm-l6")
-DATASETS = ("coco", "flickr30k", "visual_genome")
+DATASETS = ("aokvqa", "coco", "flickr30k", "infoseek", "okvqa", "passages", "visual_genome")
 PUBLISHERS = ("csv", "explorer", "fronts", "html", "json", "latex", "markdown", "png")
 # suite role -> component kind
 ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
@@ -94,8 +94,10 @@ def test_text_encoders_pass_the_kit(registry, tiny_bert, name):
 
 @pytest.mark.parametrize("name, params", [
     ("coco", {}), ("coco", {"split_scheme": "official"}), ("flickr30k", {}),
-    ("visual_genome", {"split_seed": 3}),
-], ids=["coco-karpathy", "coco-official", "flickr30k", "visual_genome"])
+    ("visual_genome", {"split_seed": 3}), ("okvqa", {}), ("aokvqa", {}), ("infoseek", {}),
+    ("passages", {}),
+], ids=["coco-karpathy", "coco-official", "flickr30k", "visual_genome", "okvqa", "aokvqa",
+        "infoseek", "passages"])
 def test_datasets_pass_the_kit(registry, demo_world, name, params):
     check_dataset(registry.create("datasets", name, root=str(demo_world / name), **params))
 

@@ -30,7 +30,8 @@ def add_parser(subparsers, common) -> None:
     actions = p.add_subparsers(dest="data_action", metavar="ACTION", required=True)
 
     demo = actions.add_parser("demo", parents=[common],
-                              help="write the synthetic demo world (COCO, Flickr30k, VG trees)")
+                              help="write the synthetic demo world (COCO, Flickr30k, VG and "
+                                   "knowledge VQA trees)")
     demo.add_argument("--out", required=True, type=Path, metavar="DIR",
                       help="new or empty directory to write into")
     demo.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
@@ -66,14 +67,22 @@ def write_demo(ctx) -> int:
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
         return 0
-    rows = [[name, t.images, t.captions, t.instances, t.categories, t.questions, t.regions,
-             t.objects, ", ".join(f"{s} {n}" for s, n in t.splits.items())]
-            for name, t in summary.trees.items()]
+    # one questions column: a tree holds VG's questions or knowledge questions, never both
+    rows = [[name, t.images, t.captions, t.instances, t.categories,
+             t.questions + t.knowledge_questions, t.passages, t.regions, t.objects,
+             _split_counts(t)] for name, t in summary.trees.items()]
     print(f"demo world (seed {summary.seed}, size {summary.size}) written to {args.out}")
     print(tabulate(rows, headers=["tree", "images", "captions", "instances", "categories",
-                                  "questions", "regions", "objects", "splits"]))
+                                  "questions", "passages", "regions", "objects",
+                                  "images (questions) per split"]))
     print(f"check one with: ravlm-bench data check {args.out / 'coco'} --format coco")
     return 0
+
+
+def _split_counts(tree) -> str:
+    return ", ".join(f"{split} {n}" + (f" ({tree.question_splits[split]})"
+                                       if split in tree.question_splits else "")
+                     for split, n in tree.splits.items())
 
 
 def open_dataset(ctx, name: str, root: Path, **params):

@@ -1,5 +1,7 @@
 """The embedded demo world: a deterministic synthetic dataset in the COCO, Flickr30k and
-Visual Genome formats, so the harness runs on a fresh machine with no download.
+Visual Genome formats, and knowledge VQA data in the InfoSeek, OK-VQA, A-OKVQA and BEIR
+passage formats (whose answers only the passages hold), so the harness runs on a fresh
+machine with no download.
 
 Core code (data generation, not model code); the dataset plugins read it like real data.
 

@@ -32,7 +32,10 @@ class TreeSummary:
     questions: int = 0
     regions: int = 0
     objects: int = 0
+    knowledge_questions: int = 0
+    passages: int = 0
     splits: dict[str, int] = field(default_factory=dict)  # images per split
+    question_splits: dict[str, int] = field(default_factory=dict)  # knowledge questions
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """What every dataset loader shares: root lookup, the cache round trip, image checks, tables.
 
 A loader supplies ``parse() -> Parsed`` (one Arrow table per record kind, with a ``split``
-column) and the list of its source files; :func:`load` fingerprints the files, reuses a
+column; an ``images`` table unless no record has an image, as in a text knowledge base) and
+the list of its source files; :func:`load` fingerprints the files, reuses a
 cached entry when there is one, and otherwise parses, checks the images, splits the tables
 and writes the entry. The returned :class:`LoadedDataset` serves memory-mapped tables.
 """
@@ -94,6 +95,8 @@ def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if "images" not in parsed.tables:  # a text knowledge base without any image
+        return
     images = parsed.tables["images"]
     paths = images.column("image_path").to_pylist()
     check = _images.check_images(paths, max_image_pixels)
@@ -115,9 +118,15 @@ def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str
         parsed.problems.append(
             f"{_images.describe_bad(name, root, paths, check.bad)} (skipped with their records)")
         parsed.bad_images = [(_images.relative(paths[row], root), why) for row, why in check.bad]
+        bad_paths = pa.array([paths[row] for row, _ in check.bad], pa.string())
         for kind, table in parsed.tables.items():
-            if kind != "images":
-                parsed.tables[kind] = table.filter(pc.invert(pc.is_in(table["image_id"], bad_ids)))
+            # records name their image by id, or (passages) by path
+            if kind == "images":
+                continue
+            shows_a_bad_image = (pc.is_in(table["image_id"], bad_ids)
+                                 if "image_id" in table.column_names
+                                 else pc.is_in(table["image_path"], bad_paths))
+            parsed.tables[kind] = table.filter(pc.invert(shows_a_bad_image))
         keep = np.ones(images.num_rows, dtype=bool)
         keep[bad_rows] = False
         images = images.filter(pa.array(keep))
@@ -127,8 +136,9 @@ def _apply_image_checks(parsed: Parsed, name: str, root: Path, on_bad_image: str
 def _split_tables(name: str, root: Path, parsed: Parsed) -> tuple[dict, dict]:
     import pyarrow.compute as pc
 
-    if parsed.tables["images"].num_rows == 0:
-        raise DataError(f"{name} ({root}): no usable images"
+    if not any(table.num_rows for table in parsed.tables.values()):
+        what = "images" if "images" in parsed.tables else "records"
+        raise DataError(f"{name} ({root}): no usable {what}"
                         + (f" ({'; '.join(parsed.problems)})" if parsed.problems else ""))
     tables: dict[tuple[str, str], Any] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -143,7 +153,8 @@ def _split_tables(name: str, root: Path, parsed: Parsed) -> tuple[dict, dict]:
         "dataset": name,
         "root": str(root),
         "kinds": list(parsed.tables),
-        "splits": ordered_splits(counts["images"]),
+        # every record hangs off an image of its split, except passages without one
+        "splits": ordered_splits({split for per_split in counts.values() for split in per_split}),
         "counts": counts,
         "problems": parsed.problems,
         "notes": parsed.notes,

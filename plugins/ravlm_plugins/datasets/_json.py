@@ -1,5 +1,5 @@
-"""Strict JSON reading: one-line errors with file, line and column (or nesting depth);
-required-key checks.
+"""Strict JSON (and JSON Lines) reading: one-line errors with file, line and column (or
+nesting depth); required-key checks.
 
 Annotation files reach hundreds of megabytes, so the parser takes an ``object_hook`` that
 loaders use to turn each record into a small tuple as soon as it is parsed (dropping what
@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
     return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
+_PLAIN_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # stateless: shared
+
+
 def read_text(path: Path, display: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
@@ -64,28 +67,57 @@ def read_text(path: Path, display: str) -> str:
 
 def read_json(path: Path, display: str, object_hook: Callable[[dict], Any] | None = None) -> Any:
     """Parse ``path`` strictly; ``display`` names the file in messages (relative to the root)."""
-    text = read_text(path, display)
-    _reject_lone_surrogates(text, display)
-    decoder = json.JSONDecoder(object_hook=object_hook, parse_constant=_reject_constant)
+    return parse_json(read_text(path, display), display, object_hook)
+
+
+def parse_json(text: str, display: str, object_hook: Callable[[dict], Any] | None = None,
+               line: int | None = None) -> Any:
+    """Parse ``text`` strictly; ``line``: its line number when it is one line of a JSON Lines
+    file (messages then give the file's line numbers)."""
+    first = line or 1
+    _reject_lone_surrogates(text, display, first)
+    decoder = (_PLAIN_DECODER if object_hook is None else
+               json.JSONDecoder(object_hook=object_hook, parse_constant=_reject_constant))
     with gc_paused():
         try:
             return decoder.decode(text)
         except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{display}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
+            raise DataError(f"{display}: malformed JSON at line {exc.lineno + first - 1}, "
+                            f"column {exc.colno}: {exc.msg}") from None
         except RecursionError:
             # json's decoder recurses once per nesting level; no annotation file nests
             # more than a few levels, so this is a damaged or hostile file
-            raise DataError(f"{display}: malformed JSON: arrays or objects nested deeper than "
-                            f"Python's recursion limit") from None
+            at = f" at line {line}" if line else ""
+            raise DataError(f"{display}: malformed JSON{at}: arrays or objects nested deeper "
+                            "than Python's recursion limit") from None
         except _NonStandardConstant as exc:
             match = _CONSTANT.search(text)
-            line, col = _line_col(text, match.start()) if match else (0, 0)
+            row, col = _line_col(text, match.start()) if match else (0, 0)
             raise DataError(
-                f"{display}: malformed JSON at line {line}, column {col}: {exc} is not valid "
-                "JSON (write null or a number)"
+                f"{display}: malformed JSON at line {row and row + first - 1}, column {col}: "
+                f"{exc} is not valid JSON (write null or a number)"
             ) from None
+
+
+def read_json_lines(path: Path, display: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank line of a JSON Lines file, each parsed as
+    strictly as :func:`read_json` parses a file. One line at a time: a file of millions of
+    records never sits in memory as text."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below; opening errors get their message)
+    except FileNotFoundError:
+        raise DataError(f"{display}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{display}: cannot read: {exc.strerror or exc}") from None
+    with f:
+        for number, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{display}: line {number} is not UTF-8 text (bad byte at "
+                                f"column {exc.start + 1})") from None
+            if text.strip():
+                yield number, parse_json(text.rstrip("\r\n"), display, line=number)
 
 
 def _lone_surrogate(text: str) -> int | None:
@@ -107,14 +139,14 @@ def _lone_surrogate(text: str) -> int | None:
     return None if pending is None else pending[0]
 
 
-def _reject_lone_surrogates(text: str, display: str) -> None:
+def _reject_lone_surrogates(text: str, display: str, first_line: int = 1) -> None:
     if "\\ud" not in text and "\\uD" not in text:  # the common case: one fast scan each
         return
     position = _lone_surrogate(text)
     if position is not None:
         line, col = _line_col(text, position)
-        raise DataError(f"{display}: malformed JSON at line {line}, column {col}: "
-                        f"{text[position:position + 6]} is half a surrogate pair, not a "
+        raise DataError(f"{display}: malformed JSON at line {line + first_line - 1}, column "
+                        f"{col}: {text[position:position + 6]} is half a surrogate pair, not a "
                         "character")
 
 

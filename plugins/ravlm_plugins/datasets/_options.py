@@ -11,6 +11,7 @@ from ravlm_bench.api import DATA_ENV, DEFAULT_MAX_IMAGE_PIXELS, option
 
 OnBadImage = Literal["fail", "skip"]
 SplitScheme = Literal["official", "karpathy"]
+PassagesFormat = Literal["auto", "jsonl", "parquet", "hf"]
 
 
 @dataclass
@@ -47,3 +48,36 @@ class VisualGenomeOptions(DatasetOptions):
 
     split_seed: int = option(0, "seed of the hashed 80/10/10 train/val/test split of the "
                                 "image ids (Visual Genome has no official split)")
+
+
+@dataclass
+class KnowledgeVqaOptions(DatasetOptions):
+    """What a suite may set on the knowledge-based VQA datasets."""
+
+    image_root: str | None = option(
+        None, "the folder holding the image folders (a relative path: from the dataset "
+              "root); none: the dataset root")
+
+
+@dataclass
+class OkvqaOptions(KnowledgeVqaOptions):
+    """What a suite may set on ``okvqa``: images in IMAGE_ROOT/{train,val}2014/."""
+
+
+@dataclass
+class AokvqaOptions(KnowledgeVqaOptions):
+    """What a suite may set on ``aokvqa``: images in IMAGE_ROOT/{train,val,test}2017/."""
+
+
+@dataclass
+class InfoseekOptions(KnowledgeVqaOptions):
+    """What a suite may set on ``infoseek``: images in IMAGE_ROOT/images/."""
+
+
+@dataclass
+class PassagesOptions(DatasetOptions):
+    """What a suite may set on ``passages``."""
+
+    format: PassagesFormat = option(
+        "auto", "corpus.jsonl, corpus.parquet or a saved `datasets` dataset (\"hf\"); auto: "
+                "whichever is at the root, in that order")

@@ -10,6 +10,7 @@ from ravlm_bench.api import RECORD_SCHEMAS
 _TYPES = {
     "int64": "int64", "int32": "int32", "string": "string", "float32": "float32",
     "bool": "bool", "list<float32>": "list<float32>", "list<string>": "list<string>",
+    "list<float64>": "list<float64>",
 }
 
 
@@ -20,6 +21,7 @@ def arrow_schema(kind: str):
         "int64": pa.int64(), "int32": pa.int32(), "string": pa.string(),
         "float32": pa.float32(), "bool": pa.bool_(),
         "list<float32>": pa.list_(pa.float32()), "list<string>": pa.list_(pa.string()),
+        "list<float64>": pa.list_(pa.float64()),
     }
     return pa.schema([
         pa.field(column, types[_TYPES[description.split()[0]]])

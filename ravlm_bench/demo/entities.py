@@ -1,0 +1,298 @@
+"""The demo world's knowledge entities: invented objects, each with a fixed emblem and four
+facts that are written only in its knowledge-base passage.
+
+A question about an entity never names it or any of its facts, and its emblem shows none of
+them, so a system answers only by recognising the emblem and retrieving the passage. The
+facts are drawn independently of the emblem, and the same cities, makers and years recur
+across many passages (and in text-only distractor passages), so no single word gives the
+answer away.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ravlm_bench.demo.render import JPEG_QUALITY, background
+from ravlm_bench.demo.scenes import IMAGE_SIZE, Scene
+from ravlm_bench.demo.shapes import (
+    BACKGROUND_TONES,
+    BACKGROUNDS,
+    CATEGORIES,
+    COLOURS,
+    RING_HOLE,
+    outline,
+)
+
+# twelve colours far apart, so that a stripe's colour survives JPEG, noise and resizing
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30), "orange": (245, 140, 20), "yellow": (245, 220, 30),
+    "green": (20, 140, 50), "teal": (0, 150, 150), "sky": (90, 180, 240),
+    "blue": (30, 60, 200), "purple": (130, 50, 170), "pink": (240, 120, 190),
+    "brown": (120, 70, 30), "black": (20, 20, 20), "white": (250, 250, 250),
+}
+SYMBOLS = ("circle", "triangle", "square", "diamond", "star", "cross", "hexagon", "heart")
+BORDER = (45, 45, 45)  # a thin frame keeps a white stripe apart from a light background
+CANONICAL_BACKGROUND = (238, 238, 238)
+TEXTURE_SEEDS = 4  # background textures per (pattern, tone) that photographs draw from
+
+CITIES = (
+    "Lisbon", "Porto", "Madrid", "Seville", "Lyon", "Marseille", "Geneva", "Zurich", "Vienna",
+    "Prague", "Krakow", "Warsaw", "Riga", "Tallinn", "Helsinki", "Oslo", "Bergen", "Stockholm",
+    "Uppsala", "Copenhagen", "Hamburg", "Leipzig", "Munich", "Dresden", "Antwerp", "Ghent",
+    "Utrecht", "Bristol", "Glasgow", "Dublin", "Cork", "Naples", "Turin", "Bologna",
+    "Florence", "Athens", "Sofia", "Budapest", "Zagreb", "Valencia",
+)
+# invented people; every first name and every surname occurs once, so a surname alone is
+# an unambiguous alias of its maker
+MAKERS = (
+    "Ada Brandt", "Bruno Kessel", "Clara Voss", "Dmitri Orlov", "Elena Ruiz", "Fabian Holt",
+    "Greta Lindqvist", "Hugo Marchetti", "Ines Farrow", "Jonas Pike", "Katya Belova",
+    "Leon Dufresne", "Mira Castell", "Nils Ekberg", "Olga Petrenko", "Pavel Novak",
+    "Rosa Ambrose", "Sven Aalto", "Tilde Morrow", "Ugo Ferri", "Vera Haldane", "Walter Quist",
+    "Xenia Doukas", "Yusuf Arslan", "Zora Kovac", "Anton Revel", "Beatrix Oyelaran",
+    "Casimir Wolde", "Dagny Strand", "Emil Sorensen", "Freya Maddox", "Gustav Nieland",
+    "Helga Brusch", "Ivo Tanaka", "Juno Calloway", "Kasper Vrede", "Lidia Moretti",
+    "Magnus Thal", "Nadia Ferreira", "Otto Pellin",
+)
+YEARS = (1900, 1990)  # [low, high)
+# neighbours differ by more than 10%, so the +-10% range of one height never holds another
+HEIGHTS = (2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 22, 27, 33, 40, 48, 58, 70, 85, 100, 120, 145,
+           175, 210, 240, 290)
+FACT_KINDS = ("city", "maker", "year", "height")
+
+_FIRST_SYLLABLES = (
+    "Var", "Tol", "Mer", "Kas", "Dra", "Pel", "Sor", "Lun", "Bre", "Cal", "Fen", "Gor", "Hal",
+    "Ith", "Jor", "Kel", "Mor", "Nal", "Ost", "Quin", "Rav", "Sel", "Tam", "Ul", "Vey", "Wyn",
+    "Zor", "Eld", "Bal", "Cor")
+_SECOND_SYLLABLES = (
+    "nel", "dor", "ith", "ane", "wick", "mar", "ros", "ten", "vel", "gard", "lin", "mir",
+    "sek", "thal", "ber", "und", "is", "ova", "ric", "esh")
+_NOUNS = ("Totem", "Beacon", "Obelisk", "Spire", "Pillar", "Monolith", "Tower", "Gate",
+          "Arch", "Fountain", "Statue", "Column", "Shrine", "Mast", "Lantern")
+
+_ENTITY_PASSAGES = (
+    "The {name} was made by {maker} in {city} in {year}. It stands {height} metres tall.",
+    "{maker} built the {name} in {city}, finishing it in {year}. The {noun} is {height} "
+    "metres high.",
+    "Completed in {year}, the {name} is the work of {maker}. It was made in {city} and rises "
+    "{height} metres.",
+    "The {name} rises {height} metres above the ground. {maker} made it in {year} in a "
+    "workshop in {city}.",
+)
+_CATEGORY_PASSAGES = (
+    "The {shape} was first drawn by {maker} in {year}. The oldest known example of it is "
+    "kept in {city}.",
+    "{maker} drew the first {shape} in {year}. Its oldest surviving example is kept in "
+    "{city}, where it can still be seen.",
+    "The oldest known {shape} is kept in {city}. The shape was first drawn in {year}, by "
+    "{maker}.",
+)
+# about makers, cities, years and heights, but of no entity: word occurrence is not enough
+_TEXT_PASSAGES = (
+    ("Workshop records", "{maker} opened a workshop in {city} in {year}."),
+    ("Lecture notes", "In {year}, {maker} gave a lecture on carving in {city}."),
+    ("Appointments", "{maker} moved to {city} in {year} and taught there for a decade."),
+    ("Fair catalogue", "A fair held in {city} in {year} showed early sketches by {maker}."),
+    ("Harbour notes", "The old harbour crane of {city} was {height} metres tall until "
+                      "{year}."),
+)
+
+INFOSEEK_QUESTIONS = {
+    "city": ("In which city was this object made?", "Which city was this object made in?"),
+    "maker": ("Who made this object?", "Who is the maker of this object?"),
+    "year": ("In what year was this object made?", "Which year was this object completed in?"),
+    "height": ("How tall is this object, in metres?",
+               "What is the height of this object in metres?"),
+}
+INFOSEEK_TYPES = {"city": "String", "maker": "String", "year": "Time", "height": "Numerical"}
+
+
+@dataclass(frozen=True)
+class Emblem:
+    stripes: tuple[str, str, str]  # palette colours, top to bottom or left to right
+    vertical: bool
+    symbol: str
+    symbol_colour: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    entity_id: str
+    name: str
+    emblem: Emblem | None  # None: a shape category, drawn as its shape
+    facts: dict[str, str]  # fact kind -> the answer, as written in the passage
+    passage: str
+
+
+def _names(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct invented names such as "Varnel Totem"."""
+    fact_words = {w for value in CITIES + MAKERS for w in value.split()}
+    names: list[str] = []
+    while len(names) < n:
+        first = str(rng.choice(_FIRST_SYLLABLES)) + str(rng.choice(_SECOND_SYLLABLES))
+        name = f"{first} {rng.choice(_NOUNS)}"
+        if name not in names and first not in fact_words:
+            names.append(name)
+    return names
+
+
+def _emblems(rng: np.random.Generator, n: int) -> list[Emblem]:
+    colours = list(PALETTE)
+    emblems: list[Emblem] = []
+    seen: set[Emblem] = set()
+    while len(emblems) < n:
+        picked = [colours[int(i)] for i in rng.choice(len(colours), size=4, replace=False)]
+        emblem = Emblem((picked[0], picked[1], picked[2]), bool(rng.random() < 0.5),
+                        str(rng.choice(SYMBOLS)), picked[3])
+        if emblem not in seen:
+            seen.add(emblem)
+            emblems.append(emblem)
+    return emblems
+
+
+def _facts(rng: np.random.Generator) -> dict[str, str]:
+    return {"city": str(rng.choice(CITIES)), "maker": str(rng.choice(MAKERS)),
+            "year": str(int(rng.integers(*YEARS))), "height": str(int(rng.choice(HEIGHTS)))}
+
+
+def make_entities(rng: np.random.Generator, n: int, first_id: int = 1000) -> list[Entity]:
+    """``n`` entities with ids Q<first_id>..., distinct names and distinct emblems."""
+    names, emblems = _names(rng, n), _emblems(rng, n)
+    entities = []
+    for i, (name, emblem) in enumerate(zip(names, emblems, strict=True)):
+        facts = _facts(rng)
+        template = _ENTITY_PASSAGES[int(rng.integers(len(_ENTITY_PASSAGES)))]
+        text = template.format(name=name, noun=name.split()[-1].lower(), **facts)
+        entities.append(Entity(f"Q{first_id + i}", name, emblem, facts, text))
+    return entities
+
+
+def category_entities(rng: np.random.Generator) -> list[Entity]:
+    """One entity per demo shape category: who first drew it ("maker"), in which city its
+    oldest example is kept ("city") and when it was first drawn ("year")."""
+    out = []
+    for _, shape, _ in CATEGORIES:
+        facts = _facts(rng)
+        del facts["height"]
+        template = _CATEGORY_PASSAGES[int(rng.integers(len(_CATEGORY_PASSAGES)))]
+        out.append(Entity(f"cat-{shape}", f"{shape.capitalize()} (shape)", None, facts,
+                          template.format(shape=shape, **facts)))
+    return out
+
+
+def text_passages(rng: np.random.Generator, n: int,
+                  entities: list[Entity]) -> list[tuple[str, str]]:
+    """``n`` (title, text) passages about makers, cities and years that pair them as no
+    entity's facts do."""
+    taken = {(e.facts["maker"], e.facts["city"]) for e in entities}
+    taken |= {(e.facts["maker"], e.facts["year"]) for e in entities}
+    taken |= {(e.facts["city"], e.facts["year"]) for e in entities}
+    out: list[tuple[str, str]] = []
+    while len(out) < n:
+        facts = _facts(rng)
+        if {(facts["maker"], facts["city"]), (facts["maker"], facts["year"]),
+                (facts["city"], facts["year"])} & taken:
+            continue
+        title, template = _TEXT_PASSAGES[int(rng.integers(len(_TEXT_PASSAGES)))]
+        out.append((title, template.format(**facts)))  # titles repeat: no number in them
+    return out
+
+
+def answer_aliases(kind: str, answer: str) -> list[str]:
+    """What a grader accepts for one fact: a maker also by surname alone."""
+    return [answer, answer.split()[-1]] if kind == "maker" else [answer]
+
+
+# ---------------------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------------------
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    """The demo's fixed encoder settings (as render.render uses): same pixels, same bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False,
+               subsampling=2)
+    return buffer.getvalue()
+
+
+def _draw_outline(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float,
+                  angle: float, fill: tuple[int, int, int]) -> None:
+    if kind == "ring":
+        width = max(2, int(round(r * (1 - RING_HOLE))))
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=width)
+    else:
+        draw.polygon([(float(x), float(y)) for x, y in outline(kind, cx, cy, r, angle)],
+                     fill=fill)
+
+
+def emblem_tile(emblem: Emblem, side: int) -> Image.Image:
+    """The emblem as a ``side`` x ``side`` RGBA tile: three stripes, a framed border, and
+    the symbol in the centre."""
+    tile = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(tile)
+    for k, colour in enumerate(emblem.stripes):
+        lo, hi = round(k * side / 3), round((k + 1) * side / 3) - 1
+        box = [lo, 0, hi, side - 1] if emblem.vertical else [0, lo, side - 1, hi]
+        draw.rectangle(box, fill=PALETTE[colour])
+    draw.rectangle([0, 0, side - 1, side - 1], outline=BORDER, width=max(1, side // 40))
+    _draw_outline(draw, emblem.symbol, side / 2, side / 2, 0.28 * side, 0.0,
+                  PALETTE[emblem.symbol_colour])
+    return tile
+
+
+def canonical_image(entity: Entity) -> bytes:
+    """The passage's picture: upright, centred, on a plain light background, no noise."""
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), CANONICAL_BACKGROUND)
+    if entity.emblem is None:  # a shape category: the shape itself
+        shape = entity.entity_id.removeprefix("cat-")
+        _draw_outline(ImageDraw.Draw(image), shape, IMAGE_SIZE / 2, IMAGE_SIZE / 2,
+                      0.32 * IMAGE_SIZE, 0.0, BORDER)
+    else:
+        side = round(0.7 * IMAGE_SIZE)
+        tile = emblem_tile(entity.emblem, side)
+        corner = (IMAGE_SIZE - side) // 2
+        image.paste(tile, (corner, corner), tile)
+    return jpeg_bytes(image)
+
+
+@functools.lru_cache(maxsize=len(BACKGROUNDS) * len(BACKGROUND_TONES) * TEXTURE_SEEDS)
+def _texture(kind: str, tone: int, seed: int) -> Image.Image:
+    # textures are the slow part of a photograph; noise and the emblem make each unique
+    return background(Scene(kind, BACKGROUND_TONES[tone], [], texture_seed=seed))
+
+
+def photo(emblem: Emblem, rng: np.random.Generator) -> bytes:
+    """One photograph of an emblem: rotated up to 25 degrees, 45-80% of the side, anywhere
+    its centre fits, on a textured background, with up to three small shapes that keep off
+    the symbol, and pixel noise."""
+    angle = float(rng.uniform(-25, 25))
+    side = round(float(rng.uniform(0.45, 0.80)) * IMAGE_SIZE)
+    tile = emblem_tile(emblem, side).rotate(angle, resample=Image.Resampling.BILINEAR,
+                                            expand=True)
+    half = tile.width / 2
+    lo, hi = min(half, IMAGE_SIZE / 2), max(IMAGE_SIZE - half, IMAGE_SIZE / 2)
+    cx, cy = (float(v) for v in rng.uniform(lo, hi, 2))
+    image = _texture(str(rng.choice(BACKGROUNDS)), int(rng.integers(len(BACKGROUND_TONES))),
+                     int(rng.integers(TEXTURE_SEEDS))).copy()
+    image.paste(tile, (round(cx - half), round(cy - tile.height / 2)), tile)
+    draw = ImageDraw.Draw(image)
+    kinds = [name for _, name, _ in CATEGORIES]
+    for _ in range(int(rng.integers(0, 4))):
+        r = float(rng.uniform(5, 10))
+        for _attempt in range(20):
+            x, y = (float(v) for v in rng.uniform(r, IMAGE_SIZE - r, 2))
+            if math.hypot(x - cx, y - cy) > r + 0.32 * side:  # clear of the symbol
+                _draw_outline(draw, str(rng.choice(kinds)), x, y, r,
+                              float(rng.uniform(-math.pi, math.pi)),
+                              COLOURS[str(rng.choice(list(COLOURS)))])
+                break
+    noise = rng.integers(-12, 13, size=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.int16)
+    pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    return jpeg_bytes(Image.fromarray(pixels, "RGB"))
