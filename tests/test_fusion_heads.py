@@ -333,6 +333,7 @@ KIT_FAST = {"epochs": 2, "progress": False}
     ("knn", {"k": 5, "weights": "softmax", "temperature": 0.5}),
     ("knn", {"k": 60, "weights": "distance"}),  # more neighbours than the knowledge base has
     ("knn", {"k": 5, "interpolate": 0.5, "hidden": 8, **KIT_FAST}),
+    ("reader", {"k": 3}),
 ])
 def test_reference_heads_pass_the_conformance_kit(registry, name, params):
     check_fusion_head(lambda **kw: registry.create("fusion-heads", name, **params, **kw))
@@ -447,7 +448,7 @@ def plugin_entries(registry):
 def test_every_reference_head_and_embedding_declares_its_options(registry):
     names = {entry.name for entry in plugin_entries(registry)}
     assert names == {"concat", "concat-finetune", "knn", "xattn", "multilabel-linear",
-                     "multilabel-knn", "infonce"}
+                     "multilabel-knn", "infonce", "reader", "evidence-lda"}
     for entry in plugin_entries(registry):
         assert entry.params.declared and not entry.params.open, entry.name
         assert "dim" not in entry.params.names(), entry.name  # the harness's, not a suite's

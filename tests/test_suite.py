@@ -88,7 +88,8 @@ def test_invalid_toml_names_the_file(tmp_path):
 def test_suite_names_resolve_to_builtin_files(tmp_path):
     assert resolve_suite_path(None).name == "demo.toml"
     assert resolve_suite_path("coco").name == "coco.toml"
-    with pytest.raises(ConfigError, match="no built-in suite 'cocoa'; built-in suites: coco, "):
+    with pytest.raises(ConfigError,
+                       match="no built-in suite 'cocoa'; built-in suites: aokvqa, coco, demo, "):
         resolve_suite_path("cocoa")
     with pytest.raises(ConfigError, match="no such suite file"):
         resolve_suite_path(str(tmp_path / "missing.toml"))

@@ -159,6 +159,24 @@ RECORD_SCHEMAS: dict[str, dict[str, str]] = {
         "object_id": "int64", "image_id": "int64", "names": "list<string>",
         "x": "int32", "y": "int32", "w": "int32", "h": "int32", "split": "string",
     },
+    # knowledge-based VQA (OK-VQA, A-OKVQA, InfoSeek): one row per question
+    "knowledge_questions": {
+        "question_id": "string", "image_id": "int64", "question": "string",
+        "answer": "string (the training answer: the answer a classifier learns)",
+        "answers": "list<string> (what the official metric scores against)",
+        "choices": "list<string> (multiple choice; empty: none)",
+        "correct_choice": "int32 (-1: none)",
+        "answer_range": "list<float64> ([low, high] of a numeric answer; empty: none)",
+        "question_type": "string (empty: none)",
+        "entity_id": "string (the gold entity; empty: none)",
+        "split": "string",
+    },
+    # a text knowledge base (BEIR corpus.jsonl, Parquet or a saved `datasets` dataset)
+    "passages": {
+        "passage_id": "string", "title": "string", "text": "string",
+        "image_path": "string (absolute; empty: no image)",
+        "entity_id": "string (empty: none)", "split": "string",
+    },
 }
 
 
@@ -199,6 +217,12 @@ class LabelledSplit:
     image_paths: list[str]
     texts: list[str]
     labels: np.ndarray  # int64 (n,), or multi-hot (n, num_classes)
+    # knowledge tasks: each item's acceptable answers (pseudo-relevance recall reads them)
+    # and the id of its gold evidence in the knowledge base ("" where none is named)
+    answers: list[list[str]] | None = None
+    evidence: list[str] | None = None
+    # per-item fields only the task's own evaluate() reads (choices, answer ranges, ...)
+    item_fields: dict[str, list] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -265,13 +289,18 @@ class Task(Protocol):
 @dataclass
 class KnowledgeBase:
     """The items retrieval can return: the task's training split, or the system's external
-    knowledge base (another dataset's split, whose items have no label: -1, or an empty row
-    for multi-label tasks)."""
+    knowledge base (another dataset's split of image-caption pairs or of passages, whose
+    items have no label: -1, or an empty row for multi-label tasks)."""
 
-    image: np.ndarray  # float32 (N, d_image)
+    image: np.ndarray  # float32 (N, d_image); zero rows: items without an image
     text: np.ndarray  # float32 (N, d_text)
     labels: np.ndarray  # int64 (N,), or multi-hot (N, num_classes)
     image_ids: np.ndarray  # int64 (N,)
+    # the items' texts (captions, questions or passages), for readers that read them
+    texts: list[str] | None = None
+    # the evidence id of each item (a passage's entity; "" none): what gold evidence and the
+    # oracle retriever match against
+    evidence: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -296,6 +325,8 @@ class FusionInputs:
     # the raw items, for heads that fine-tune the encoders end to end
     image_paths: list[str] | None = None
     texts: list[str] | None = None
+    # the task's class names (answers, for readers that look for them in retrieved texts)
+    classes: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.image)
@@ -357,7 +388,9 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
         "data_parallel": False,  # fit() takes dist= and trains with DistributedDataParallel
         "checkpoints": False,  # fit() takes checkpoint_dir= and resumes from it
     },
-    "joint-embeddings": {"data_parallel": False, "checkpoints": False},
+    # evidence: trained by fit_evidence on (training query, gold knowledge-base item) pairs
+    # instead of fit_pairs on (image, caption) pairs
+    "joint-embeddings": {"data_parallel": False, "checkpoints": False, "evidence": False},
     "tasks": {"head": "fusion-head", "targets": "single-label", "ranking_depth": 10},
     # images that fail to decode are dropped from the tasks' splits (and counted), not fatal
     "datasets": {"skips_bad_images": False},
@@ -401,13 +434,25 @@ class JointEmbedding:
 
     ``fit_pairs(image, text, caption_image, *, seed, [checkpoint_dir], [dist])
     -> TrainingReport``; ``embed_images(image) / embed_texts(text) -> float32 (n, d)``.
+
+    An embedding declaring ``evidence = True`` is a retrieval key learned from gold
+    evidence instead: ``fit_evidence(query_image, query_text, item_image, item_text,
+    item_of_query, *, seed, ...)`` gets the training queries and the knowledge-base items
+    their gold evidence names (query i's is item ``item_of_query[i]``); it serves systems
+    with an external knowledge base whose items name evidence (a passage's entity).
     """
 
     data_parallel: bool = CAPABILITIES["joint-embeddings"]["data_parallel"]
     checkpoints: bool = CAPABILITIES["joint-embeddings"]["checkpoints"]
+    evidence: bool = CAPABILITIES["joint-embeddings"]["evidence"]
 
     def fit_pairs(self, image: np.ndarray, text: np.ndarray, caption_image: np.ndarray, *,
                   seed: int, **context: Any) -> TrainingReport:
+        raise NotImplementedError
+
+    def fit_evidence(self, query_image: np.ndarray, query_text: np.ndarray,
+                     item_image: np.ndarray, item_text: np.ndarray,
+                     item_of_query: np.ndarray, *, seed: int, **context: Any) -> TrainingReport:
         raise NotImplementedError
 
     def embed_images(self, image: np.ndarray) -> np.ndarray:

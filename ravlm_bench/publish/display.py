@@ -62,6 +62,7 @@ COMPACT_HEADERS = {
     "index_memory_bytes": "index mem", "index_build_s": "build s", "train_s": "train s",
     "retrieval_key": "key", "label_precision_at_k": "label P@k",
     "recall_vs_exact": "R vs exact", "all_padding": "no nbrs", "one_image": "one image",
+    "pseudo_recall_at_k": "pseudo-R@k", "evidence_recall_at_k": "gold R@k",
 }
 
 
@@ -88,7 +89,8 @@ def display_table(board: Leaderboard, task: str, *, compact: bool = False) -> pd
         if table["retrieval_key"].astype(bool).any():
             shown["retrieval_key"] = row["retrieval_key"] or "–"
             for name in DIAGNOSTIC_COLUMNS:
-                shown[name] = format_number(row[name])
+                if table[name].notna().any():  # a diagnostic no system has is left out
+                    shown[name] = format_number(row[name])
         if "delta_vs_baseline" in table.columns:
             if math.isnan(row["delta_vs_baseline"]):
                 shown["vs baseline"] = "baseline" if system == board.baseline else "–"

@@ -39,13 +39,15 @@ TestName = TypeVar("TestName", str, int)
 COST_COLUMNS = ("retrieval_qps", "latency_p50_ms", "latency_p99_ms", "index_memory_bytes",
                 "index_build_s", "train_s")
 # What retrieval found (knowledge.retrieval_diagnostics), seed means
-DIAGNOSTIC_COLUMNS = ("label_precision_at_k", "recall_vs_exact", "all_padding", "one_image")
+DIAGNOSTIC_COLUMNS = ("label_precision_at_k", "recall_vs_exact", "all_padding", "one_image",
+                      "pseudo_recall_at_k", "evidence_recall_at_k")
 # which way is better for each cost and diagnostic column (metrics declare their own)
 COLUMN_BETTER = {"retrieval_qps": "higher", "latency_p50_ms": "lower",
                  "latency_p99_ms": "lower", "index_memory_bytes": "lower",
                  "index_build_s": "lower", "train_s": "lower",
                  "label_precision_at_k": "higher", "recall_vs_exact": "higher",
-                 "all_padding": "lower", "one_image": "lower"}
+                 "all_padding": "lower", "one_image": "lower",
+                 "pseudo_recall_at_k": "higher", "evidence_recall_at_k": "higher"}
 COMPARISON_COLUMNS = ("delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi", "p_value",
                       "p_holm", "paired_seeds")
 

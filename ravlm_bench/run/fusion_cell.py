@@ -45,6 +45,7 @@ from ravlm_bench.stages.components import Component, guard
 from ravlm_bench.stages.retrieval import (
     DIAGNOSTIC_QUERIES,
     IMAGE_AND_TEXT,
+    EvidenceCodes,
     RetrievalKey,
     build_index,
     fusion_inputs,
@@ -64,17 +65,28 @@ class Search:
     key: RetrievalKey = IMAGE_AND_TEXT
     key_component: Component | None = None  # a trained retrieval key
     retriever: Component | None = None
+    # an external knowledge base naming its evidence: the oracle matches evidence, not labels
+    codes: EvidenceCodes | None = None
+
+    def retriever_labels(self, split: LabelledSplit) -> np.ndarray:
+        """What a label-using retriever gets for the split's queries: their labels, or the
+        codes of their gold evidence."""
+        if self.codes is None:
+            return split.labels
+        return self.codes.codes(split.evidence, len(split))
 
     def inputs(self, split: LabelledSplit, image: np.ndarray, text: np.ndarray,
-               num_classes: int, owner: Component, exclude_same_image: bool) -> FusionInputs:
+               classes: list[str], owner: Component, exclude_same_image: bool) -> FusionInputs:
         """The split's queries with their neighbours and raw items, as a head takes them."""
         with guard(self.retriever or owner, "search"):
             prepared = fusion_inputs(
                 image, text, retriever=self.retriever.obj if self.retriever else None,
                 kb=self.kb, k=self.k, labels=split.labels, image_ids=split.image_ids,
-                exclude_same_image=exclude_same_image, num_classes=num_classes, key=self.key,
-                metric=self.metric)
+                exclude_same_image=exclude_same_image, num_classes=len(classes),
+                key=self.key, metric=self.metric,
+                retriever_labels=self.retriever_labels(split))
         prepared.image_paths, prepared.texts = split.image_paths, split.texts
+        prepared.classes = list(classes)
         return prepared
 
     def describe_key(self) -> dict:
@@ -101,21 +113,22 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
         text = {r: ctx.features.texts(encoders.text, r, s.texts) for r, s in splits.items()}
     head = _fusion_head(system.fusion_head, system, task, ctx, encoders.dim)
     uses_retrieval = bool(capability(head.obj, "fusion-heads", "uses_retrieval"))
-    search = Search(_knowledge_base(data, image, text, ctx, encoders, clock),
-                    int(capability(head.obj, "fusion-heads", "k")), ctx.metric)
+    kb = _knowledge_base(data, image, text, ctx, encoders, clock)
+    search = Search(kb, int(capability(head.obj, "fusion-heads", "k")), ctx.metric,
+                    codes=EvidenceCodes.of(kb) if ctx.knowledge is not None else None)
     if uses_retrieval:
         if system.retriever is None:
             raise ConfigError(f"system {system.name!r}: fusion head {head.name!r} uses "
                               f"retrieval; give the system a retriever")
         with clock("retrieval_key"):
             search.key, search.key_component = _retrieval_key(
-                system, task, data, image, text, seed, ctx, encoders, checkpoint_dir)
+                system, task, data, image, text, seed, ctx, encoders, checkpoint_dir, search)
     with clock("index"):
         cost = (_build_index(search, system.retriever, ctx)
                 if uses_retrieval and system.retriever is not None else {})
 
     def inputs(role: str, exclude_same_image: bool) -> FusionInputs:
-        return search.inputs(splits[role], image[role], text[role], len(data.classes), head,
+        return search.inputs(splits[role], image[role], text[role], data.classes, head,
                              exclude_same_image)
 
     with clock("train"):
@@ -133,7 +146,7 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
             scores = ctx.execution.predict(head.obj, test_inputs, len(data.classes))
         if search.retriever is not None:
             diagnostics = _measure_retrieval(search, search.retriever, image["test"],
-                                             text["test"], data.test.labels, test_inputs, cost)
+                                             text["test"], data.test, test_inputs, cost)
     components = describe(encoders.image, encoders.text, search.retriever, head)
     components["retrieval_key"] = search.describe_key()
     explore = functools.partial(
@@ -161,15 +174,22 @@ def _knowledge_base(data: ClassificationData, image: dict, text: dict, ctx: Cell
     or empty label rows for multi-label tasks)."""
     if ctx.knowledge is None:
         return KnowledgeBase(image=image["train"], text=text["train"],
-                             labels=data.train.labels, image_ids=data.train.image_ids)
+                             labels=data.train.labels, image_ids=data.train.image_ids,
+                             texts=data.train.texts, evidence=data.train.evidence)
     items, store = ctx.knowledge.items, ctx.knowledge.features
     with clock("encode"):
-        kb_image = store.images(encoders.image, "knowledge", items.image_paths)
+        # passages without an image get a zero image row: no image key ever retrieves them
+        has_image = np.array([bool(p) for p in items.image_paths], dtype=bool)
+        kb_image = np.zeros((len(items), encoders.image.obj.dim), np.float32)
+        if has_image.any():
+            kb_image[has_image] = store.images(
+                encoders.image, "knowledge", [p for p in items.image_paths if p])
         kb_text = store.texts(encoders.text, "knowledge", items.texts)
     train_labels = np.asarray(data.train.labels)
     labels = (np.zeros((len(items), train_labels.shape[1]), train_labels.dtype)
               if train_labels.ndim == 2 else np.full(len(items), -1, np.int64))
-    return KnowledgeBase(image=kb_image, text=kb_text, labels=labels, image_ids=items.image_ids)
+    return KnowledgeBase(image=kb_image, text=kb_text, labels=labels, image_ids=items.image_ids,
+                         texts=items.texts, evidence=items.evidence)
 
 
 class LearnedKey(NamedTuple):
@@ -182,30 +202,67 @@ class LearnedKey(NamedTuple):
 
 def _retrieval_key(system: SystemSpec, task: Component, data: ClassificationData,
                    image: dict, text: dict, seed: int, ctx: CellContext, encoders: Encoders,
-                   checkpoint_dir: Path | None) -> LearnedKey:
-    """The system's retrieval key; a joint embedding is trained on the training split's
-    (image, text) pairs once per (task, seed, encoders, embedding) and shared."""
+                   checkpoint_dir: Path | None, search: Search) -> LearnedKey:
+    """The system's retrieval key; a joint embedding is trained once per (task, seed,
+    encoders, embedding, knowledge base) and shared: on the training split's (image, text)
+    pairs, or, for one learned from evidence, on the training queries paired with the
+    knowledge-base items of their gold evidence."""
     spec = system.retrieval_key
     if spec.name in FIXED_KEYS:
         return LearnedKey(RetrievalKey(spec.name), None)
+    knowledge = system.knowledge.as_dict() if system.knowledge is not None else None
     memo = (task.name, seed, json.dumps(spec.as_dict(), sort_keys=True),
+            json.dumps(knowledge, sort_keys=True),
             *(f"{e.name}:{e.fingerprint() or id(e.obj)}" for e in encoders))
     if memo not in ctx.learned_keys:
         embedding = ctx.factory.create("joint-embeddings", spec, fresh=True, dim=encoders.dim)
-        _, first, caption_image = np.unique(data.train.image_ids, return_index=True,
-                                            return_inverse=True)
         key_dir = None
         if checkpoint_dir is not None:  # beside the systems' directories, shared by them
             digest = hashlib.sha256(json.dumps(memo).encode()).hexdigest()[:12]
             key_dir = (Path(checkpoint_dir).parent.parent / f"#retrieval-key-{spec.name}-{digest}"
                        / f"seed-{seed}")
-        with guard(embedding, "fit_pairs"):
-            embedding.obj.fit_pairs(
-                image["train"][first], text["train"], caption_image.astype(np.int64),
-                seed=seed, **ctx.execution.training_kwargs(embedding.obj, embedding.kind,
-                                                           key_dir))
+        context = ctx.execution.training_kwargs(embedding.obj, embedding.kind, key_dir)
+        if capability(embedding.obj, "joint-embeddings", "evidence"):
+            queries, items = _evidence_pairs(system, data, search)
+            with guard(embedding, "fit_evidence"):
+                embedding.obj.fit_evidence(
+                    image["train"][queries], text["train"][queries], search.kb.image,
+                    search.kb.text, items, seed=seed, **context)
+        else:
+            _, first, caption_image = np.unique(data.train.image_ids, return_index=True,
+                                                return_inverse=True)
+            with guard(embedding, "fit_pairs"):
+                embedding.obj.fit_pairs(image["train"][first], text["train"],
+                                        caption_image.astype(np.int64), seed=seed, **context)
         ctx.learned_keys[memo] = LearnedKey(RetrievalKey(spec.name, embedding.obj), embedding)
     return ctx.learned_keys[memo]
+
+
+def _evidence_pairs(system: SystemSpec, data: ClassificationData,
+                    search: Search) -> tuple[np.ndarray, np.ndarray]:
+    """(training query rows, knowledge-base rows): each training query whose gold evidence
+    the knowledge base holds, paired with the first item of that evidence that has an image
+    (else its first item)."""
+    if search.codes is None or data.train.evidence is None:
+        raise ConfigError(f"system {system.name!r}: retrieval key "
+                          f"{system.retrieval_key.name!r} learns from gold evidence; it needs "
+                          f"an external knowledge base whose items name evidence and a task "
+                          f"whose training questions name theirs")
+    kb_codes = search.codes.codes(search.kb.evidence, len(search.kb))
+    has_image = np.abs(search.kb.image).sum(axis=1) > 0
+    # stable order: rows with an image first, then by row; the first row of each code wins
+    order = np.lexsort((np.arange(len(kb_codes)), ~has_image))
+    item_of_code: dict[int, int] = {}
+    for row in order[kb_codes[order] >= 0]:
+        item_of_code.setdefault(int(kb_codes[row]), int(row))
+    query_codes = search.codes.codes(data.train.evidence, len(data.train))
+    queries = np.flatnonzero([c in item_of_code for c in query_codes.tolist()])
+    if not len(queries):
+        raise ConfigError(f"system {system.name!r}: no training question names evidence the "
+                          f"knowledge base holds; retrieval key "
+                          f"{system.retrieval_key.name!r} has nothing to learn from")
+    items = np.array([item_of_code[int(query_codes[q])] for q in queries], np.int64)
+    return queries.astype(np.int64), items
 
 
 def _build_index(search: Search, spec: ComponentSpec, ctx: CellContext) -> dict[str, Any]:
@@ -217,21 +274,23 @@ def _build_index(search: Search, spec: ComponentSpec, ctx: CellContext) -> dict[
         "retrievers", spec, fresh=True, dim=key_dim, metric=ctx.metric))
     build_started = time.perf_counter()
     with guard(search.retriever, "build"):
-        build_index(search.retriever.obj, kb, search.key)
+        build_index(search.retriever.obj, kb, search.key, search.codes)
     return {"index_build_s": time.perf_counter() - build_started,
             "index_memory_bytes": memory_bytes(search.retriever)}
 
 
 def _measure_retrieval(search: Search, retriever: Component, test_image: np.ndarray,
-                       test_text: np.ndarray, test_labels: np.ndarray,
+                       test_text: np.ndarray, test: LabelledSplit,
                        test_inputs: FusionInputs, cost: dict[str, Any]) -> dict:
     """Add the retriever's throughput and latency on the test queries to ``cost``; return
     the retrieval diagnostics of the neighbours they got."""
     queries = search.key.vectors(test_image, test_text)
-    cost.update(measure_search(retriever, queries, search.k, labels=test_labels))
+    cost.update(measure_search(retriever, queries, search.k,
+                               labels=search.retriever_labels(test)))
     exact = _exact_rows(queries, search.key.vectors(search.kb.image, search.kb.text), search.k,
                         search.metric)
-    return retrieval_diagnostics(test_inputs, test_labels, exact)
+    return retrieval_diagnostics(test_inputs, test.labels, exact, answers=test.answers,
+                                 evidence=test.evidence)
 
 
 def _exact_rows(queries: np.ndarray, items: np.ndarray, k: int, metric: str) -> np.ndarray:

@@ -1,8 +1,9 @@
 """An external knowledge base: a system's ``knowledge = { dataset = ..., split = ... }``
-retrieves from that split's (image, caption) pairs instead of its task's training split, one
-unlabelled item per caption, less every item that shows an image of the task unless
-``leakage_guard = false`` (:func:`external_items`); :class:`ExternalKnowledge` is what the
-system's cells read.
+retrieves from that split instead of its task's training split: from an image-caption
+dataset, one unlabelled item per caption; from a passages dataset (a text knowledge base),
+one item per passage, with its image where it has one. Every item that shows an image of the
+task is left out unless ``leakage_guard = false`` (:func:`external_items`);
+:class:`ExternalKnowledge` is what the system's cells read.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ CROSS_IDS = ("coco_id", "flickr_id")
 class ExternalItems:
     """The items a system retrieves from, with what the guard found."""
 
-    image_paths: list[str]
+    image_paths: list[str]  # "" for a passage without an image
     texts: list[str]
     image_ids: np.ndarray  # int64, negative: a namespace of their own
     findings: dict = field(default_factory=dict)
+    evidence: list[str] | None = None  # a passage's entity id ("" none)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -54,6 +56,8 @@ def external_items(spec: KnowledgeSpec, dataset, task_images) -> ExternalItems:
     items' images get ids of their own (negative, never a task id), and leave-one-out
     retrieval needs nothing more.
     """
+    if "passages" in dataset.kinds:
+        return _passages(spec, dataset, task_images)
     images = dataset.table("images", spec.split).to_pandas()
     captions = dataset.table("captions", spec.split).to_pandas()
     pairs = captions.merge(images, on="image_id", suffixes=("", "_image"))
@@ -71,6 +75,36 @@ def external_items(spec: KnowledgeSpec, dataset, task_images) -> ExternalItems:
         image_paths=pairs["image_path"].tolist(), texts=pairs["caption"].tolist(),
         image_ids=np.array([first_row[i] for i in pairs["image_id"]], dtype=np.int64),
         findings=findings)
+
+
+def passage_text(title: str, text: str) -> str:
+    """What a passage's text features and readers see: its title, then its text."""
+    return f"{title}. {text}" if title else text
+
+
+def _passages(spec: KnowledgeSpec, dataset, task_images) -> ExternalItems:
+    """A text knowledge base: one item per passage, in the order of the corpus, with its
+    image where it has one. The guard can only compare bytes (passages carry no COCO or
+    Flickr ids): a passage whose image is a task image file is left out."""
+    passages = dataset.table("passages", spec.split).to_pandas()
+    findings = {**spec.as_dict(), "items": int(len(passages)), "excluded": 0, "by_route": {}}
+    with_image = (passages["image_path"] != "").to_numpy()
+    if spec.leakage_guard and with_image.any():
+        leaked = np.zeros(len(passages), dtype=bool)
+        leaked[with_image] = same_bytes(task_images["image_path"].tolist(),
+                                        passages["image_path"][with_image].tolist()).hits
+        findings.update(excluded=int(leaked.sum()), by_route={"file hash": int(leaked.sum())})
+        if leaked.any():
+            log.info("knowledge base %s/%s: %d of %d passages show a task image; left out",
+                     spec.dataset, spec.split, int(leaked.sum()), len(passages))
+        passages = passages[~leaked].reset_index(drop=True)
+    # each passage is an item of its own: ids in a namespace no task image uses
+    return ExternalItems(
+        image_paths=passages["image_path"].tolist(),
+        texts=[passage_text(t, x) for t, x in zip(passages["title"], passages["text"],
+                                                  strict=True)],
+        image_ids=-(np.arange(len(passages), dtype=np.int64) + 2), findings=findings,
+        evidence=passages["entity_id"].tolist())
 
 
 def _shows_a_task_image(pairs, task_images) -> tuple[np.ndarray, dict[str, int]]:

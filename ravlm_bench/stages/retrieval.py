@@ -95,17 +95,42 @@ def as_similarity(scores: np.ndarray, metric: str) -> np.ndarray:
     return scores
 
 
-def build_index(retriever, kb: KnowledgeBase, key: RetrievalKey = IMAGE_AND_TEXT) -> None:
+@dataclass(frozen=True)
+class EvidenceCodes:
+    """Gold evidence as the integer labels a label-using retriever (the oracle) matches, for
+    a knowledge base whose items name their evidence (a passage's entity): each distinct
+    evidence id is a code; a query's code is its gold evidence's, -1 where it names none or
+    the knowledge base does not hold it."""
+
+    index: dict[str, int]
+
+    @classmethod
+    def of(cls, kb: KnowledgeBase) -> EvidenceCodes | None:
+        """The codes of ``kb``'s evidence ids; None when its items name none."""
+        if kb.evidence is None or not any(kb.evidence):
+            return None
+        return cls({e: i for i, e in enumerate(sorted({e for e in kb.evidence if e}))})
+
+    def codes(self, evidence: list[str] | None, n: int) -> np.ndarray:
+        """int64 codes of ``evidence`` (``n`` items; None: all -1)."""
+        if evidence is None:
+            return np.full(n, -1, np.int64)
+        return np.array([self.index.get(e, -1) if e else -1 for e in evidence], np.int64)
+
+
+def build_index(retriever, kb: KnowledgeBase, key: RetrievalKey = IMAGE_AND_TEXT,
+                codes: EvidenceCodes | None = None) -> None:
     """Add every knowledge-base item to ``retriever``, embedded by ``key``; its keys are row
     numbers 0..N-1.
 
     A retriever with ``uses_labels = True`` (the attribution retrievers) also gets the
-    knowledge base's labels.
+    knowledge base's labels, or with ``codes`` its items' evidence codes.
     """
     vectors = key.vectors(kb.image, kb.text)
     keys = np.arange(len(kb), dtype=np.int64)
     if capability(retriever, "retrievers", "uses_labels"):
-        retriever.build(vectors, keys, labels=_labels(kb.labels))
+        labels = codes.codes(kb.evidence, len(kb)) if codes is not None else kb.labels
+        retriever.build(vectors, keys, labels=_labels(labels))
     else:
         retriever.build(vectors, keys)
 
@@ -220,13 +245,15 @@ def fusion_inputs(
     num_classes: int | None = None,
     key: RetrievalKey = IMAGE_AND_TEXT,
     metric: str = "cos",
+    retriever_labels: np.ndarray | None = None,
 ) -> FusionInputs:
     """Queries with their top-``k`` neighbours in ``kb`` (an index built by
     :func:`build_index` with the same ``key``), scored as cosine similarities.
 
     ``retriever=None`` (a head that does not use retrieval) gives empty ``(n, 0)`` neighbour
     arrays. ``exclude_same_image=True`` is for training queries drawn from ``kb`` itself.
-    ``num_classes`` defaults to one more than the largest label seen.
+    ``num_classes`` defaults to one more than the largest label seen. ``retriever_labels``
+    replace ``labels`` as what a label-using retriever gets (evidence codes).
     """
     image = np.asarray(image, dtype=np.float32)
     text = np.asarray(text, dtype=np.float32)
@@ -239,7 +266,8 @@ def fusion_inputs(
     else:
         rows, scores = retrieve(
             retriever, key.vectors(image, text), k, query_image_ids=image_ids,
-            kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image, labels=labels,
+            kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image,
+            labels=labels if retriever_labels is None else _labels(retriever_labels),
             metric=metric)
     if num_classes is None:
         seen = [np.asarray(kb.labels).max(initial=-1)]
@@ -259,7 +287,9 @@ DIAGNOSTIC_QUERIES = 1000  # test queries an approximate retriever is checked ag
 
 
 def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
-                          exact_rows: np.ndarray | None = None) -> dict[str, float | None]:
+                          exact_rows: np.ndarray | None = None, *,
+                          answers: list[list[str]] | None = None,
+                          evidence: list[str] | None = None) -> dict[str, float | None]:
     """What the test queries' neighbours were.
 
     * ``label_precision_at_k``: the share of the k neighbour slots (padding counts as a miss)
@@ -268,14 +298,21 @@ def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
     * ``recall_vs_exact``: the share of exact search's top-k that the retriever returned,
       over the queries ``exact_rows`` (their first rows of ``inputs``) covers;
     * ``all_padding``: the share of queries that got no neighbour at all;
-    * ``one_image``: the share of queries whose neighbours all show one image.
+    * ``one_image``: the share of queries whose neighbours all show one image;
+    * ``pseudo_recall_at_k`` (M2KR's pseudo-relevance recall): the share of queries for
+      which an acceptable answer (``answers``, lower-cased) occurs in the text of one of
+      their k items; None without answers or item texts;
+    * ``evidence_recall_at_k``: the share of queries naming gold evidence (``evidence``)
+      with an item of that evidence among their k; None where none is named.
     """
     rows = inputs.neighbours
     n, k = rows.shape
     out: dict[str, float | None] = {"label_precision_at_k": None, "recall_vs_exact": None,
-                                    "all_padding": None, "one_image": None}
+                                    "all_padding": None, "one_image": None,
+                                    "pseudo_recall_at_k": None, "evidence_recall_at_k": None}
     if n == 0 or k == 0:
         return out
+    out.update(_knowledge_recalls(rows, inputs.knowledge, answers, evidence))
     valid = rows >= 0
     out["all_padding"] = float((~valid.any(axis=1)).mean())
     images = np.where(valid, np.asarray(inputs.knowledge.image_ids)[np.maximum(rows, 0)], -1)
@@ -298,4 +335,25 @@ def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
                                                                      strict=True)]
         wanted = int((exact_rows >= 0).sum())
         out["recall_vs_exact"] = float(sum(hits) / wanted) if wanted else None
+    return out
+
+
+def _knowledge_recalls(rows: np.ndarray, kb: KnowledgeBase, answers: list[list[str]] | None,
+                       evidence: list[str] | None) -> dict[str, float | None]:
+    """Pseudo-relevance recall@k and gold-evidence recall@k of the neighbours ``rows``."""
+    out: dict[str, float | None] = {}
+    if answers is not None and kb.texts is not None:
+        lowered: dict[int, str] = {}
+        hits = 0
+        for row, wanted in zip(rows, answers, strict=True):
+            needles = [a.lower() for a in wanted if a]
+            texts = [lowered.setdefault(int(r), kb.texts[int(r)].lower()) for r in row if r >= 0]
+            hits += any(a in t for a in needles for t in texts)
+        out["pseudo_recall_at_k"] = hits / len(rows)
+    if evidence is not None and kb.evidence is not None:
+        named = [i for i, e in enumerate(evidence) if e]
+        if named:
+            found = sum(any(r >= 0 and kb.evidence[int(r)] == evidence[i] for r in rows[i])
+                        for i in named)
+            out["evidence_recall_at_k"] = found / len(named)
     return out

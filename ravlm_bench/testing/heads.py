@@ -106,8 +106,16 @@ def _synthetic_fusion_splits(head: Any, targets: str, seed: int, scratch) -> tup
     items = {name: _synthetic_items(n, targets, centres, rng, first_id)
              for name, n, first_id in (("train", 48, 0), ("val", 12, 1000), ("test", 12, 2000))}
     kb_x, kb_labels, kb_ids = items["train"]
+    # the class names, and knowledge-base texts that name their items' classes: what a
+    # reader that looks for answers in retrieved texts gets from the harness
+    classes = [f"class {chr(ord('a') + c)}" for c in range(_CLASSES)]
+    members = (kb_labels[:, None] == np.arange(_CLASSES) if kb_labels.ndim == 1
+               else kb_labels > 0)
+    kb_texts = [f"item {i} is of " + " and ".join(classes[c] for c in np.flatnonzero(row))
+                for i, row in enumerate(members)]
     kb = KnowledgeBase(image=kb_x[:, :_D_IMAGE], text=kb_x[:, _D_IMAGE:], labels=kb_labels,
-                       image_ids=kb_ids)
+                       image_ids=kb_ids, texts=kb_texts,
+                       evidence=[f"item-{i}" for i in kb_ids.tolist()])
     uses_retrieval = capability(head, "fusion-heads", "uses_retrieval")
     k = capability(head, "fusion-heads", "k") if uses_retrieval else 0
     splits: list[Any] = []
@@ -121,7 +129,8 @@ def _synthetic_fusion_splits(head: Any, targets: str, seed: int, scratch) -> tup
             image=x[:, :_D_IMAGE].copy(), text=x[:, _D_IMAGE:].copy(), neighbours=rows,
             neighbour_scores=scores, knowledge=kb, num_classes=_CLASSES,
             labels=None if name == "test" else labels, image_ids=ids, image_paths=paths,
-            texts=[f"a photo of item {i} in the {name} split" for i in range(len(x))]))
+            texts=[f"a photo of item {i} in the {name} split" for i in range(len(x))],
+            classes=classes))
     return tuple(splits)
 
 
@@ -223,10 +232,11 @@ def check_joint_embedding(factory: Callable[..., Any], *, seed: int = 0,
     """Check a joint-embedding factory, called as ``factory(dim=...)``, against the contract.
 
     On small synthetic (image, caption) pairs, two captions per image: the declared
-    capabilities; ``fit_pairs`` called with only the keywords they allow, returning a
-    ``TrainingReport``; ``embed_images`` and ``embed_texts`` float32 ``(n, d)``
-    of one width ``d``, finite, the same after two fits with one seed, and the same for any
-    batch size.
+    capabilities; ``fit_pairs`` (``fit_evidence`` for a key learned from evidence: the images
+    as knowledge-base items, a noisy copy of its image per caption as the queries) called
+    with only the keywords they allow, returning a ``TrainingReport``; ``embed_images`` and
+    ``embed_texts`` float32 ``(n, d)`` of one width ``d``, finite, the same after two fits
+    with one seed, and the same for any batch size.
     """
     import tempfile
     from pathlib import Path
@@ -247,10 +257,11 @@ def check_joint_embedding(factory: Callable[..., Any], *, seed: int = 0,
         for flag, value in declared.items():
             if not isinstance(value, bool):
                 _fail(f"the joint embedding's {flag} must be a bool, got {value!r}")
-        for method in ("fit_pairs", "embed_images", "embed_texts"):
+        fit = "fit_evidence" if declared["evidence"] else "fit_pairs"
+        for method in (fit, "embed_images", "embed_texts"):
             if not callable(getattr(model, method, None)):
                 _fail(f"the joint embedding has no {method}() method")
-        _check_training_keywords(model.fit_pairs, "fit_pairs", declared)
+        _check_training_keywords(getattr(model, fit), fit, declared)
         first = _fit_and_embed(model, image, text, caption_image, seed, Path(scratch) / "a")
         again = _fit_and_embed(factory(dim=_D_IMAGE + _D_TEXT), image, text, caption_image,
                                seed, Path(scratch) / "b")
@@ -271,9 +282,21 @@ def check_joint_embedding(factory: Callable[..., Any], *, seed: int = 0,
 
 def _fit_and_embed(model: Any, image, text, caption_image, seed: int,
                    checkpoint_dir) -> tuple[np.ndarray, np.ndarray]:
+    from ravlm_bench.plugin_host.contracts import capability
+
     kwargs = _training_kwargs(model, "joint-embeddings", checkpoint_dir)
-    _check_report(model.fit_pairs(image, text, caption_image, seed=seed, **kwargs),
-                  "fit_pairs")
+    if capability(model, "joint-embeddings", "evidence"):
+        # each caption's image is its query; the knowledge base: the images, perturbed
+        rng = np.random.default_rng(seed)
+        queries = (image[caption_image]
+                   + 0.1 * rng.normal(size=(len(caption_image), image.shape[1]))
+                   ).astype(np.float32)
+        report = model.fit_evidence(queries, text, image, text[::2], caption_image,
+                                    seed=seed, **kwargs)
+        _check_report(report, "fit_evidence")
+    else:
+        _check_report(model.fit_pairs(image, text, caption_image, seed=seed, **kwargs),
+                      "fit_pairs")
     images = _embedding(model.embed_images(image), len(image), "embed_images")
     texts = _embedding(model.embed_texts(text), len(text), "embed_texts")
     if images.shape[1] != texts.shape[1]:

@@ -155,6 +155,29 @@ class KnnOptions(VoteOptions, ConcatOptions):
             raise ConfigError(f"interpolate must be in [0, 1], got {self.interpolate}")
 
 
+@dataclass
+class EvidenceLdaOptions:
+    """The image retrieval key learned from gold evidence (``evidence-lda``)."""
+
+    width: int = option(128, "discriminant directions kept (at most classes - 1)", minimum=1,
+                        maximum=MAX_WIDTH)
+    shrinkage: float = option(0.5, "Ledoit-Wolf-style shrinkage of the within-class "
+                                   "covariance, 0 (none) to 1 (diagonal)", minimum=0,
+                              maximum=1)
+
+
+@dataclass
+class ReaderOptions:
+    """The answer-extraction reader (``reader``)."""
+
+    k: int = option(5, "retrieved texts read per query", minimum=1)
+    prior_c: float = option(1.0, "inverse L2 strength of the question-only prior's logistic "
+                                 "regression (> 0)", minimum=0)
+
+    def __post_init__(self) -> None:
+        _positive(prior_c=self.prior_c)
+
+
 @dataclass(kw_only=True)
 class FinetuneOptions(ConcatOptions):
     image_encoder: dict | str = option(

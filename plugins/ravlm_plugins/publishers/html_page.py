@@ -254,7 +254,8 @@ class _TaskColumns:
             costs=[c for c in COST_COLUMNS
                    if c in table.columns and table[c].map(finite).any()],
             with_key=with_key,
-            diagnostics=[d for d in DIAGNOSTIC_COLUMNS if with_key and d in table.columns],
+            diagnostics=[d for d in DIAGNOSTIC_COLUMNS
+                         if with_key and d in table.columns and table[d].notna().any()],
             compared=board.baseline is not None and "delta_vs_baseline" in table.columns)
         for m in cols.metrics:
             cols.domains[m] = _domain(table, m, f"{m}_ci95_lo", f"{m}_ci95_hi")

@@ -49,6 +49,13 @@ class QAOptions:
     min_count: int = option(1, "answers need this many training questions", minimum=1)
 
 
+@dataclass
+class KnowledgeOptions:
+    top_answers: int = option(5000, "the label space: the N most frequent training answers",
+                              minimum=1)
+    min_count: int = option(1, "answers need this many training questions", minimum=1)
+
+
 def _retrieval(name: str, dataset: str):
     def factory(**params):
         from ravlm_plugins.tasks.image_text_retrieval import ImageTextRetrieval
@@ -79,3 +86,11 @@ def register_tasks(register):
              description="does this caption describe this image? (hard negatives)")
     register("vg-qa", _lazy("vg_qa", "VisualGenomeQA"), options=QAOptions,
              description="image + question -> answer over the top-N normalised answers")
+    register("okvqa", _lazy("knowledge_vqa", "OKVQA"), options=KnowledgeOptions,
+             description="OK-VQA: image + question -> answer from outside knowledge "
+                         "(VQA accuracy)")
+    register("aokvqa", _lazy("knowledge_vqa", "AOKVQA"), options=KnowledgeOptions,
+             description="A-OKVQA: direct answer and multiple choice (its official scores)")
+    register("infoseek", _lazy("knowledge_vqa", "InfoSeek"), options=KnowledgeOptions,
+             description="InfoSeek: entity questions, harmonic mean of unseen-question and "
+                         "unseen-entity accuracy")

@@ -40,12 +40,15 @@ def refuse_empty_label_space(task: str, counts: pd.Series, min_count: int,
 
 
 def classification_data(
-    task: str, frames: dict[str, pd.DataFrame], classes: list[str]
+    task: str, frames: dict[str, pd.DataFrame], classes: list[str],
+    item_fields: tuple[str, ...] = (),
 ) -> ClassificationData:
     """Frames with columns image_id, image_path, text, label -> ClassificationData.
 
     Training items outside the label space are dropped (they cannot be learned); val and test
-    items outside it keep label -1 and count as wrong, never silently dropped.
+    items outside it keep label -1 and count as wrong, never silently dropped. Optional
+    columns ``answers`` and ``evidence`` become the splits' fields of those names, and
+    ``item_fields`` names further columns kept per item for the task's evaluate().
     """
     for role in ("train", "test"):
         if not len(frames[role]):
@@ -69,6 +72,9 @@ def classification_data(
             image_paths=frame["image_path"].tolist(),
             texts=frame["text"].tolist(),
             labels=labels,
+            answers=[list(a) for a in frame["answers"]] if "answers" in frame else None,
+            evidence=frame["evidence"].tolist() if "evidence" in frame else None,
+            item_fields={name: frame[name].tolist() for name in item_fields} or None,
         ) if len(frame) else None
     return ClassificationData(classes=classes, train=splits["train"], val=splits.get("val"),
                               test=splits["test"])

@@ -1,0 +1,90 @@
+"""The answer-extraction reader: answers found as runs of words, evidence weighted by rank
+and similarity, beta tuned on held-out queries, and a plain prior without retrieval."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ravlm_bench.api import ConfigError, FusionInputs, KnowledgeBase
+from ravlm_plugins.fusion.reader import AnswerFinder, ReaderHead, words
+
+CLASSES = ["1966", "Sven Aalto", "Bologna", "Riga", "96"]
+PASSAGES = [
+    "Sven Aalto built the Quinova Pillar in Riga, finishing it in 1966.",
+    "The Balane Statue was made in Bologna.",
+    "A list of harbour cranes.",
+]
+
+
+def test_words_keep_decimals_and_drop_punctuation():
+    assert words("It rises 2.5 metres, in 1966.") == ("it", "rises", "2.5", "metres", "in", "1966")
+
+
+def test_an_answer_occurs_only_as_whole_words():
+    finder = AnswerFinder(CLASSES)
+    found = {CLASSES[i] for i in finder.answers_in(PASSAGES[0])}
+    assert found == {"1966", "Sven Aalto", "Riga"}  # not "96", a part of "1966"
+    assert finder.answers_in("sven  AALTO!").tolist() == [1]  # any case, any spacing
+    assert finder.answers_in(PASSAGES[2]).tolist() == []
+
+
+def inputs(n: int, rows: np.ndarray, labels=None, seed: int = 0) -> FusionInputs:
+    rng = np.random.default_rng(seed)
+    kb = KnowledgeBase(image=np.zeros((3, 4), np.float32), text=np.zeros((3, 4), np.float32),
+                       labels=np.full(3, -1), image_ids=np.arange(3), texts=PASSAGES)
+    scores = np.where(rows >= 0, 0.9, 0.0).astype(np.float32)
+    return FusionInputs(image=rng.normal(size=(n, 4)).astype(np.float32),
+                        text=rng.normal(size=(n, 4)).astype(np.float32),
+                        neighbours=rows, neighbour_scores=scores, knowledge=kb,
+                        num_classes=len(CLASSES), labels=labels, classes=CLASSES)
+
+
+def test_the_reader_answers_from_the_passage_it_retrieved():
+    # queries answered "Bologna" retrieve passage 1, those answered "Riga" passage 0 (which
+    # also names 1966 and Sven Aalto, so the prior has to tell the question types apart)
+    n = 60
+    labels = np.array([2, 3] * (n // 2))
+    rows = np.where(labels[:, None] == 2, 1, 0) * np.ones((1, 2), np.int64)
+    rows[:, 1] = 2
+    head = ReaderHead(dim=8, k=2)
+    report = head.fit(inputs(n, rows, labels), None, seed=0)
+    assert report.extra["beta"] > 0 and report.extra["tuned_on"].startswith("held-out")
+    proba = head.predict_proba(inputs(n, rows, seed=1))
+    assert proba.shape == (n, len(CLASSES)) and proba.dtype == np.float32
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert (proba.argmax(axis=1)[labels == 2] == 2).all()
+
+
+def test_without_neighbours_the_reader_is_its_prior():
+    n = 40
+    labels = np.array([2, 3] * (n // 2))
+    padding = np.full((n, 2), -1, np.int64)
+    head = ReaderHead(dim=8, k=2)
+    assert head.fit(inputs(n, padding, labels), None, seed=0).extra["beta"] == 0.0
+    query = inputs(n, padding, seed=1)
+    prior = np.exp(head._log_prior(query))
+    assert np.allclose(head.predict_proba(query), prior / prior.sum(axis=1, keepdims=True),
+                       atol=1e-6)
+
+
+def test_the_reader_is_deterministic_for_a_seed():
+    n = 40
+    labels = np.array([2, 3] * (n // 2))
+    rows = np.tile(np.array([[1, 0]]), (n, 1))
+    first, second = ReaderHead(dim=8, k=2), ReaderHead(dim=8, k=2)
+    first.fit(inputs(n, rows, labels), None, seed=3)
+    second.fit(inputs(n, rows, labels), None, seed=3)
+    query = inputs(n, rows, seed=4)
+    assert np.array_equal(first.predict_proba(query), second.predict_proba(query))
+
+
+def test_the_reader_refuses_inputs_without_answers_or_texts():
+    n = 10
+    labels = np.array([2, 3] * 5)
+    bare = inputs(n, np.zeros((n, 1), np.int64), labels)
+    bare.classes = None
+    with pytest.raises(ConfigError, match="FusionInputs.classes"):
+        ReaderHead(dim=8).fit(bare, None, seed=0)
+    with pytest.raises(ConfigError, match="prior_c must be > 0"):
+        ReaderHead(dim=8, prior_c=0.0)
