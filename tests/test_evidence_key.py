@@ -114,3 +114,16 @@ def test_a_task_that_names_no_evidence_fails_its_cell_with_the_reason(tmp_path, 
     cell = json.loads((tmp_path / "run/cells/okvqa/reader-learned/seed-0.json").read_text())
     assert cell["status"] == "failed"
     assert "evidence-lda' has nothing to learn from" in cell["error"]["message"]
+
+
+def test_a_system_without_a_knowledge_base_is_refused_before_any_work(tmp_path, demo_world):
+    suite = tmp_path / "evidence.toml"
+    text = textwrap.dedent(SUITE.format(root=demo_world, task="infoseek"))
+    suite.write_text(text.replace('knowledge = { dataset = "passages", split = "corpus" }\n',
+                                  ""))
+    result = run_cli("run", str(suite), "--out", str(tmp_path / "run"), "-q",
+                     cache=tmp_path / "cache")
+    assert result.returncode == 2
+    assert "[systems.reader-learned] retrieval_key: 'evidence-lda' learns from gold evidence" \
+        in result.stderr
+    assert not (tmp_path / "run" / "cells").exists()

@@ -79,6 +79,22 @@ def _check_retrieval_key(system: SystemSpec, registry: Registry, table: str) -> 
                           f"{', '.join(FIXED_KEYS)} nor a joint embedding "
                           f"({listing(registry.names('joint-embeddings'))})")
     registry.get("joint-embeddings", key.name).check(key.params, where)
+    if system.knowledge is None and _learns_from_evidence(registry, key):
+        raise ConfigError(f"{where}: {key.name!r} learns from gold evidence, which only an "
+                          f"external knowledge base names; give the system a knowledge "
+                          f"table (e.g. knowledge = {{ dataset = \"passages\", split = "
+                          f"\"corpus\" }})")
+
+
+def _learns_from_evidence(registry: Registry, key: ComponentSpec) -> bool:
+    """Is the joint embedding ``key`` names trained on gold evidence (its declared
+    ``evidence``)? Creating one builds no model; a factory that fails here fails again,
+    naming its plugin, in its cells."""
+    try:
+        probe = registry.create("joint-embeddings", key.name, dim=2, **key.params)
+    except Exception:
+        return False
+    return bool(capability(probe, "joint-embeddings", "evidence"))
 
 
 def _check_joint_embedding_role(system: SystemSpec, registry: Registry, table: str) -> None:
