@@ -234,6 +234,13 @@ def test_the_paired_test_uses_the_seeds_both_systems_finished(run_dir):
     holm[larger] = max(holm[smaller], min(1, larger))
     assert knn["p_holm"] == pytest.approx(holm[knn["p_value"]])
     assert xattn["p_holm"] == pytest.approx(holm[xattn["p_value"]])
+    # the tables' two-sided p: twice the smaller tail, capped at 1, Holm-adjusted alike
+    upper = (1 + (resampled >= 0).sum()) / (1 + len(resampled))
+    assert knn["p_two_sided"] == pytest.approx(min(1.0, 2 * min(knn["p_value"], upper)))
+    assert xattn["p_two_sided"] >= xattn["p_value"]
+    smaller, larger = sorted([knn["p_two_sided"], xattn["p_two_sided"]])
+    assert sorted([knn["p_two_sided_holm"], xattn["p_two_sided_holm"]]) == pytest.approx(
+        [min(1, 2 * smaller), max(min(1, 2 * smaller), min(1, larger))])
     # retrieval rows carry intervals and the paired test too
     retrieval = board.tables["shape-retrieval"].loc["xattn"]
     assert retrieval["mean_recall_ci95_lo"] <= retrieval["mean_recall"] \

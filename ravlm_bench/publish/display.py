@@ -98,8 +98,8 @@ def display_table(board: Leaderboard, task: str, *, compact: bool = False) -> pd
                 shown["vs baseline"] = (f"{row['delta_vs_baseline']:+.3f} "
                                         f"[{format_number(row['delta_ci95_lo'], '+.3f')}, "
                                         f"{format_number(row['delta_ci95_hi'], '+.3f')}] "
-                                        f"p={row['p_value']:.3f} "
-                                        f"(Holm {format_number(row['p_holm'])})")
+                                        f"p={row['p_two_sided']:.3f} "
+                                        f"(Holm {format_number(row['p_two_sided_holm'])})")
         shown["seeds"] = f"{row['n_seeds']}/{len(board.seeds)}"
         shown["status"] = row["status"] + (f": {row['error']}"
                                            if row["error"] and not compact else "")
@@ -133,7 +133,7 @@ def display_overview(board: Leaderboard) -> pd.DataFrame:
 def describe(board: Leaderboard) -> str:
     """One line on what the numbers are, for the header of every rendering."""
     baseline = (f"; Δ vs baseline {board.baseline!r}: paired over the same resamples, "
-                f"one-sided p, Holm-adjusted across systems") if board.baseline else ""
+                f"two-sided p, Holm-adjusted across systems") if board.baseline else ""
     return (f"suite {board.suite!r}, seeds {', '.join(map(str, board.seeds))}: mean ± std "
             f"over seeds [95% CI: a cluster bootstrap resampling test units (items; captions "
             f"and images for Recall@K), each carrying its rows from every seed]{baseline}")

@@ -12,8 +12,10 @@ publishers (plugins) write them to files.
 Intervals are a cluster bootstrap: a resample draws test units (items, captions or images,
 as the metric declares) and each drawn unit carries its rows from every seed, so resample b
 of a system is the mean over its seeds of their values on resample b. The paired test takes
-the difference of two systems on the same resamples, over the seeds both finished; its
-one-sided p-value is that of "no better than the baseline", Holm-adjusted over the systems
+the difference of two systems on the same resamples, over the seeds both finished. The
+tables show its two-sided p-value (``p_two_sided``: twice the smaller tail, "no difference
+from the baseline"); the one-sided p-value of "no better than the baseline" (``p_value``),
+which gates use, stays beside it in the data; each is Holm-adjusted over the systems
 compared on a task. A cell whose arrays are missing or do not match their checksum stops
 the loading with a one-line :class:`~ravlm_bench.foundation.errors.DataError`.
 """
@@ -49,7 +51,7 @@ COLUMN_BETTER = {"retrieval_qps": "higher", "latency_p50_ms": "lower",
                  "all_padding": "lower", "one_image": "lower",
                  "pseudo_recall_at_k": "higher", "evidence_recall_at_k": "higher"}
 COMPARISON_COLUMNS = ("delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi", "p_value",
-                      "p_holm", "paired_seeds")
+                      "p_holm", "p_two_sided", "p_two_sided_holm", "paired_seeds")
 
 
 @dataclass
@@ -141,9 +143,11 @@ def _task_table(board: Leaderboard, task: str) -> pd.DataFrame:
             row.update(_compare_to_baseline(board, task, system, board.baseline, replicates))
         rows[system] = row
     if board.baseline is not None:
-        adjusted = holm({system: row["p_value"] for system, row in rows.items()})
-        for system, row in rows.items():
-            row["p_holm"] = adjusted[system]
+        for column, adjusted_column in (("p_value", "p_holm"),
+                                        ("p_two_sided", "p_two_sided_holm")):
+            adjusted = holm({system: row[column] for system, row in rows.items()})
+            for system, row in rows.items():
+                row[adjusted_column] = adjusted[system]
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "system"
     return table
@@ -218,8 +222,8 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
 def _compare_to_baseline(board: Leaderboard, task: str, system: str, baseline: str,
                          replicates: Replicates) -> dict:
     """The paired test of ``system`` against the baseline on the task's main metric, over
-    the seeds both finished: the difference of seed means, its interval and one-sided
-    p-value over the shared resamples. ``baseline`` is the board's baseline."""
+    the seeds both finished: the difference of seed means, its interval and its one- and
+    two-sided p-values over the shared resamples. ``baseline`` is the board's baseline."""
     empty = dict.fromkeys(COMPARISON_COLUMNS, math.nan)
     empty["paired_seeds"] = 0
     main = board.main_metric(task)
@@ -243,12 +247,16 @@ def _compare_to_baseline(board: Leaderboard, task: str, system: str, baseline: s
     delta = float(point[system] - point[baseline])
     resampled = a - b
     resampled = resampled[np.isfinite(resampled)]
-    # one-sided: the share of resamples where the system is no better than the baseline
+    # one-sided: the share of resamples where the system is no better than the baseline;
+    # two-sided: twice the smaller of the two tails, capped at 1
     not_better = (resampled <= 0) if declared.higher_is_better else (resampled >= 0)
+    not_worse = (resampled >= 0) if declared.higher_is_better else (resampled <= 0)
+    tails = [(1 + int(tail.sum())) / (1 + len(resampled)) for tail in (not_better, not_worse)]
     lo, hi = percentile_interval(resampled) or (math.nan, math.nan)
     return {"delta_vs_baseline": delta, "delta_ci95_lo": lo, "delta_ci95_hi": hi,
-            "p_value": (1 + int(not_better.sum())) / (1 + len(resampled)),
-            "p_holm": math.nan, "paired_seeds": len(shared)}
+            "p_value": tails[0], "p_holm": math.nan,
+            "p_two_sided": min(1.0, 2 * min(tails)), "p_two_sided_holm": math.nan,
+            "paired_seeds": len(shared)}
 
 
 def retrieval_key(system: dict) -> str:

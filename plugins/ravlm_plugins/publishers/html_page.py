@@ -295,7 +295,7 @@ def _task_headers(board, cols: _TaskColumns) -> list[str]:
     if cols.compared:
         headers.append(_header(f"Δ vs {board.baseline}", True,
                                f"{cols.main} minus the baseline's, paired over the same "
-                               f"resamples; p: one-sided, Holm-adjusted"))
+                               f"resamples; p: two-sided, Holm-adjusted"))
     return headers + [_header("seeds", True), _header("status", False)]
 
 
@@ -336,11 +336,11 @@ def _delta_cell(board, system: str, row, cols: _TaskColumns) -> str:
     if not finite(delta):
         return _td("baseline" if system == board.baseline else "–", "")
     is_best = float(delta) in cols.best["delta"]
-    p_holm = row["p_holm"]
+    p_holm = row["p_two_sided_holm"]
     content = _mark_best(f"{delta:+.3f}", is_best)
     content += range_bar(delta, row["delta_ci95_lo"], row["delta_ci95_hi"],
                          cols.domains["delta"])
-    content += (f" <small>p={row['p_value']:.3f}"
+    content += (f" <small>p={row['p_two_sided']:.3f}"
                 + (f", Holm {p_holm:.3f}" if finite(p_holm) else "")
                 + "</small>")
     title = (f"{delta:+.3f} [{row['delta_ci95_lo']:+.3f}, "
