@@ -318,3 +318,29 @@ def test_bad_run_directories_fail_with_one_line_naming_the_file(run_dir, damage,
 def test_a_missing_run_directory_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no such run directory"):
         load_run(tmp_path / "nowhere")
+
+
+def test_a_median_aggregated_metric_has_median_intervals_and_deltas(tmp_path):
+    run_dir = build_run(tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    for metric in run["tasks"]["shape-category"]["metrics"]:
+        if metric["name"] == "weighted_f1":
+            metric["aggregate"] = "median"
+    (run_dir / "run.json").write_text(json.dumps(run))
+    board = load_run(run_dir)
+    xattn = board.tables["shape-category"].loc["xattn"]
+    assert xattn["weighted_f1"] == pytest.approx(
+        np.median(stored(run_dir, "shape-category", "xattn", "weighted_f1")))
+
+    def median_replicates(system):
+        return np.median([replicates(run_dir, "shape-category", system, s, "weighted_f1")
+                          for s in SEEDS], axis=0)
+
+    pooled = median_replicates("xattn")
+    assert (xattn["weighted_f1_ci95_lo"], xattn["weighted_f1_ci95_hi"]) == pytest.approx(
+        tuple(np.percentile(pooled, [2.5, 97.5])))
+    concat = board.tables["shape-category"].loc["concat"]
+    assert xattn["delta_vs_baseline"] == pytest.approx(
+        xattn["weighted_f1"] - concat["weighted_f1"])
+    resampled = pooled - median_replicates("concat")
+    assert xattn["p_value"] == pytest.approx((1 + (resampled <= 0).sum()) / (1 + len(resampled)))

@@ -251,11 +251,12 @@ class _TaskPair:
         both = sorted(set(resamples_a) & set(resamples_b))
         paired = both or shared
         change.paired_seeds = paired
-        change.a = _seed_mean(rows_a, paired, metric)
-        change.b = _seed_mean(rows_b, paired, metric)
+        aggregate = declared_a.aggregate
+        change.a = _seed_aggregate(rows_a, paired, metric, aggregate)
+        change.b = _seed_aggregate(rows_b, paired, metric, aggregate)
         change.delta = change.b - change.a
-        a = cluster_replicates({s: resamples_a[s] for s in both})
-        b = cluster_replicates({s: resamples_b[s] for s in both})
+        a = cluster_replicates({s: resamples_a[s] for s in both}, aggregate)
+        b = cluster_replicates({s: resamples_b[s] for s in both}, aggregate)
         change.reason = self._pairing_problem(declared_a, declared_b, rows_a, rows_b,
                                               paired, a, b)
         if change.reason:
@@ -305,10 +306,13 @@ def _seed_list(rows: dict) -> str:
     return ", ".join(map(str, sorted(rows))) or "none"
 
 
-def _seed_mean(rows: dict[int, dict], seeds: list[int], metric: str) -> float:
+def _seed_aggregate(rows: dict[int, dict], seeds: list[int], metric: str,
+                    aggregate: str) -> float:
     values = [rows[s].get(f"metric:{metric}", math.nan) for s in seeds]
     values = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(values)) if values else math.nan
+    if not values:
+        return math.nan
+    return float(np.median(values) if aggregate == "median" else np.mean(values))
 
 
 def _split_sizes_problem(sizes_a: dict, sizes_b: dict) -> str:

@@ -153,13 +153,23 @@ def _task_table(board: Leaderboard, task: str) -> pd.DataFrame:
     return table
 
 
-def cluster_replicates(per_seed: dict[int, np.ndarray]) -> np.ndarray | None:
-    """Resample b of the seed-averaged metric: the mean over seeds of each seed's value on
-    resample b (the seeds' cells share the resamples). None without seeds or when their
-    resample counts differ."""
+def cluster_replicates(per_seed: dict[int, np.ndarray],
+                       aggregate: str = "mean") -> np.ndarray | None:
+    """Resample b of the seed-aggregated metric: the mean (or, for a metric declaring
+    ``aggregate = "median"``, the median) over seeds of each seed's value on resample b (the
+    seeds' cells share the resamples), so the interval is of the number the table shows.
+    None without seeds or when their resample counts differ."""
     if not per_seed or len({len(v) for v in per_seed.values()}) != 1:
         return None
-    return np.mean(np.stack(list(per_seed.values())), axis=0)
+    stacked = np.stack(list(per_seed.values()))
+    return np.median(stacked, axis=0) if aggregate == "median" else np.mean(stacked, axis=0)
+
+
+def seed_aggregate(values: pd.Series, aggregate: str) -> float:
+    """The seeds' values summarised as the metric declares: mean, or median."""
+    if not len(values):
+        return math.nan
+    return float(values.median() if aggregate == "median" else values.mean())
 
 
 def _error_summary(failed: pd.DataFrame) -> str:
@@ -189,14 +199,12 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
     seeds = [int(s) for s in ok["seed"]] if len(ok) else []
     for metric, declared in declarations.items():
         values = column(f"metric:{metric}")
-        if declared.aggregate == "median":
-            row[metric] = values.median() if len(values) else math.nan
-        else:
-            row[metric] = values.mean() if len(values) else math.nan
+        row[metric] = seed_aggregate(values, declared.aggregate)
         row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         interval = None
         if declared.bootstrap:
-            pooled = cluster_replicates(replicates.of(system, seeds, metric))
+            pooled = cluster_replicates(replicates.of(system, seeds, metric),
+                                        declared.aggregate)
             interval = percentile_interval(pooled) if pooled is not None else None
         row[f"{metric}_ci95_lo"], row[f"{metric}_ci95_hi"] = interval or (math.nan, math.nan)
     for cost in COST_COLUMNS:
@@ -222,7 +230,8 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
 def _compare_to_baseline(board: Leaderboard, task: str, system: str, baseline: str,
                          replicates: Replicates) -> dict:
     """The paired test of ``system`` against the baseline on the task's main metric, over
-    the seeds both finished: the difference of seed means, its interval and its one- and
+    the seeds both finished: the difference of seed means (medians, for a metric aggregated
+    by median), its interval and its one- and
     two-sided p-values over the shared resamples. ``baseline`` is the board's baseline."""
     empty = dict.fromkeys(COMPARISON_COLUMNS, math.nan)
     empty["paired_seeds"] = 0
@@ -235,15 +244,15 @@ def _compare_to_baseline(board: Leaderboard, task: str, system: str, baseline: s
     ours = replicates.of(system, board.seeds, main)
     theirs = replicates.of(baseline, board.seeds, main)
     shared = sorted(set(ours) & set(theirs))
-    a = cluster_replicates({s: ours[s] for s in shared})
-    b = cluster_replicates({s: theirs[s] for s in shared})
+    a = cluster_replicates({s: ours[s] for s in shared}, declared.aggregate)
+    b = cluster_replicates({s: theirs[s] for s in shared}, declared.aggregate)
     if a is None or b is None or len(a) != len(b):
         return empty
     cells = board.cells[(board.cells["task"] == task) & (board.cells["status"] == "ok")]
     point = {}
     for name in (system, baseline):
         mine = cells[(cells["system"] == name) & cells["seed"].isin(shared)]
-        point[name] = mine[f"metric:{main}"].mean()
+        point[name] = seed_aggregate(mine[f"metric:{main}"], declared.aggregate)
     delta = float(point[system] - point[baseline])
     resampled = a - b
     resampled = resampled[np.isfinite(resampled)]
