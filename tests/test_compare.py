@@ -86,6 +86,9 @@ def test_identical_runs_change_nothing_and_every_p_is_one(run_a, copy_of_a, caps
             assert change.delta == 0 and change.delta_ci95 == (0, 0)
             assert change.p_regression == 1.0 and change.p_improvement == 1.0
             assert change.verdict == "no significant change" and change.paired_seeds == SEEDS
+            # such a row cannot add a test: reported, not in Holm's family
+            assert change.not_counted == "unchanged on every resample"
+        assert comparison.n_tests == 0
     assert main(["compare", str(run_a), str(run_b)]) == 0
     assert "no significant regression" in capsys.readouterr().out
 
@@ -104,7 +107,8 @@ def test_a_degraded_system_is_a_significant_regression_and_exits_1(run_a, copy_o
                        axis=0)
     resampled = pooled(run_b) - pooled(run_a)
     assert xattn.p_regression == (1 + (resampled >= 0).sum()) / (1 + len(resampled))
-    assert xattn.p_regression_holm == min(1, comparison.n_tests * xattn.p_regression)
+    # the unchanged systems are not in Holm's family: xattn's p is not multiplied by them
+    assert comparison.n_tests == 1 and xattn.p_regression_holm == xattn.p_regression
     assert [c.verdict for c in comparison.changes if c is not xattn] \
         == ["no significant change"] * 5
     assert main(["compare", str(run_a), str(run_b)]) == 1
@@ -151,7 +155,7 @@ def test_runs_on_other_test_items_or_resamples_are_unpaired(run_a, copy_of_a, ca
     xattn = row(comparison, "xattn")
     assert xattn.verdict == "unpaired" and reason in xattn.reason
     assert xattn.delta < 0 and not xattn.tested and xattn.delta_ci95 is None
-    assert comparison.n_tests == 5 and comparison.exit_status == 0
+    assert comparison.n_tests == 0 and comparison.exit_status == 0  # the rest is unchanged
     assert main(["compare", str(run_a), str(run_b)]) == 0
     out = capsys.readouterr().out
     assert f"unpaired: {reason}" in out and "1 unpaired row(s) not tested" in out
@@ -166,7 +170,9 @@ def test_test_splits_of_other_sizes_are_unpaired(run_a, copy_of_a):
     comparison = compare_runs(run_a, run_b)
     assert {row(comparison, s).reason for s in ("concat", "knn", "xattn")} \
         == {"test sizes differ (A: 150, B: 151)"}
-    assert comparison.n_tests == 3  # the retrieval task still pairs
+    # the retrieval task still pairs (its rows are tested, unchanged, not counted)
+    assert {c.not_counted for c in comparison.changes if c.task == "shape-retrieval"} \
+        == {"unchanged on every resample"}
 
 
 def test_only_the_seeds_both_runs_finished_are_paired(run_a, tmp_path):
@@ -195,19 +201,29 @@ def test_tasks_and_systems_in_one_run_only_are_listed_not_compared(run_a, copy_o
     assert verdicts[(TASK, "knn")] == "missing in B"
     assert {verdicts[("shape-retrieval", s)] for s in ("concat", "knn", "xattn")} \
         == {"missing in B"}
-    assert comparison.n_tests == 2 and comparison.exit_status == 0
+    assert all(c.tested for c in comparison.changes if c.verdict != "missing in B")
+    assert comparison.n_tests == 0 and comparison.exit_status == 0
     # the other way round
     assert row(compare_runs(run_b, run_a), "knn").verdict == "missing in A"
 
 
 def test_every_metric_is_one_holm_family_and_a_too_small_one_is_said(run_a, copy_of_a):
     run_b = copy_of_a("b")
-    rescore(run_b, "xattn", accuracy=0.3)
+    for system in ("concat", "knn", "xattn"):
+        rescore(run_b, system, accuracy=0.3)
     comparison = compare_runs(run_a, run_b, metrics="all")
-    assert comparison.n_tests == 42  # 3 systems x (7 classification + 7 retrieval metrics)
+    # 3 systems x 6 classification metrics: accuracy repeats weighted recall's test (one
+    # number by definition) and the unchanged retrieval task adds none
+    assert comparison.n_tests == 18
+    accuracy = row(comparison, "xattn", metric="accuracy")
+    assert accuracy.not_counted == "the same test as weighted_recall"
+    assert accuracy.p_regression_holm == row(comparison, "xattn",
+                                             metric="weighted_recall").p_regression_holm
+    assert {c.not_counted for c in comparison.changes if c.task == "shape-retrieval"} \
+        == {"unchanged on every resample"}
     xattn = row(comparison, "xattn")
-    assert xattn.p_regression_holm == min(1, 42 * xattn.p_regression)
-    # 300 resamples: p >= 1/301, and 42/301 > 0.05, so nothing can be significant
+    assert xattn.p_regression_holm == min(1, 18 * xattn.p_regression)
+    # 300 resamples: p >= 1/301, and 18/301 > 0.05, so nothing can be significant
     assert xattn.verdict == "no significant change"
     assert "no row can be significant" in comparison.resolution_note
 
@@ -221,7 +237,7 @@ def test_the_cli_writes_json_and_exits_1_on_a_regression(run_a, copy_of_a, tmp_p
     assert f"wrote {out_json}" in done.stdout
     report = json.loads(out_json.read_text())
     assert report["run_a"]["path"] == str(run_a) and report["run_b"]["path"] == str(run_b)
-    assert (report["metrics"], report["alpha"], report["n_tests"]) == ("main", 0.05, 6)
+    assert (report["metrics"], report["alpha"], report["n_tests"]) == ("main", 0.05, 1)
     assert (report["regressions"], report["exit_status"], report["note"]) == (1, 1, None)
     [xattn] = [r for r in report["rows"] if (r["task"], r["system"]) == (TASK, "xattn")]
     assert xattn["verdict"] == "regression" and xattn["metric"] == "weighted_f1"

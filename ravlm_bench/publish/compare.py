@@ -20,9 +20,13 @@ The test therefore assumes both runs scored the same test items with the same bo
 settings. Where the cells show otherwise (different bootstrap settings or resample counts,
 different test split sizes in run.json, different ``image_ids`` or ``y_true`` arrays where
 both cells hold them) the row is ``unpaired: <reason>``: its point delta only, no test,
-never counted as a regression. Holm's adjustment runs over the whole family of tested rows
-(every task, system and metric compared), once per direction; a row is a regression (or an
-improvement) when its Holm-adjusted p-value is below ``alpha``.
+never counted as a regression. Holm's adjustment runs over the family of tested rows (every
+task, system and metric compared), once per direction, leaving out rows that cannot add a
+test: a row whose delta is 0 on every resample (an unchanged system), and a metric whose
+resampled deltas repeat another's of the same task and system (weighted recall and
+accuracy are one number by definition); such rows are reported with the reason, the
+repeating one with its twin's adjusted p. A row is a regression (or an improvement) when
+its Holm-adjusted p-value is below ``alpha``.
 
 A system that finished in A and whose every cell failed in B is ``failed in B``, which
 counts as a regression. The runs' cells and arrays are read checked
@@ -81,6 +85,9 @@ class Change:
     paired_seeds: list[int] = field(default_factory=list)
     n_resamples: int = 0
     reason: str = ""
+    # why a tested row is outside Holm's family ("" inside it): see compare_runs
+    not_counted: str = ""
+    deltas: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def tested(self) -> bool:
@@ -99,7 +106,8 @@ class Change:
                 "p_regression_holm": number(self.p_regression_holm),
                 "p_improvement": number(self.p_improvement),
                 "p_improvement_holm": number(self.p_improvement_holm),
-                "paired_seeds": list(self.paired_seeds), "n_resamples": self.n_resamples}
+                "paired_seeds": list(self.paired_seeds), "n_resamples": self.n_resamples,
+                "not_counted": self.not_counted or None}
 
 
 @dataclass
@@ -115,7 +123,8 @@ class Comparison:
 
     @property
     def n_tests(self) -> int:
-        return sum(c.tested for c in self.changes)
+        """The rows in Holm's family: tested, and counted (see compare_runs)."""
+        return sum(c.tested and not c.not_counted for c in self.changes)
 
     @property
     def resolution_note(self) -> str:
@@ -173,15 +182,58 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, metrics: str = "main",
     if not shared_any:
         raise DataError(f"{board_a.run_dir} (suite {board_a.suite!r}) and {board_b.run_dir} "
                         f"(suite {board_b.suite!r}) share no (task, system) to compare")
-    tested = {i: c for i, c in enumerate(changes) if c.tested}
-    regression_holm = holm({i: c.p_regression for i, c in tested.items()})
-    improvement_holm = holm({i: c.p_improvement for i, c in tested.items()})
-    for i, change in tested.items():
-        change.p_regression_holm = regression_holm[i]
-        change.p_improvement_holm = improvement_holm[i]
+    twins = _holm_family(changes)
+    family = {i: c for i, c in enumerate(changes) if c.tested and not c.not_counted}
+    regression_holm = holm({i: c.p_regression for i, c in family.items()})
+    improvement_holm = holm({i: c.p_improvement for i, c in family.items()})
+    for i, change in enumerate(changes):
+        if not change.tested:
+            continue
+        if i in family:
+            change.p_regression_holm = regression_holm[i]
+            change.p_improvement_holm = improvement_holm[i]
+        elif i in twins:  # the same test as the row it repeats
+            twin = changes[twins[i]]
+            change.p_regression_holm = twin.p_regression_holm
+            change.p_improvement_holm = twin.p_improvement_holm
+        else:  # unchanged on every resample: nothing to adjust, never significant
+            change.p_regression_holm, change.p_improvement_holm = 1.0, 1.0
         change.verdict = (REGRESSION if change.p_regression_holm < alpha
                           else IMPROVEMENT if change.p_improvement_holm < alpha else NO_CHANGE)
     return Comparison(board_a, board_b, metrics, alpha, changes)
+
+
+def _holm_family(changes: list[Change]) -> dict[int, int]:
+    """Leave out of Holm's family the tested rows that cannot add a test, marking why
+    (``not_counted``): a row whose delta is 0 on every resample (an unchanged system: its p
+    is 1 whatever happens), and a row whose resampled deltas repeat, to 1e-12, those of an
+    earlier metric of the same task and system (a metric equal to another by definition, as
+    weighted recall is to accuracy). Returns each repeating row's index -> the row it
+    repeats."""
+    twins: dict[int, int] = {}
+    seen: dict[tuple[str, str], list[int]] = {}
+    for i, change in enumerate(changes):
+        if not change.tested or change.deltas is None:
+            continue
+        if not np.any(change.deltas) and change.delta == 0:
+            change.not_counted = "unchanged on every resample"
+            continue
+        earlier = seen.setdefault((change.task, change.system), [])
+        twin = next((j for j in earlier if _same_test(changes[j], change)), None)
+        if twin is None:
+            earlier.append(i)
+        else:
+            twins[i] = twin
+            change.not_counted = f"the same test as {changes[twin].metric}"
+    return twins
+
+
+def _same_test(first: Change, second: Change) -> bool:
+    assert first.deltas is not None and second.deltas is not None
+    return (first.deltas.shape == second.deltas.shape
+            and first.higher_is_better == second.higher_is_better
+            and abs(first.delta - second.delta) <= 1e-12
+            and bool(np.allclose(first.deltas, second.deltas, rtol=0, atol=1e-12)))
 
 
 def _systems(board: Leaderboard, task: str) -> list[str]:
@@ -277,6 +329,7 @@ class _TaskPair:
             raise AssertionError("unreachable: finite resamples always have an interval")
         change.delta_ci95 = (interval[0], interval[1])
         change.n_resamples = len(resampled)
+        change.deltas = resampled
         return change
 
     def _pairing_problem(self, declared_a: Metric, declared_b: Metric,
@@ -355,7 +408,9 @@ def describe(comparison: Comparison) -> str:
     return (f"A = {a.run_dir}, B = {b.run_dir}, {suites}.\ndelta = B - A over the seeds "
             f"both finished, [95% interval]; p: one-sided, of 'B is no worse than A', paired "
             f"on the shared cluster bootstrap over test units; p_holm: Holm over the "
-            f"{comparison.n_tests} tested rows; alpha {comparison.alpha:g}")
+            f"{comparison.n_tests} tested rows that can add a test (not those unchanged on "
+            f"every resample, nor a metric repeating another's test); alpha "
+            f"{comparison.alpha:g}")
 
 
 def display_rows(comparison: Comparison) -> list[dict[str, str]]:
@@ -369,8 +424,16 @@ def display_rows(comparison: Comparison) -> list[dict[str, str]]:
                      "delta [lo, hi]": delta, "p": format_number(c.p_regression),
                      "p_holm": format_number(c.p_regression_holm),
                      "seeds": str(len(c.paired_seeds)) if c.paired_seeds else "–",
-                     "verdict": f"{c.verdict}: {c.reason}" if c.reason else c.verdict})
+                     "verdict": _verdict_text(c)})
     return rows
+
+
+def _verdict_text(change: Change) -> str:
+    if change.reason:
+        return f"{change.verdict}: {change.reason}"
+    if change.not_counted:
+        return f"{change.verdict} (not in Holm's family: {change.not_counted})"
+    return change.verdict
 
 
 def render_terminal(comparison: Comparison) -> str:
