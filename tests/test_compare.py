@@ -19,6 +19,7 @@ from test_leaderboard import (
     SEEDS,
     _category_data,
     _cell_path,
+    _retrieval_data,
     _write_cell,
     build_run,
     replicates,
@@ -28,7 +29,13 @@ from test_leaderboard import (
 from ravlm_bench.cli import main
 from ravlm_bench.foundation.errors import DataError
 from ravlm_bench.publish.compare import compare_runs
-from ravlm_bench.scoring.evaluation import ClassScores, Resampler, SingleLabelEvaluation
+from ravlm_bench.scoring.evaluation import (
+    ClassScores,
+    RankingEvaluation,
+    Rankings,
+    Resampler,
+    SingleLabelEvaluation,
+)
 
 TASK = "shape-category"
 
@@ -261,3 +268,36 @@ def test_bad_input_exits_2_with_one_line(run_a, copy_of_a, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "share no (task, system)" in err and "\n" not in err
     assert main(["compare", str(run_a), str(run_a), "--alpha", "2"]) == 2
+
+
+def test_a_retrieval_cell_is_rescored_from_its_own_files(run_a):
+    """Recall@K from the cell's arrays with numpy alone: the rankings and which image each
+    caption shows are saved beside the metrics."""
+    path = _cell_path(run_a, "shape-retrieval", "xattn", 0)
+    metrics = json.loads(path.read_text())["metrics"]
+    with np.load(path.with_suffix(".npz")) as arrays:
+        t2i, i2t = arrays["t2i"], arrays["i2t"]
+        caption_image, image_ids = arrays["caption_image"], arrays["image_ids"]
+    assert len(image_ids) == len(i2t)
+    for k in (1, 5, 10):
+        t2i_hit = (t2i[:, :k] == caption_image[:, None]).any(axis=1)
+        i2t_hit = [(caption_image[i2t[image, :k]] == image).any()
+                   for image in range(len(i2t))]
+        assert metrics[f"t2i_R@{k}"] == pytest.approx(t2i_hit.mean())
+        assert metrics[f"i2t_R@{k}"] == pytest.approx(np.mean(i2t_hit))
+
+
+def test_retrieval_cells_of_other_caption_maps_are_unpaired(run_a, copy_of_a):
+    run_b = copy_of_a("b")
+    # the same number of captions and images, but other captions for the images
+    caption_image = np.roll(np.repeat(np.arange(20), 5), 1)
+    for seed in SEEDS:
+        path = _cell_path(run_b, "shape-retrieval", "xattn", seed)
+        cell = json.loads(path.read_text())
+        with np.load(path.with_suffix(".npz")) as arrays:
+            rankings = Rankings(t2i=arrays["t2i"], i2t=arrays["i2t"])
+        _write_cell(run_b, cell, RankingEvaluation().evaluate(
+            _retrieval_data(caption_image), rankings, RESAMPLER))
+    xattn = row(compare_runs(run_a, run_b), "xattn", task="shape-retrieval",
+                metric="mean_recall")
+    assert xattn.verdict == "unpaired" and "test items differ (caption_image)" in xattn.reason

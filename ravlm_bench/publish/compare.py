@@ -18,15 +18,15 @@ seeds of their values on resample b
 (:func:`ravlm_bench.publish.leaderboard.cluster_replicates`).
 The test therefore assumes both runs scored the same test items with the same bootstrap
 settings. Where the cells show otherwise (different bootstrap settings or resample counts,
-different test split sizes in run.json, different ``image_ids`` or ``y_true`` arrays where
-both cells hold them) the row is ``unpaired: <reason>``: its point delta only, no test,
-never counted as a regression. Holm's adjustment runs over the family of tested rows (every
-task, system and metric compared), once per direction, leaving out rows that cannot add a
-test: a row whose delta is 0 on every resample (an unchanged system), and a metric whose
-resampled deltas repeat another's of the same task and system (weighted recall and
-accuracy are one number by definition); such rows are reported with the reason, the
-repeating one with its twin's adjusted p. A row is a regression (or an improvement) when
-its Holm-adjusted p-value is below ``alpha``.
+different test split sizes in run.json, different ``image_ids``, ``y_true`` or
+``caption_image`` arrays where both cells hold them) the row is ``unpaired: <reason>``: its
+point delta only, no test, never counted as a regression. Holm's adjustment runs over the
+family of tested rows (every task, system and metric compared), once per direction, leaving
+out rows that cannot add a test: a row whose delta is 0 on every resample (an unchanged
+system), and a metric whose resampled deltas repeat another's of the same task and system
+(weighted recall and accuracy are one number by definition); such rows are reported with
+the reason, the repeating one with its twin's adjusted p. A row is a regression (or an
+improvement) when its Holm-adjusted p-value is below ``alpha``.
 
 A system that finished in A and whose every cell failed in B is ``failed in B``, which
 counts as a regression. The runs' cells and arrays are read checked
@@ -60,8 +60,9 @@ REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no significan
 UNPAIRED, MISSING_IN_A, MISSING_IN_B = "unpaired", "missing in A", "missing in B"
 # finished in A, only failed cells in B: for CI as bad as a regression
 FAILED_IN_B = "failed in B"
-# Prediction arrays that name a classification cell's test items; equal where both hold them.
-TEST_ITEM_ARRAYS = ("image_ids", "y_true")
+# Prediction arrays that name a cell's test items (a retrieval cell's images and which image
+# each caption shows); equal where both cells hold them.
+TEST_ITEM_ARRAYS = ("image_ids", "y_true", "caption_image")
 
 
 @dataclass

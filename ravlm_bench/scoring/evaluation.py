@@ -175,8 +175,11 @@ class RankingEvaluation:
             metrics={name: float(value[0]) for name, value in point.items()},
             replicates={name: np.concatenate(chunks) for name, chunks in parts.items()},
             details={"n_captions": int(len(caption_image)), "n_images": int(len(outputs.i2t))},
+            # the rankings with what scores them: the cell can be rescored from its own files
             predictions={"t2i": np.asarray(outputs.t2i, np.int64),
-                         "i2t": np.asarray(outputs.i2t, np.int64)})
+                         "i2t": np.asarray(outputs.i2t, np.int64),
+                         "caption_image": caption_image,
+                         "image_ids": np.asarray(data.test.image_ids, np.int64)})
 
 
 def task_declaration(task: Any) -> dict[str, Any]:
