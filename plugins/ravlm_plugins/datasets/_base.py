@@ -225,3 +225,17 @@ class LoadedDataset:
                                 "dataset again to re-parse it")
             self._open[(kind, split)] = _arrow_cache.open_table(path)
         return self._open[(kind, split)]
+
+
+def open_dataset(name: str, version: str, root: Path, sources: list[Path],
+                 options: dict[str, Any], parse: Callable[[], Parsed], *,
+                 image_dirs: list[Path], check_images: bool, on_bad_image: str,
+                 max_image_pixels: int, cls: type[LoadedDataset] = LoadedDataset
+                 ) -> LoadedDataset:
+    """Parse (or reuse the cached parse of) ``sources`` (:func:`load`) and serve the tables
+    as ``cls``, the loader's :class:`LoadedDataset`."""
+    meta, directory, key = load(name, root, version, sources, options, parse,
+                                check_images=check_images, on_bad_image=on_bad_image,
+                                image_dirs=image_dirs, max_image_pixels=max_image_pixels)
+    return cls(name, root, meta, directory, key, skips_bad_images=on_bad_image == "skip",
+               max_image_pixels=max_image_pixels)

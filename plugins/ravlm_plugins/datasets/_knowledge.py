@@ -19,7 +19,7 @@ import numpy as np
 from ravlm_bench.api import DataError
 
 from ._assemble import take_strings
-from ._base import LoadedDataset, Parsed, load
+from ._base import Parsed
 from ._columns import int_value, shown
 from ._schemas import make_table
 
@@ -128,15 +128,3 @@ class QuestionRows:
         })
         questions = make_table("knowledge_questions", self.columns)
         return Parsed({"images": images, "knowledge_questions": questions}, problems, notes)
-
-
-def open_dataset(name: str, version: str, root: Path, sources: list[Path],
-                 options: dict[str, Any], parse, *, image_dirs: list[Path],
-                 check_images: bool, on_bad_image: str, max_image_pixels: int) -> LoadedDataset:
-    """Parse (or reuse the cached parse of) ``sources`` into a :class:`LoadedDataset`."""
-    meta, directory, key = load(name, root, version, sources, options, parse,
-                                check_images=check_images, on_bad_image=on_bad_image,
-                                image_dirs=image_dirs, max_image_pixels=max_image_pixels)
-    return LoadedDataset(name, root, meta, directory, key,
-                         skips_bad_images=on_bad_image == "skip",
-                         max_image_pixels=max_image_pixels)

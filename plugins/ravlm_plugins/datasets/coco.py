@@ -26,7 +26,7 @@ from ._assemble import (
     mask_records,
     take_strings,
 )
-from ._base import LoadedDataset, Parsed, load, resolve_root
+from ._base import LoadedDataset, Parsed, open_dataset, resolve_root
 from ._coco_files import AnnotationFile, read_captions, read_instances
 from ._columns import (
     first_duplicates,
@@ -111,13 +111,10 @@ def create(root: str | Path | None = None, *, year: int | None = None,
         sources.append(root / KARPATHY_FILE)
     image_dirs = [root / f"{split}{y}" for y in (years or YEARS) for split in OFFICIAL_SPLITS]
     parse = partial(_parse_karpathy if split_scheme == "karpathy" else _parse_official, root, year)
-    meta, directory, key = load(
-        NAME, root, LOADER_VERSION, sources, {"year": year, "split_scheme": split_scheme},
+    return open_dataset(
+        NAME, LOADER_VERSION, root, sources, {"year": year, "split_scheme": split_scheme},
         parse, check_images=check_images, on_bad_image=on_bad_image, image_dirs=image_dirs,
-        max_image_pixels=max_image_pixels)
-    return CocoDataset(NAME, root, meta, directory, key,
-                       skips_bad_images=on_bad_image == "skip",
-                       max_image_pixels=max_image_pixels)
+        max_image_pixels=max_image_pixels, cls=CocoDataset)
 
 
 def _display(root: Path, path: Path) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, DataError
 
 from ._assemble import ImageIndex, captions_table, take_strings
-from ._base import LoadedDataset, Parsed, load, resolve_root
+from ._base import LoadedDataset, Parsed, open_dataset, resolve_root
 from ._columns import int_column, shown, split_column, str_column, unique_ids
 from ._json import (
     expect_object,
@@ -64,13 +64,10 @@ def create(root: str | Path | None = None, *, check_images: bool = True,
     else:
         raise DataError(f"flickr30k ({root}): none of {KARPATHY_FILE}, {TOKEN_FILE} or "
                         f"{CSV_FILE} found; put one of them at the dataset root")
-    meta, directory, key = load(NAME, root, LOADER_VERSION, [source], {}, parse,
-                                check_images=check_images, on_bad_image=on_bad_image,
-                                image_dirs=[root / IMAGE_DIR],
-                                max_image_pixels=max_image_pixels)
-    return Flickr30kDataset(NAME, root, meta, directory, key,
-                            skips_bad_images=on_bad_image == "skip",
-                            max_image_pixels=max_image_pixels)
+    return open_dataset(NAME, LOADER_VERSION, root, [source], {}, parse,
+                        check_images=check_images, on_bad_image=on_bad_image,
+                        image_dirs=[root / IMAGE_DIR], max_image_pixels=max_image_pixels,
+                        cls=Flickr30kDataset)
 
 
 def _image_id(filename: str, fallback, display: str, where: str) -> int:

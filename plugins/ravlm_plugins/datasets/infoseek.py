@@ -20,13 +20,12 @@ from pathlib import Path
 
 from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, DataError
 
-from ._base import LoadedDataset, Parsed, resolve_root
+from ._base import LoadedDataset, Parsed, open_dataset, resolve_root
 from ._columns import shown
 from ._json import expect_object, read_json_lines, require_keys
 from ._knowledge import (
     QuestionRows,
     id_field,
-    open_dataset,
     resolve_image_root,
     split_files,
     text_field,

@@ -19,12 +19,11 @@ from pathlib import Path
 
 from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, DataError
 
-from ._base import LoadedDataset, Parsed, resolve_root
+from ._base import LoadedDataset, Parsed, open_dataset, resolve_root
 from ._json import expect_list, expect_object, get_list, read_json, require_keys
 from ._knowledge import (
     QuestionRows,
     int_field,
-    open_dataset,
     resolve_image_root,
     text_field,
 )

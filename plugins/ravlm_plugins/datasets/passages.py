@@ -19,10 +19,10 @@ import numpy as np
 
 from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, DataError
 
-from ._base import LoadedDataset, Parsed, resolve_root
+from ._base import LoadedDataset, Parsed, open_dataset, resolve_root
 from ._columns import shown
 from ._json import expect_object, read_json_lines, require_keys
-from ._knowledge import id_field, open_dataset, text_field
+from ._knowledge import id_field, text_field
 from ._options import PassagesFormat
 from ._paths import image_paths, unsafe_reason
 from ._schemas import make_table

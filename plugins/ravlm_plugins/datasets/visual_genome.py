@@ -17,7 +17,7 @@ import numpy as np
 from ravlm_bench.api import DEFAULT_MAX_IMAGE_PIXELS, DataError
 
 from ._assemble import ImageIndex, attach_split, drop_dangling, drop_duplicate_ids, take_strings
-from ._base import LoadedDataset, Parsed, load, resolve_root
+from ._base import LoadedDataset, Parsed, open_dataset, resolve_root
 from ._columns import int_column, optional_int_column, str_column, unique_ids
 from ._json import expect_list, read_json, require_keys
 from ._paths import image_paths
@@ -52,14 +52,11 @@ def create(root: str | Path | None = None, *, split_seed: int = 0, check_images:
         raise DataError(f"visual_genome ({root}): {IMAGE_DATA} not found; the Visual Genome "
                         "v1.2 tree has image_data.json at its root")
     sources = [root / f for f in (IMAGE_DATA, QUESTIONS, REGIONS, OBJECTS)]
-    meta, directory, key = load(
-        NAME, root, LOADER_VERSION, sources, {"split_seed": int(split_seed)},
+    return open_dataset(
+        NAME, LOADER_VERSION, root, sources, {"split_seed": int(split_seed)},
         partial(_parse, root, int(split_seed)), check_images=check_images,
         on_bad_image=on_bad_image, image_dirs=[root / d for d in IMAGE_FOLDERS],
-        max_image_pixels=max_image_pixels)
-    return VisualGenomeDataset(NAME, root, meta, directory, key,
-                               skips_bad_images=on_bad_image == "skip",
-                               max_image_pixels=max_image_pixels)
+        max_image_pixels=max_image_pixels, cls=VisualGenomeDataset)
 
 
 def hashed_split(image_ids: np.ndarray, seed: int) -> np.ndarray:
