@@ -124,7 +124,8 @@ class KnowledgeVQA(SingleLabelEvaluation):
     def official_item_scores(self, data: ClassificationData, scores: np.ndarray,
                              predicted: list[str], fields: dict[str, list]
                              ) -> dict[str, tuple[np.ndarray, Callable | None]]:
-        """metric -> (per-item score, how group means combine (None: the plain mean))."""
+        """metric -> (per-item score, how the group means (group -> means) combine; None:
+        the plain mean over items)."""
         raise NotImplementedError
 
 
@@ -132,23 +133,23 @@ def resampled_score(values: np.ndarray, groups: np.ndarray | None,
                     combine: Callable | None, resampler: Resampler
                     ) -> tuple[float | None, np.ndarray]:
     """A metric that is the mean of per-item ``values`` (or ``combine`` of the per-group
-    means), on the test items and on each shared resample of them."""
+    means, given as group -> means; a group with no item on a resample is NaN there), on the
+    test items and on each shared resample of them."""
     values = np.asarray(values, np.float64)
     n = len(values)
     if combine is None or groups is None:
         parts = [values[block["item"]].mean(axis=1) for block in resampler.blocks({"item": n})]
         return float(values.mean()), np.concatenate(parts)
-    names = sorted(set(groups.tolist()))
-    masks = [(groups == g).astype(np.float64) for g in names]
+    masks = {g: (groups == g).astype(np.float64) for g in sorted(set(groups.tolist()))}
 
     def score(rows: np.ndarray) -> np.ndarray:
-        means = []
-        for mask in masks:
+        means = {}
+        for group, mask in masks.items():
             count = mask[rows].sum(axis=-1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                means.append(np.where(count > 0, (values * mask)[rows].sum(axis=-1) / count,
-                                      np.nan))
-        return combine(*means)
+                means[group] = np.where(count > 0, (values * mask)[rows].sum(axis=-1) / count,
+                                        np.nan)
+        return combine(means)
 
     point = score(np.arange(n)[None])[0]
     parts = [score(block["item"]) for block in resampler.blocks({"item": n})]
@@ -201,20 +202,24 @@ class InfoSeek(KnowledgeVQA):
             official_scores.infoseek_match(p, a, r or None, t) for p, a, r, t in
             zip(predicted, data.test.answers, fields["answer_range"], fields["question_type"],
                 strict=True)])
-        split = np.array(fields["split"])
         return {
-            "infoseek_score": (matched, _harmonic_of("unseen_question", "unseen_entity")),
-            "unseen_question_accuracy": (np.where(split == "unseen_question", matched, 0.0),
-                                         _only("unseen_question")),
-            "unseen_entity_accuracy": (np.where(split == "unseen_entity", matched, 0.0),
-                                       _only("unseen_entity")),
+            "infoseek_score": (matched, _harmonic_mean_of_splits),
+            "unseen_question_accuracy": (matched, _split_mean("unseen_question")),
+            "unseen_entity_accuracy": (matched, _split_mean("unseen_entity")),
         }
 
 
-def _harmonic_of(*_names: str) -> Callable:
-    # the groups arrive sorted by name: unseen_entity, unseen_question
-    return lambda entity, question: official_scores.harmonic_mean(question, entity)
+def _harmonic_mean_of_splits(means: dict[str, np.ndarray]) -> np.ndarray:
+    return official_scores.harmonic_mean(*(_of(means, split)
+                                           for split in official_scores.INFOSEEK_SPLITS))
 
 
-def _only(name: str) -> Callable:
-    return lambda entity, question: question if name == "unseen_question" else entity
+def _split_mean(split: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    return lambda means: _of(means, split)
+
+
+def _of(means: dict[str, np.ndarray], split: str) -> np.ndarray:
+    # a split the test set does not hold has no accuracy: NaN, never a silent 0
+    if split in means:
+        return means[split]
+    return np.full_like(next(iter(means.values())), np.nan)
