@@ -88,3 +88,11 @@ def test_the_reader_refuses_inputs_without_answers_or_texts():
         ReaderHead(dim=8).fit(bare, None, seed=0)
     with pytest.raises(ConfigError, match="prior_c must be > 0"):
         ReaderHead(dim=8, prior_c=0.0)
+
+
+def test_with_too_few_training_questions_beta_is_tuned_on_all_of_them():
+    labels = np.array([2, 3] * 6)
+    rows = np.tile(np.array([[1, 0]]), (12, 1))
+    report = ReaderHead(dim=8, k=2).fit(inputs(12, rows, labels), None, seed=0)
+    assert report.extra["tuned_on"] == "train (too few to hold out)"
+    assert all(0.0 <= a <= 1.0 for a in report.extra["accuracy_by_beta"].values())

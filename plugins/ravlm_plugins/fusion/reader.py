@@ -13,9 +13,10 @@ passage names both:
 
 beta is picked from :data:`BETAS` by accuracy on the validation queries, or, without a
 validation split, on a seeded fifth of the training queries held out of the prior while it
-is tuned (ties: the smallest beta). With beta = 0, or nothing retrieved, the reader is its
-prior: a no-retrieval baseline. The reader reads no neighbour
-labels, so an external knowledge base of passages (labels -1) serves it.
+is tuned (with fewer than 25 training queries, on all of them; ties: the smallest beta).
+With beta = 0, or nothing retrieved, the reader is its prior: a no-retrieval baseline. The
+reader reads no neighbour labels, so an external knowledge base of passages (labels -1)
+serves it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .labels import check_single_label
 from .options import ReaderOptions, parse_options
 
 BETAS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+MIN_HELD_OUT = 5  # held-out questions needed to tune beta on them
 # words, with the decimals of a number kept on it ("2.5" is one word, "2." is "2")
 _WORD = re.compile(r"[0-9]+(?:\.[0-9]+)*|[^\W_]+")
 
@@ -76,7 +78,7 @@ class AnswerFinder:
 
 class ReaderHead(FusionHead):
     """Scores the answer vocabulary by its occurrences in the retrieved texts, weighted by
-    rank and similarity, on top of a question-only prior."""
+    rank and similarity, on top of a prior from the query's image and question."""
 
     name = "reader"
     uses_retrieval = True
@@ -100,18 +102,23 @@ class ReaderHead(FusionHead):
             tuning, tuned_on = val, "val"
             self.prior = self._fit_prior(train, np.arange(len(train)), seed)
             prior_rows = np.arange(len(val))
-        else:  # beta is tuned on a fifth of the training queries the prior did not see
+        elif len(train) >= MIN_HELD_OUT * 5:
+            # beta is tuned on a fifth of the training queries the prior did not see
             tuning, tuned_on = train, "held-out fifth of train"
             held = np.random.default_rng(seed).permutation(len(train)) < len(train) // 5
             self.prior = self._fit_prior(train, np.flatnonzero(~held), seed)
             prior_rows = np.flatnonzero(held)
+        else:  # too few to hold any out: tuned on the queries the prior learned from
+            tuning, tuned_on = train, "train (too few to hold out)"
+            self.prior = self._fit_prior(train, np.arange(len(train)), seed)
+            prior_rows = np.arange(len(train))
         log_prior = self._log_prior(tuning)[prior_rows]
         evidence = self._evidence(tuning)[prior_rows]
         truth = np.asarray(tuning.labels, np.int64)[prior_rows]
         accuracy = {beta: float(((log_prior + beta * evidence).argmax(axis=1) == truth).mean())
                     for beta in BETAS}
         self.beta = max(BETAS, key=lambda b: (accuracy[b], -b))
-        if tuning is train:  # the final prior learns from every training query
+        if tuned_on.startswith("held-out"):  # the final prior learns from every query
             self.prior = self._fit_prior(train, np.arange(len(train)), seed)
         return TrainingReport(extra={
             "head": self.name, "beta": self.beta, "tuned_on": tuned_on,
