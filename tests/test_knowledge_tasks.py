@@ -101,7 +101,10 @@ def test_aokvqa_scores_direct_answers_without_normalisation_and_choices_by_index
     direct = np.mean([aokvqa_direct_answer(str(p), q["direct_answers"])
                       for p, q in zip(arrays["answer"], questions, strict=True)])
     assert record["metrics"]["direct_answer"] == pytest.approx(direct, abs=1e-12)
-    assert 0.0 <= record["metrics"]["multiple_choice"] <= 1.0
+    # multiple choice: the saved choice against correct_choice_idx, compared as texts
+    choice = np.mean([q["choices"][c] == q["choices"][q["correct_choice_idx"]]
+                      for c, q in zip(arrays["choice"], questions, strict=True)])
+    assert record["metrics"]["multiple_choice"] == pytest.approx(choice, abs=1e-12)
 
 
 def test_infoseek_is_the_harmonic_mean_of_its_two_unseen_splits(run_dir, demo_world):

@@ -115,7 +115,14 @@ class KnowledgeVQA(SingleLabelEvaluation):
             evaluation.metrics[name] = point
             evaluation.replicates[name] = replicates
         evaluation.predictions["answer"] = np.array(predicted)
+        evaluation.predictions.update(self.extra_predictions(data, scores, fields))
         return evaluation
+
+    def extra_predictions(self, data: ClassificationData, scores: np.ndarray,
+                          fields: dict[str, list]) -> dict[str, np.ndarray]:
+        """Per-item arrays an official metric reads besides the answer, saved in the cell so
+        that it can be rescored from its own files."""
+        return {}
 
     def groups(self, fields: dict[str, list]) -> np.ndarray | None:
         """Each test item's group, for an official score combining group means; None."""
@@ -175,17 +182,26 @@ class AOKVQA(KnowledgeVQA):
     def official_item_scores(self, data, scores, predicted, fields):
         direct = [official_scores.aokvqa_direct_answer(p, a) for p, a in
                   zip(predicted, fields["raw_answers"], strict=True)]
-        index = {c: i for i, c in enumerate(data.classes)}
-        chosen = []
-        for row, choices in zip(scores, fields["choices"], strict=True):
-            # the choice the head scores highest; a choice outside the vocabulary scores -inf
-            values = [row[index[c]] if c in index else -np.inf for c in choices]
-            chosen.append(int(np.argmax(values)) if choices else -1)
-        mc = [official_scores.aokvqa_multiple_choice(c, int(t), list(choices))
+        chosen = self.chosen_choices(data, scores, fields)
+        mc = [official_scores.aokvqa_multiple_choice(int(c), int(t), list(choices))
               for c, t, choices in zip(chosen, fields["correct_choice"], fields["choices"],
                                        strict=True)]
         return {"direct_answer": (np.array(direct), None),
                 "multiple_choice": (np.array(mc), None)}
+
+    def extra_predictions(self, data, scores, fields):
+        return {"choice": self.chosen_choices(data, scores, fields)}
+
+    @staticmethod
+    def chosen_choices(data, scores: np.ndarray, fields: dict[str, list]) -> np.ndarray:
+        """Each question's multiple-choice answer: the index of the choice the head scores
+        highest (a choice outside the answer vocabulary scores -inf; no choices: -1)."""
+        index = {c: i for i, c in enumerate(data.classes)}
+        chosen = []
+        for row, choices in zip(scores, fields["choices"], strict=True):
+            values = [row[index[c]] if c in index else -np.inf for c in choices]
+            chosen.append(int(np.argmax(values)) if choices else -1)
+        return np.array(chosen, np.int64)
 
 
 class InfoSeek(KnowledgeVQA):
