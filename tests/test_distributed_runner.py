@@ -51,8 +51,23 @@ fusion_head = {{ name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }}
 retriever = "exact"
 joint_embedding = {{ name = "infonce", epochs = 3 }}
 
+[systems.reader-learned]  # passages, by a key learned from the questions' gold entities
+retriever = "exact"
+retrieval_key = {{ name = "evidence-lda", width = 16 }}
+knowledge = {{ dataset = "passages", split = "corpus" }}
+fusion_head = {{ name = "reader", k = 3 }}
+
+[systems.reader-oracle]
+retriever = "oracle"
+knowledge = {{ dataset = "passages", split = "corpus" }}
+fusion_head = {{ name = "reader", k = 3 }}
+
 [data.flickr30k]  # its captions repeat (one caption many times): exact ties everywhere
 root = "{root}/flickr30k"
+[data.infoseek]
+root = "{root}/infoseek"
+[data.passages]
+root = "{root}/passages"
 
 [tasks.coco-category]
 systems = ["concat", "concat-rank0", "knn-exact", "xattn-exact"{extra}]
@@ -65,6 +80,9 @@ systems = ["infonce-exact"]
 
 [tasks.flickr30k-retrieval]
 systems = ["infonce-exact"]
+
+[tasks.infoseek]
+systems = ["reader-learned", "reader-oracle"]
 """
 
 RANK_ONE_FAILS = '''
@@ -133,7 +151,7 @@ def test_two_processes_give_the_same_results_as_one(tmp_path, demo_world):
     assert two.returncode == 0, two.stderr
 
     cells = sorted((tmp_path / "one" / "cells").rglob("seed-*.json"))
-    assert len(cells) == 16
+    assert len(cells) == 20
     for path in cells:
         twin = tmp_path / "two" / path.relative_to(tmp_path / "one")
         a, b = json.loads(path.read_text()), json.loads(twin.read_text())
