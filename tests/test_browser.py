@@ -30,7 +30,8 @@ from ravlm_bench.publish.leaderboard import load_run
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
-    board = load_run(build_published_run(root))
+    # conditional on the seeds, so the fixture's systems fall into two tiers
+    board = load_run(build_published_run(root), seed_variance=False)
     registry = Registry(get_plugin_manager(["ravlm_plugins.publishers"], entry_points=False))
     images = explorer_images(root / "images")
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -129,8 +130,9 @@ def test_the_filter_hides_rows_and_clearing_shows_them(driver, pages):
     assert driver.find_element(By.ID, "filter-summary").text == "1 of 3 systems shown"
     box.clear()
     box.send_keys(" ")  # clear() fires no input event; a blank filter matches everything
+    # every row is back, in the table's ranked order
     assert column_values(driver, task_table(driver, "shape-category"), "system") == \
-        ["concat", "knn", "xattn"]
+        list(pages["board"].tables["shape-category"].index)
     Select(driver.find_element(By.ID, "status-filter")).select_by_value("problem")
     assert column_values(driver, task_table(driver, "shape-retrieval"), "system") == ["knn"]
     assert console_errors(driver) == []
@@ -203,4 +205,26 @@ def test_the_explorer_filters_wrong_items_classes_and_changes(driver, pages):
     scroll_width, inner_width = driver.execute_script(
         "return [document.documentElement.scrollWidth, window.innerWidth]")
     assert scroll_width <= inner_width
+    assert console_errors(driver) == []
+
+
+def test_the_page_ranks_in_tiers_and_bolds_only_the_top_tier(driver, pages):
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, pages["leaderboard"])
+    table = task_table(driver, "shape-category")
+    expected = pages["board"].tables["shape-category"]
+    assert set(expected["tier"]) == {1, 2}
+    assert column_values(driver, table, "system") == list(expected.index)
+    assert column_values(driver, table, "tier") == [
+        repr(float(t)) if t == t else "" for t in expected["tier"]]
+    header = [th.text.strip() for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    main = header.index("weighted_f1 (main)")
+    for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+        system = row.get_attribute("data-system")
+        cell = row.find_elements(By.CSS_SELECTOR, "th, td")[main]
+        bold = cell.find_elements(By.TAG_NAME, "strong")
+        assert bool(bold) == (expected.loc[system, "tier"] == 1), system
+        if bold:  # the marker is read out, not colour alone
+            assert "(top tier)" in cell.get_attribute("textContent")
     assert console_errors(driver) == []

@@ -131,7 +131,9 @@ def test_an_improvement_exits_0(run_a, copy_of_a):
     comparison = compare_runs(run_a, run_b)
     knn = row(comparison, "knn")
     assert knn.verdict == "improvement" and knn.delta > 0 and knn.p_improvement_holm < 0.05
-    assert knn.p_regression == 1.0
+    assert knn.p_regression > 0.95
+    # conditional on the seeds, every resample is an improvement
+    assert row(compare_runs(run_a, run_b, seed_variance=False), "knn").p_regression == 1.0
     assert comparison.exit_status == 0
     assert main(["compare", str(run_a), str(run_b)]) == 0
 

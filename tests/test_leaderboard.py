@@ -30,6 +30,7 @@ from ravlm_bench.scoring.evaluation import (
     task_declaration,
 )
 from ravlm_bench.scoring.ranking import exact_top_k
+from ravlm_bench.scoring.seed_variance import with_seed_variance
 from ravlm_bench.store.ledger import RunLedger, record_checksum
 
 CLASSES = ["circle", "square", "triangle", "star"]
@@ -168,7 +169,10 @@ def replicates(run_dir: Path, task: str, system: str, seed: int, metric: str) ->
 def test_tables_hold_mean_std_and_cluster_bootstrap_ci_of_the_stored_cells(run_dir):
     board = load_run(run_dir)
     table = board.tables["shape-category"]
-    assert list(table.index) == list(SYSTEMS)
+    conditional = load_run(run_dir, seed_variance=False).tables["shape-category"]
+    # ranked by the main metric, best first
+    assert set(table.index) == set(SYSTEMS)
+    assert list(table["weighted_f1"]) == sorted(table["weighted_f1"], reverse=True)
     for system in ("concat", "xattn"):
         for metric in ("weighted_f1", "accuracy", "macro_f1", "head_f1", "tail_f1"):
             values = stored(run_dir, "shape-category", system, metric)
@@ -178,6 +182,14 @@ def test_tables_hold_mean_std_and_cluster_bootstrap_ci_of_the_stored_cells(run_d
         pooled = np.mean([replicates(run_dir, "shape-category", system, s, "weighted_f1")
                           for s in SEEDS], axis=0)
         lo, hi = np.percentile(pooled, [2.5, 97.5])
+        assert conditional.loc[system, "weighted_f1_ci95_lo"] == pytest.approx(lo)
+        assert conditional.loc[system, "weighted_f1_ci95_hi"] == pytest.approx(hi)
+        # by default widened by the seeds' variance beyond their item-level noise
+        per_seed = np.stack([replicates(run_dir, "shape-category", system, s, "weighted_f1")
+                             for s in SEEDS])
+        widened = with_seed_variance(pooled, per_seed,
+                                     stored(run_dir, "shape-category", system, "weighted_f1"))
+        lo, hi = np.percentile(widened, [2.5, 97.5])
         assert table.loc[system, "weighted_f1_ci95_lo"] == pytest.approx(lo)
         assert table.loc[system, "weighted_f1_ci95_hi"] == pytest.approx(hi)
         assert table.loc[system, "n_seeds"] == 3 and table.loc[system, "status"] == "ok"
@@ -205,11 +217,13 @@ def test_failed_cells_show_as_failed_with_the_error(run_dir):
     assert "failed: knn: seeds 0, 1, 2: plugin 'retrievers': index build failed" in text
     assert "failed: knn: seed 1: plugin 'retrievers': search returned NaN scores" in text
     knn_rows = [line.split() for line in text.splitlines() if line.startswith("knn ")]
-    assert knn_rows[1][-1] == "partial" and knn_rows[2][1] == "failed"
+    # system, tier, main metric, ...: a failed system has no tier
+    assert knn_rows[1][-1] == "partial" and knn_rows[2][1:3] == ["–", "failed"]
 
 
 def test_the_paired_test_uses_the_seeds_both_systems_finished(run_dir):
-    board = load_run(run_dir)
+    # conditional on the seeds here; the seed variance is tested below
+    board = load_run(run_dir, seed_variance=False)
     table = board.tables["shape-category"]
     assert math.isnan(table.loc["concat", "delta_vs_baseline"])  # the baseline itself
     xattn = table.loc["xattn"]
@@ -246,6 +260,21 @@ def test_the_paired_test_uses_the_seeds_both_systems_finished(run_dir):
     assert retrieval["mean_recall_ci95_lo"] <= retrieval["mean_recall"] \
         <= retrieval["mean_recall_ci95_hi"]
     assert retrieval["paired_seeds"] == 3 and not math.isnan(retrieval["p_value"])
+
+
+def test_by_default_the_paired_test_widens_by_the_per_seed_differences(run_dir):
+    table = load_run(run_dir).tables["shape-category"]
+    seeds = [0, 2]
+    per_seed = np.stack([
+        replicates(run_dir, "shape-category", "knn", s, "weighted_f1")
+        - replicates(run_dir, "shape-category", "concat", s, "weighted_f1") for s in seeds])
+    points = np.array([stored_one(run_dir, "knn", s) - stored_one(run_dir, "concat", s)
+                       for s in seeds])
+    resampled = with_seed_variance(per_seed.mean(axis=0), per_seed, points)
+    knn = table.loc["knn"]
+    assert knn["p_value"] == pytest.approx((1 + (resampled <= 0).sum()) / (1 + len(resampled)))
+    lo, hi = np.percentile(resampled, [2.5, 97.5])
+    assert (knn["delta_ci95_lo"], knn["delta_ci95_hi"]) == pytest.approx((lo, hi))
 
 
 def stored_one(run_dir: Path, system: str, seed: int) -> float:

@@ -91,6 +91,49 @@ def test_bootstrap_intervals_equal_a_brute_force_bootstrap(labelled):
     assert again["ci95"] == result["ci95"]
 
 
+def test_clustered_bootstrap_draws_images_with_all_their_items(labelled):
+    y_true, y_pred, num_classes, train_counts = labelled
+    # 100 images with three items each (say three captions, or three questions, per image)
+    image_ids = np.repeat(np.arange(1000, 1100), 3)
+    n_boot = 50
+    result = classification_metrics(y_true, y_pred, num_classes=num_classes,
+                                     train_counts=train_counts, resampler=Resampler(n_boot, 5),
+                                     clusters=image_ids)
+    draws = np.concatenate([b["image"] for b in Resampler(n_boot, 5).blocks({"image": 100})])
+    labels = [*range(num_classes), -1]
+    for b in (0, 17, 49):
+        # the resample as scikit-learn would score it: every item of each drawn image, the
+        # image as often as drawn
+        rows = np.concatenate([np.arange(3 * image, 3 * image + 3) for image in draws[b]])
+        assert result["replicates"]["weighted_f1"][b] == pytest.approx(f1_score(
+            y_true[rows], y_pred[rows], labels=labels, average="weighted", zero_division=0))
+        assert result["replicates"]["accuracy"][b] == pytest.approx(
+            accuracy_score(y_true[rows], y_pred[rows]))
+
+
+def test_items_with_distinct_images_resample_as_items(labelled):
+    y_true, y_pred, num_classes, train_counts = labelled
+    kwargs = dict(num_classes=num_classes, train_counts=train_counts)
+    by_item = classification_metrics(y_true, y_pred, resampler=Resampler(40, 2), **kwargs)
+    by_image = classification_metrics(y_true, y_pred, resampler=Resampler(40, 2),
+                                      clusters=np.arange(len(y_true))[::-1] * 7, **kwargs)
+    for name, values in by_item["replicates"].items():
+        np.testing.assert_array_equal(by_image["replicates"][name], values)
+
+
+def test_clustered_intervals_are_wider_when_an_images_items_agree():
+    # every image's five items share their outcome: the item bootstrap sees 5x the evidence
+    rng = np.random.default_rng(0)
+    correct = np.repeat(rng.random(200) < 0.6, 5)
+    y_true = np.zeros(1000, np.int64)
+    y_pred = np.where(correct, 0, 1)
+    kwargs = dict(num_classes=2, train_counts=np.array([5, 5]), resampler=Resampler(400, 0))
+    items = classification_metrics(y_true, y_pred, **kwargs)["replicates"]["accuracy"]
+    images = classification_metrics(y_true, y_pred, clusters=np.repeat(np.arange(200), 5),
+                                    **kwargs)["replicates"]["accuracy"]
+    assert 1.8 < images.std() / items.std() < 2.8  # sqrt(5) = 2.24
+
+
 def test_head_tail_split_covers_half_the_training_items():
     assert head_tail_classes([50, 30, 10, 10])[0].tolist() == [0]  # exactly half
     assert head_tail_classes([10, 40, 30, 20])[0].tolist() == [1, 2]  # 40 < 50 <= 70
@@ -124,7 +167,7 @@ def recall_from_rankings(t2i, i2t, caption_image, ks=(1, 5, 10)) -> dict[str, fl
     """Recall@K of rankings as a joint-embedding task scores its whole test split."""
     t2i_hits, i2t_hits = ranking_hits(t2i, i2t, caption_image, ks)
     return {name: float(value[0])
-            for name, value in recall_from_hits(t2i_hits[None], i2t_hits[None], ks).items()}
+            for name, value in recall_from_hits(t2i_hits, i2t_hits, ks).items()}
 
 
 def retrieval_recall(image_emb, text_emb, caption_image, ks=(1, 5, 10)) -> dict[str, float]:
@@ -216,6 +259,26 @@ def test_retrieval_recall_gives_ties_between_copies_to_the_lower_row_wherever_th
     # ties given to the higher row (the images in reverse) would score otherwise
     higher_first = brute_force_recall(images[::-1], texts, 119 - caption_image)
     assert higher_first["t2i_R@1"] < result["t2i_R@1"]
+
+
+def test_recall_resamples_images_with_their_captions_for_both_directions():
+    from ravlm_bench.api import PairedSplit, RankingEvaluation, Rankings, RetrievalData
+    rng = np.random.default_rng(3)
+    n_images, per_image = 40, 3
+    caption_image = np.repeat(np.arange(n_images), per_image)
+    t2i = np.stack([rng.permutation(n_images)[:10] for _ in caption_image])
+    i2t = np.stack([rng.permutation(len(caption_image))[:10] for _ in range(n_images)])
+    split = PairedSplit(image_ids=np.arange(n_images) + 500, image_paths=[""] * n_images,
+                        texts=[""] * len(caption_image), caption_image=caption_image)
+    data = RetrievalData(train=split, val=None, test=split)
+    result = RankingEvaluation().evaluate(data, Rankings(t2i, i2t), Resampler(30, 1))
+    draws = np.concatenate([b["image"] for b in Resampler(30, 1).blocks({"image": n_images})])
+    t2i_hits, i2t_hits = ranking_hits(t2i, i2t, caption_image)
+    for b in (0, 29):
+        captions = np.concatenate([np.flatnonzero(caption_image == i) for i in draws[b]])
+        assert result.replicates["t2i_R@5"][b] == pytest.approx(t2i_hits[captions, 1].mean())
+        assert result.replicates["i2t_R@5"][b] == pytest.approx(i2t_hits[draws[b], 1].mean())
+    assert result.details["resampled"] == "images (40, with their 120 captions)"
 
 
 def test_recall_from_rankings_handles_padding_and_checks_shapes():

@@ -88,3 +88,28 @@ def test_published_demo_leaderboard_matches_a_fresh_run(tmp_path):
                     f"published; regenerate leaderboards/demo (tox -e bench-demo)")
                 compared += 1
     assert compared >= 3 * 7 * 4  # three tasks' worth of metrics, spreads and intervals
+
+
+def test_published_tiers_agree_with_the_published_paired_tests():
+    """Every task of the committed leaderboard is ranked by its main metric, and a new tier
+    starts exactly where the Holm-adjusted two-sided test against the system above rejects
+    (alpha 0.05); the Holm adjustment is recomputed over the task's adjacent pairs."""
+    document = json.loads(PUBLISHED.read_text())
+    checked = 0
+    for task, table in document["tasks"].items():
+        main = table["main_metric"]
+        ranked = [row for row in table["rows"] if row[main] is not None]
+        values = [row[main] for row in ranked]
+        assert values == sorted(values, reverse=True), task
+        p_values = sorted((row["p_vs_above"], i) for i, row in enumerate(ranked[1:], 1))
+        adjusted, running = {}, 0.0
+        for rank, (p, i) in enumerate(p_values):
+            running = max(running, min(1.0, (len(p_values) - rank) * p))
+            adjusted[i] = running
+        assert ranked[0]["tier"] == 1 and ranked[0]["p_vs_above"] is None
+        for i in range(1, len(ranked)):
+            assert ranked[i]["p_vs_above_holm"] == pytest.approx(adjusted[i], abs=1e-12)
+            step = 1 if adjusted[i] < 0.05 else 0
+            assert ranked[i]["tier"] == ranked[i - 1]["tier"] + step, (task, ranked[i]["system"])
+            checked += 1
+    assert checked >= 20

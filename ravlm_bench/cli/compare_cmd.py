@@ -33,6 +33,9 @@ def add_parser(subparsers, common) -> None:
                         "metric (all of them in one Holm family)")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="significance level of the Holm-adjusted p-values (default 0.05)")
+    p.add_argument("--conditional", action="store_true",
+                   help="test conditionally on the seeds that ran (without their variance; "
+                        "by default the per-seed deltas' variance widens the test)")
     p.add_argument("--json", type=Path, metavar="PATH", dest="json_path",
                    help="also write the comparison as JSON to PATH")
     p.set_defaults(handler=compare)
@@ -44,7 +47,8 @@ def compare(ctx) -> int:
     args = ctx.args
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha {args.alpha:g} must lie strictly between 0 and 1")
-    comparison = compare_runs(args.run_a, args.run_b, metrics=args.metric, alpha=args.alpha)
+    comparison = compare_runs(args.run_a, args.run_b, metrics=args.metric, alpha=args.alpha,
+                              seed_variance=not args.conditional)
     print(render_terminal(comparison))
     if args.json_path is not None:
         try:

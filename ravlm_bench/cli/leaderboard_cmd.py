@@ -26,6 +26,9 @@ def add_parser(subparsers, common) -> None:
                         "explorer) or 'all' (every installed publisher; the default)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where to write the files (default: RUN_DIR/leaderboard)")
+    p.add_argument("--conditional", action="store_true",
+                   help="intervals and tests conditional on the seeds that ran (by default "
+                        "they include the seeds' variance: how a rerun with new seeds varies)")
     p.set_defaults(handler=publish_leaderboard)
 
 
@@ -47,7 +50,7 @@ def publish_leaderboard(ctx) -> int:
     from ravlm_bench.publish.leaderboard import load_run
 
     args = ctx.args
-    board = load_run(args.run_dir)
+    board = load_run(args.run_dir, seed_variance=not args.conditional)
     names = publisher_names(args.format, ctx.registry.names("publishers"))
     publishers = {name: ctx.registry.create("publishers", name) for name in names}
     print(render_terminal(board))

@@ -10,12 +10,15 @@ one-sided paired tests:
   the better-or-equal direction}) / (1 + #resamples), so identical runs give p = 1;
 * improvement: the mirror image (null "B is no better than A").
 
-The resamples are the run's shared cluster bootstrap over test units (items; captions and
-images for Recall@K): resample b draws the same test units in both runs, because the
+The resamples are the run's shared cluster bootstrap over test units (images, each with all
+its test items): resample b draws the same test units in both runs, because the
 resampler is seeded by (resample seed, unit name, unit count) alone, and each drawn unit
 carries its rows from every paired seed, so resample b of a run is the mean over the paired
 seeds of their values on resample b
-(:func:`ravlm_bench.publish.leaderboard.cluster_replicates`).
+(:func:`ravlm_bench.publish.leaderboard.cluster_replicates`). By default the resampled
+deltas are widened by the variance of the per-seed deltas
+(:mod:`ravlm_bench.scoring.seed_variance`), so a retrained model whose seeds simply landed
+elsewhere is not a regression; ``--conditional`` tests conditionally on the seeds that ran.
 The test therefore assumes both runs scored the same test items with the same bootstrap
 settings. Where the cells show otherwise (different bootstrap settings or resample counts,
 different test split sizes in run.json, different ``image_ids``, ``y_true`` or
@@ -54,6 +57,7 @@ from ravlm_bench.publish.leaderboard import Leaderboard, cluster_replicates, hol
 from ravlm_bench.publish.run_reader import Replicates
 from ravlm_bench.scoring.evaluation import Metric
 from ravlm_bench.scoring.resampling import percentile_interval
+from ravlm_bench.scoring.seed_variance import with_seed_variance
 from ravlm_bench.store.cell_files import read_arrays
 
 REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no significant change"
@@ -158,10 +162,11 @@ class Comparison:
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, *, metrics: str = "main",
-                 alpha: float = 0.05) -> Comparison:
-    """Compare run B against run A (see the module docstring). Raises :class:`DataError`
-    for a bad run directory or runs that share no (task, system), :class:`ConfigError`
-    for ``metrics`` other than "main" or "all"."""
+                 alpha: float = 0.05, seed_variance: bool = True) -> Comparison:
+    """Compare run B against run A (see the module docstring); ``seed_variance=False``
+    tests conditionally on the seeds that ran. Raises :class:`DataError` for a bad run
+    directory or runs that share no (task, system), :class:`ConfigError` for ``metrics``
+    other than "main" or "all"."""
     if metrics not in ("main", "all"):
         raise ConfigError(f"metrics {metrics!r}: expected 'main' or 'all'")
     # the cells alone: the comparison reads the resamples it needs itself
@@ -170,7 +175,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, metrics: str = "main",
     shared_any = False
     for task in list(board_a.tasks) + [t for t in board_b.tasks if t not in board_a.tasks]:
         systems_a, systems_b = _systems(board_a, task), _systems(board_b, task)
-        pair = _TaskPair(board_a, board_b, task) if systems_a and systems_b else None
+        pair = (_TaskPair(board_a, board_b, task, seed_variance) if systems_a and systems_b
+                else None)
         for system in systems_a + [s for s in systems_b if s not in systems_a]:
             # pair is None only when one run lacks every system of the task
             if pair is None or system not in systems_b or system not in systems_a:
@@ -247,8 +253,10 @@ class _TaskPair:
     """One task as both runs hold it: its cells, resamples and what identifies its test
     items, loaded once for all its systems and metrics."""
 
-    def __init__(self, board_a: Leaderboard, board_b: Leaderboard, task: str):
+    def __init__(self, board_a: Leaderboard, board_b: Leaderboard, task: str,
+                 seed_variance: bool):
         self.task = task
+        self.seed_variance = seed_variance
         self.boards = (board_a, board_b)
         self.cells = tuple(b.cells[b.cells["task"] == task] if len(b.cells) else b.cells
                            for b in self.boards)
@@ -317,6 +325,11 @@ class _TaskPair:
         if a is None or b is None:
             raise AssertionError("unreachable: _pairing_problem reports missing resamples")
         resampled = b - a
+        if self.seed_variance:
+            per_seed = [rows_b[s].get(f"metric:{metric}", math.nan)
+                        - rows_a[s].get(f"metric:{metric}", math.nan) for s in both]
+            differences = np.stack([resamples_b[s] - resamples_a[s] for s in both])
+            resampled = with_seed_variance(resampled, differences, per_seed, aggregate)
         resampled = resampled[np.isfinite(resampled)]
         if not len(resampled):
             change.reason = "the metric is undefined on every resample"

@@ -14,7 +14,12 @@ import math
 
 import pandas as pd
 
-from ravlm_bench.publish.leaderboard import COST_COLUMNS, DIAGNOSTIC_COLUMNS, Leaderboard
+from ravlm_bench.publish.leaderboard import (
+    COST_COLUMNS,
+    DIAGNOSTIC_COLUMNS,
+    TIER_ALPHA,
+    Leaderboard,
+)
 
 
 def format_number(value, spec: str = ".3f") -> str:
@@ -69,15 +74,16 @@ COMPACT_HEADERS = {
 def display_table(board: Leaderboard, task: str, *, compact: bool = False) -> pd.DataFrame:
     """``task``'s table as strings, ready to print.
 
-    Full: every metric as ``mean ± std [CI]``, the status with its error. Compact (the
-    terminal): the main metric in full, the others as means, short headers, and the status
-    without the error (:func:`error_lines` lists those).
+    Rows come ranked by the main metric, the tier first (:func:`~ravlm_bench.publish.
+    leaderboard.tiers`). Full: every metric as ``mean ± std [CI]``, the status with its
+    error. Compact (the terminal): the main metric in full, the others as means, short
+    headers, and the status without the error (:func:`error_lines` lists those).
     """
     table = board.tables[task]
     main = board.main_metric(task)
     out = {}
     for system, row in table.iterrows():
-        shown = {}
+        shown = {"tier": format_number(row.get("tier", math.nan), ".0f")}
         for metric in board.metrics(task):
             if compact and metric != main:
                 shown[metric] = format_number(row[metric]) if not math.isnan(row[metric]) else (
@@ -135,8 +141,20 @@ def describe(board: Leaderboard) -> str:
     baseline = (f"; Δ vs baseline {board.baseline!r}: paired over the same resamples, "
                 f"two-sided p, Holm-adjusted across systems") if board.baseline else ""
     return (f"suite {board.suite!r}, seeds {', '.join(map(str, board.seeds))}: mean ± std "
-            f"over seeds [95% CI: a cluster bootstrap resampling test units (items; captions "
-            f"and images for Recall@K), each carrying its rows from every seed]{baseline}")
+            f"over seeds [95% CI: a cluster bootstrap resampling test images, each with all "
+            f"its test items and its rows from every seed; {seed_note(board)}]; rows ranked "
+            f"by the main metric, in tiers: a system shares the tier of the one above unless "
+            f"their paired two-sided test is significant (Holm over the adjacent pairs, "
+            f"alpha {TIER_ALPHA:g}){baseline}")
+
+
+def seed_note(board: Leaderboard) -> str:
+    """What the intervals say about seeds, in words."""
+    if len(board.seeds) < 2:
+        return "one seed: seed variance is not included"
+    if not board.seed_variance:
+        return "conditional on these seeds: seed variance is not included"
+    return "widened by the seeds' variance: a rerun with new seeds"
 
 
 def render_terminal(board: Leaderboard) -> str:

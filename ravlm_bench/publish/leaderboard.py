@@ -9,10 +9,14 @@ beside them), an overview of the main metric, and for every system a paired test
 the run's baseline. :mod:`ravlm_bench.publish.display` renders the tables as text and
 publishers (plugins) write them to files.
 
-Intervals are a cluster bootstrap: a resample draws test units (items, captions or images,
-as the metric declares) and each drawn unit carries its rows from every seed, so resample b
-of a system is the mean over its seeds of their values on resample b. The paired test takes
-the difference of two systems on the same resamples, over the seeds both finished. The
+Intervals are a cluster bootstrap: a resample draws test units (the images, each with all
+its test items, as the metric declares) and each drawn unit carries its rows from every
+seed, so resample b of a system is the mean over its seeds of their values on resample b.
+By default each resample is then widened by the seeds' own variance
+(:mod:`ravlm_bench.scoring.seed_variance`), so an interval says how a rerun with new seeds
+would vary; ``seed_variance=False`` keeps the intervals conditional on the seeds that ran.
+The paired test takes the difference of two systems on the same resamples, over the seeds
+both finished (widened by the variance of the per-seed differences). The
 tables show its two-sided p-value (``p_two_sided``: twice the smaller tail, "no difference
 from the baseline"); the one-sided p-value of "no better than the baseline" (``p_value``),
 which gates use, stays beside it in the data; each is Holm-adjusted over the systems
@@ -33,7 +37,9 @@ import pandas as pd
 from ravlm_bench.foundation.errors import DataError
 from ravlm_bench.publish.run_reader import Replicates, read_run
 from ravlm_bench.scoring.evaluation import Metric
+from ravlm_bench.scoring.resampling import interval as resampled_interval
 from ravlm_bench.scoring.resampling import percentile_interval
+from ravlm_bench.scoring.seed_variance import with_seed_variance
 
 # What names a p-value in a Holm family: a system (the leaderboard), a row index (compare)
 TestName = TypeVar("TestName", str, int)
@@ -50,6 +56,9 @@ COLUMN_BETTER = {"retrieval_qps": "higher", "latency_p50_ms": "lower",
                  "label_precision_at_k": "higher", "recall_vs_exact": "higher",
                  "all_padding": "lower", "one_image": "lower",
                  "pseudo_recall_at_k": "higher", "evidence_recall_at_k": "higher"}
+# Tiers: adjacent systems differ when their Holm-adjusted two-sided p is below this
+TIER_ALPHA = 0.05
+TIER_COLUMNS = ("tier", "p_vs_above", "p_vs_above_holm")
 COMPARISON_COLUMNS = ("delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi", "p_value",
                       "p_holm", "p_two_sided", "p_two_sided_holm", "paired_seeds")
 
@@ -62,7 +71,10 @@ class Leaderboard:
     ``m_ci95_lo``, ``m_ci95_hi`` (the cluster bootstrap); then :data:`COST_COLUMNS` and
     :data:`DIAGNOSTIC_COLUMNS` (means), ``retrieval_key``,
     ``n_seeds`` (finished seeds), ``n_failed``, ``status`` (``ok``, ``failed``, ``partial``,
-    ``incomplete``, ``not run``), ``error``, and with a baseline :data:`COMPARISON_COLUMNS`.
+    ``incomplete``, ``not run``), ``error``, :data:`TIER_COLUMNS` (rows ordered by the main
+    metric, grouped into tiers: :func:`tiers`), and with a baseline
+    :data:`COMPARISON_COLUMNS`.
+    ``seed_variance``: whether intervals and tests include the seeds' variance.
     ``overview``: index ``system``, one column per task: the main metric's mean.
     ``cells``: one row per cell read (checked against its checksum), with its metrics,
     costs, diagnostics, ``bootstrap`` settings (JSON text) and ``fingerprint:<kind>`` of its
@@ -81,6 +93,7 @@ class Leaderboard:
     versions: dict[str, str] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     overview: pd.DataFrame | None = None
+    seed_variance: bool = True
 
     def declarations(self, task: str) -> dict[str, Metric]:
         return {m["name"]: Metric.from_dict(m) for m in self.tasks[task]["metrics"]}
@@ -95,9 +108,11 @@ class Leaderboard:
         return self.tasks[task]["main_metric"]
 
 
-def load_run(run_dir: str | Path, *, tables: bool = True) -> Leaderboard:
+def load_run(run_dir: str | Path, *, tables: bool = True,
+             seed_variance: bool = True) -> Leaderboard:
     """Read ``run_dir`` (run.json and the finished cells) into a :class:`Leaderboard`;
-    ``tables=False`` leaves out its tables, intervals and paired tests (the cells only).
+    ``tables=False`` leaves out its tables, intervals and paired tests (the cells only);
+    ``seed_variance=False`` makes intervals and tests conditional on the seeds that ran.
 
     Raises :class:`DataError` naming the file for a missing or malformed run directory, a
     damaged cell record, or (with ``tables``) a cell whose arrays are missing or damaged.
@@ -112,6 +127,7 @@ def load_run(run_dir: str | Path, *, tables: bool = True) -> Leaderboard:
         seeds=[int(s) for s in run["seeds"]], created=str(run.get("created", "")),
         cells=cells,
         versions=run["versions"] if isinstance(run.get("versions"), dict) else {},
+        seed_variance=seed_variance,
     )
     if board.baseline is not None and board.baseline not in board.systems:
         raise DataError(f"{run_dir / 'run.json'}: baseline {board.baseline!r} is not one of "
@@ -137,7 +153,8 @@ def _task_table(board: Leaderboard, task: str) -> pd.DataFrame:
     rows = {}
     for system in board.tasks[task].get("systems", board.systems):
         sub = task_cells[task_cells["system"] == system] if len(task_cells) else task_cells
-        row = _system_row(sub, declarations, len(board.seeds), replicates, system)
+        row = _system_row(sub, declarations, len(board.seeds), replicates, system,
+                          board.seed_variance)
         row["retrieval_key"] = retrieval_key(board.systems.get(system, {}))
         if board.baseline is not None:
             row.update(_compare_to_baseline(board, task, system, board.baseline, replicates))
@@ -150,7 +167,7 @@ def _task_table(board: Leaderboard, task: str) -> pd.DataFrame:
                 row[adjusted_column] = adjusted[system]
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "system"
-    return table
+    return tiers(board, task, table, replicates)
 
 
 def cluster_replicates(per_seed: dict[int, np.ndarray],
@@ -163,6 +180,16 @@ def cluster_replicates(per_seed: dict[int, np.ndarray],
         return None
     stacked = np.stack(list(per_seed.values()))
     return np.median(stacked, axis=0) if aggregate == "median" else np.mean(stacked, axis=0)
+
+
+def seed_points(cells: pd.DataFrame, seeds: list[int], metric: str) -> np.ndarray:
+    """``metric`` of the cells of ``seeds`` (one system's), in that order; NaN where a
+    cell has no value."""
+    column = f"metric:{metric}"
+    if column not in cells.columns:
+        return np.full(len(seeds), np.nan)
+    by_seed = dict(zip(cells["seed"].astype(int), cells[column], strict=True))
+    return np.array([by_seed.get(s, math.nan) for s in seeds], np.float64)
 
 
 def seed_aggregate(values: pd.Series, aggregate: str) -> float:
@@ -188,7 +215,7 @@ def _error_summary(failed: pd.DataFrame) -> str:
 
 
 def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int,
-                replicates: Replicates, system: str) -> dict:
+                replicates: Replicates, system: str, seed_variance: bool) -> dict:
     ok = sub[sub["status"] == "ok"] if len(sub) else sub
     failed = sub[sub["status"] == "failed"] if len(sub) else sub
     row: dict = {}
@@ -203,9 +230,14 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
         row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         interval = None
         if declared.bootstrap:
-            pooled = cluster_replicates(replicates.of(system, seeds, metric),
-                                        declared.aggregate)
-            interval = percentile_interval(pooled) if pooled is not None else None
+            per_seed = replicates.of(system, seeds, metric)
+            pooled = cluster_replicates(per_seed, declared.aggregate)
+            if pooled is not None and seed_variance:
+                pooled = with_seed_variance(pooled, np.stack(list(per_seed.values())),
+                                            seed_points(ok, list(per_seed), metric),
+                                            declared.aggregate)
+            interval = (resampled_interval(pooled, row[metric], declared.interval)
+                        if pooled is not None else None)
         row[f"{metric}_ci95_lo"], row[f"{metric}_ci95_hi"] = interval or (math.nan, math.nan)
     for cost in COST_COLUMNS:
         values = column(f"cost:{cost}")
@@ -229,43 +261,100 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
 
 def _compare_to_baseline(board: Leaderboard, task: str, system: str, baseline: str,
                          replicates: Replicates) -> dict:
-    """The paired test of ``system`` against the baseline on the task's main metric, over
-    the seeds both finished: the difference of seed means (medians, for a metric aggregated
-    by median), its interval and its one- and
-    two-sided p-values over the shared resamples. ``baseline`` is the board's baseline."""
+    """The paired test of ``system`` against the baseline on the task's main metric (see
+    :func:`paired_difference`): the difference, its interval and its one- and two-sided
+    p-values. ``baseline`` is the board's baseline."""
     empty = dict.fromkeys(COMPARISON_COLUMNS, math.nan)
     empty["paired_seeds"] = 0
-    main = board.main_metric(task)
-    if system == baseline or main is None or not len(board.cells):
+    if system == baseline:
         return empty
+    paired = paired_difference(board, task, system, baseline, replicates)
+    if paired is None:
+        return empty
+    delta, resampled, shared = paired
+    p_one, p_two = tail_p_values(resampled, board.declarations(task)[
+        board.main_metric(task) or ""].higher_is_better)
+    lo, hi = percentile_interval(resampled) or (math.nan, math.nan)
+    return {"delta_vs_baseline": delta, "delta_ci95_lo": lo, "delta_ci95_hi": hi,
+            "p_value": p_one, "p_holm": math.nan,
+            "p_two_sided": p_two, "p_two_sided_holm": math.nan,
+            "paired_seeds": len(shared)}
+
+
+def paired_difference(board: Leaderboard, task: str, system: str, other: str,
+                      replicates: Replicates) -> tuple[float, np.ndarray, list[int]] | None:
+    """``system`` minus ``other`` on the task's main metric over the seeds both finished:
+    the difference of seed means (medians, for a metric aggregated by median), its finite
+    values on the shared resamples (widened by the per-seed differences' variance when the
+    board includes seed variance), and the paired seeds. None without a bootstrapped main
+    metric or shared resamples."""
+    main = board.main_metric(task)
+    if main is None or not len(board.cells):
+        return None
     declared = board.declarations(task)[main]
     if not declared.bootstrap:
-        return empty
+        return None
     ours = replicates.of(system, board.seeds, main)
-    theirs = replicates.of(baseline, board.seeds, main)
+    theirs = replicates.of(other, board.seeds, main)
     shared = sorted(set(ours) & set(theirs))
     a = cluster_replicates({s: ours[s] for s in shared}, declared.aggregate)
     b = cluster_replicates({s: theirs[s] for s in shared}, declared.aggregate)
     if a is None or b is None or len(a) != len(b):
-        return empty
+        return None
     cells = board.cells[(board.cells["task"] == task) & (board.cells["status"] == "ok")]
-    point = {}
-    for name in (system, baseline):
+    point, per_seed = {}, {}
+    for name in (system, other):
         mine = cells[(cells["system"] == name) & cells["seed"].isin(shared)]
         point[name] = seed_aggregate(mine[f"metric:{main}"], declared.aggregate)
-    delta = float(point[system] - point[baseline])
+        per_seed[name] = seed_points(mine, shared, main)
     resampled = a - b
-    resampled = resampled[np.isfinite(resampled)]
-    # one-sided: the share of resamples where the system is no better than the baseline;
-    # two-sided: twice the smaller of the two tails, capped at 1
-    not_better = (resampled <= 0) if declared.higher_is_better else (resampled >= 0)
-    not_worse = (resampled >= 0) if declared.higher_is_better else (resampled <= 0)
+    if board.seed_variance:
+        differences = np.stack([ours[s] - theirs[s] for s in shared])
+        resampled = with_seed_variance(resampled, differences,
+                                       per_seed[system] - per_seed[other], declared.aggregate)
+    return float(point[system] - point[other]), resampled[np.isfinite(resampled)], shared
+
+
+def tail_p_values(resampled: np.ndarray, higher_is_better: bool) -> tuple[float, float]:
+    """The one-sided p-value of "no better" (the share of resamples where the difference
+    is not in the better direction, with the +1 correction) and the two-sided one (twice
+    the smaller tail, capped at 1)."""
+    not_better = (resampled <= 0) if higher_is_better else (resampled >= 0)
+    not_worse = (resampled >= 0) if higher_is_better else (resampled <= 0)
     tails = [(1 + int(tail.sum())) / (1 + len(resampled)) for tail in (not_better, not_worse)]
-    lo, hi = percentile_interval(resampled) or (math.nan, math.nan)
-    return {"delta_vs_baseline": delta, "delta_ci95_lo": lo, "delta_ci95_hi": hi,
-            "p_value": tails[0], "p_holm": math.nan,
-            "p_two_sided": min(1.0, 2 * min(tails)), "p_two_sided_holm": math.nan,
-            "paired_seeds": len(shared)}
+    return tails[0], min(1.0, 2 * min(tails))
+
+
+def tiers(board: Leaderboard, task: str, table: pd.DataFrame, replicates: Replicates,
+          alpha: float = TIER_ALPHA) -> pd.DataFrame:
+    """``table`` ordered by the main metric, best first (systems without a value last, in
+    suite order), with columns ``tier`` (1 = top), ``p_vs_above`` (the two-sided paired
+    p-value against the system above) and ``p_vs_above_holm`` (Holm-adjusted over the
+    task's adjacent pairs). A system shares the tier of the one above unless their paired
+    difference is significant at ``alpha`` after the adjustment."""
+    main = board.main_metric(task)
+    table = table.copy()
+    table["tier"], table["p_vs_above"], table["p_vs_above_holm"] = math.nan, math.nan, math.nan
+    if main is None or main not in table.columns:
+        return table
+    better_high = board.declarations(task)[main].higher_is_better
+    ranked = table[table[main].notna()]
+    order = ranked[main].sort_values(ascending=not better_high, kind="stable").index.tolist()
+    p_values = {}
+    for above, system in zip(order, order[1:], strict=False):
+        paired = paired_difference(board, task, above, system, replicates)
+        p_values[system] = tail_p_values(paired[1], better_high)[1] if paired else math.nan
+    adjusted = holm(p_values)
+    tier = 1
+    for position, system in enumerate(order):
+        if position and not adjusted[system] >= alpha:  # significant, or untestable
+            tier += 1
+        table.loc[system, "tier"] = tier
+        if position:
+            table.loc[system, "p_vs_above"] = p_values[system]
+            table.loc[system, "p_vs_above_holm"] = adjusted[system]
+    unranked = [s for s in table.index if s not in order]
+    return table.loc[order + unranked]
 
 
 def retrieval_key(system: dict) -> str:

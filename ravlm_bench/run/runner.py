@@ -261,7 +261,8 @@ class Runner:
         record = self._record_base(task_spec.name, system_name, seed)
         record.update(
             status="ok", error=None,
-            metrics={**_jsonable(evaluation.metrics), "ci95": _intervals(evaluation)},
+            metrics={**_jsonable(evaluation.metrics),
+                     "ci95": _intervals(evaluation, ready.declaration)},
             details={**_jsonable(evaluation.details),
                      "skipped_images": ready.declaration.get("skipped_images", 0)},
             bootstrap=units,
@@ -325,10 +326,13 @@ def _sizes(data) -> dict:
     return out
 
 
-def _intervals(evaluation) -> dict:
-    from ravlm_bench.scoring.resampling import percentile_interval
+def _intervals(evaluation, declaration: dict) -> dict:
+    """Each bootstrapped metric's 95% interval in this cell, by its declared method."""
+    from ravlm_bench.scoring.resampling import interval
 
-    return {name: percentile_interval(values) for name, values in evaluation.replicates.items()}
+    methods = {m["name"]: m.get("interval", "percentile") for m in declaration["metrics"]}
+    return {name: interval(values, evaluation.metrics.get(name), methods.get(name, "percentile"))
+            for name, values in evaluation.replicates.items()}
 
 
 def _jsonable(value: Any) -> Any:

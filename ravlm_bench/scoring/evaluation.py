@@ -25,7 +25,7 @@ import numpy as np
 from ravlm_bench.plugin_host.contracts import ClassificationData, RetrievalData, capability
 from ravlm_bench.scoring import metrics
 from ravlm_bench.scoring.metrics import CLASSIFICATION_METRICS
-from ravlm_bench.scoring.resampling import Resampler
+from ravlm_bench.scoring.resampling import INTERVAL_METHODS, Resampler
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class Metric:
         or None for a metric without an interval.
     :param aggregate: how seeds are summarised on the leaderboard: ``"mean"`` (with the
         sample standard deviation) or ``"median"``.
+    :param interval: how its 95% interval is drawn from the resamples: ``"percentile"``, or
+        ``"bias-corrected"`` for a metric whose resamples sit off-centre from the estimate
+        (macro-F1: the F1 of rare classes is a ratio of small counts), where percentile
+        intervals undercover (:func:`~ravlm_bench.scoring.resampling.interval`).
     """
 
     name: str
@@ -43,16 +47,24 @@ class Metric:
     aggregate: Literal["mean", "median"] = "mean"
     bootstrap: str | None = "test items"
     main: bool = False
+    interval: Literal["percentile", "bias-corrected"] = "percentile"
+
+    def __post_init__(self) -> None:
+        if self.interval not in INTERVAL_METHODS:
+            raise ValueError(f"metric {self.name!r}: interval {self.interval!r}, expected one "
+                             f"of {', '.join(INTERVAL_METHODS)}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "higher_is_better": self.higher_is_better,
-                "aggregate": self.aggregate, "bootstrap": self.bootstrap, "main": self.main}
+                "aggregate": self.aggregate, "bootstrap": self.bootstrap, "main": self.main,
+                "interval": self.interval}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Metric:
         return cls(name=str(raw["name"]), higher_is_better=bool(raw.get("higher_is_better", True)),
                    aggregate=raw.get("aggregate", "mean"), bootstrap=raw.get("bootstrap"),
-                   main=bool(raw.get("main", False)))
+                   main=bool(raw.get("main", False)),
+                   interval=raw.get("interval", "percentile"))
 
 
 def main_metric(metrics: tuple[Metric, ...] | list[Metric]) -> Metric:
@@ -110,14 +122,24 @@ class Rankings:
 
 class SingleLabelEvaluation:
     """Single-label classification: weighted P/R/F1 (main: weighted F1), accuracy,
-    macro-F1, head / tail F1, resampling test items. A task sets ``head_fraction``."""
+    macro-F1, head / tail F1, resampling the test items' images (the items of one image,
+    its captions or questions, are drawn together). A task sets ``head_fraction``, and may
+    override :meth:`clusters` to resample another unit."""
 
     head = "fusion-head"
     targets = "single-label"
     head_fraction = 0.5
 
     def metrics(self) -> tuple[Metric, ...]:
-        return tuple(Metric(name, main=name == "weighted_f1") for name in CLASSIFICATION_METRICS)
+        return tuple(Metric(name, main=name == "weighted_f1", bootstrap="images",
+                            interval="bias-corrected" if name == "macro_f1" else "percentile")
+                     for name in CLASSIFICATION_METRICS)
+
+    def clusters(self, data: ClassificationData) -> np.ndarray:
+        """Each test item's cluster id, the unit a resample draws: its image. Items that
+        share an image are not independent evidence; items with distinct ids are resampled
+        one by one."""
+        return np.asarray(data.test.image_ids, np.int64)
 
     def evaluate(self, data: ClassificationData, outputs: ClassScores,
                  resampler: Resampler) -> Evaluation:
@@ -126,11 +148,14 @@ class SingleLabelEvaluation:
         y_pred = np.asarray(outputs.scores).argmax(axis=1).astype(np.int64)
         train_counts = np.bincount(data.train.labels[data.train.labels >= 0],
                                    minlength=num_classes)
+        clusters = self.clusters(data)
         scores = metrics.classification_metrics(
             y_true, y_pred, num_classes=num_classes, train_counts=train_counts,
-            classes=data.classes, head_fraction=self.head_fraction, resampler=resampler)
+            classes=data.classes, head_fraction=self.head_fraction, resampler=resampler,
+            clusters=clusters)
         replicates = scores.pop("replicates")
         details = scores.pop("details")
+        details["resampled"] = resampling_unit(clusters, "images")
         details["per_class"] = metrics.per_class_report(y_true, y_pred, num_classes=num_classes,
                                                         classes=data.classes)
         scores.pop("ci95")
@@ -142,8 +167,9 @@ class SingleLabelEvaluation:
 
 
 class RankingEvaluation:
-    """Image-text retrieval: Recall@K both ways (main: their mean), resampling captions for
-    text-to-image and images for image-to-text. A task sets ``ks``."""
+    """Image-text retrieval: Recall@K both ways (main: their mean), resampling test images:
+    a drawn image brings its captions, so text-to-image and image-to-text recall (and their
+    mean) are resampled jointly, with each image's captions together. A task sets ``ks``."""
 
     head = "joint-embedding"
     targets = "image-text pairs"
@@ -155,31 +181,44 @@ class RankingEvaluation:
 
     def metrics(self) -> tuple[Metric, ...]:
         return (*(Metric(f"i2t_R@{k}", bootstrap="images") for k in self.ks),
-                *(Metric(f"t2i_R@{k}", bootstrap="captions") for k in self.ks),
-                Metric("mean_recall", bootstrap="captions (t2i) and images (i2t)", main=True))
+                *(Metric(f"t2i_R@{k}", bootstrap="images (with their captions)")
+                  for k in self.ks),
+                Metric("mean_recall", bootstrap="images (with their captions)", main=True))
 
     def evaluate(self, data: RetrievalData, outputs: Rankings,
                  resampler: Resampler) -> Evaluation:
         caption_image = np.asarray(data.test.caption_image, np.int64)
         t2i_hits, i2t_hits = metrics.ranking_hits(outputs.t2i, outputs.i2t, caption_image,
                                                   ks=self.ks)
-        point = metrics.recall_from_hits(t2i_hits[None], i2t_hits[None], self.ks)
-        units = {"caption": len(caption_image), "image": len(outputs.i2t)}
+        n_images = len(outputs.i2t)
+        point = metrics.recall_from_hits(t2i_hits, i2t_hits, self.ks,
+                                         np.ones((1, n_images)), caption_image)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in point}
-        for block in resampler.blocks(units):
-            values = metrics.recall_from_hits(t2i_hits[block["caption"]],
-                                              i2t_hits[block["image"]], self.ks)
+        for image_weights in resampler.cluster_counts(n_images, "image"):
+            values = metrics.recall_from_hits(t2i_hits, i2t_hits, self.ks, image_weights,
+                                              caption_image)
             for name, value in values.items():
                 parts[name].append(value)
         return Evaluation(
             metrics={name: float(value[0]) for name, value in point.items()},
             replicates={name: np.concatenate(chunks) for name, chunks in parts.items()},
-            details={"n_captions": int(len(caption_image)), "n_images": int(len(outputs.i2t))},
+            details={"n_captions": int(len(caption_image)), "n_images": n_images,
+                     "resampled": f"images ({n_images}, with their {len(caption_image)} "
+                                  f"captions)"},
             # the rankings with what scores them: the cell can be rescored from its own files
             predictions={"t2i": np.asarray(outputs.t2i, np.int64),
                          "i2t": np.asarray(outputs.i2t, np.int64),
                          "caption_image": caption_image,
                          "image_ids": np.asarray(data.test.image_ids, np.int64)})
+
+
+def resampling_unit(clusters: np.ndarray, unit: str) -> str:
+    """What a resample drew, in words, for a cell's details: the clusters, or the items
+    where no two items share one."""
+    n_clusters = len(np.unique(clusters))
+    if n_clusters == len(clusters):
+        return f"test items ({len(clusters)}, one per {unit[:-1]})"
+    return f"{unit} ({n_clusters}, with their {len(clusters)} test items)"
 
 
 def task_declaration(task: Any) -> dict[str, Any]:

@@ -8,13 +8,16 @@ that no prediction can hit (precision, recall and F1 of 0, weighted by its suppo
 as scikit-learn scores ``labels=[*range(num_classes), -1]``. So weighted recall still equals
 accuracy, as it must for single-label classification.
 
-Bootstrap resamples test items with replacement. Every resample is scored from per-class
-counts (true positives, true and predicted totals) computed for all resamples at once, so
-1,000 resamples of 1,000 items take milliseconds; the counts reproduce scikit-learn exactly.
+Bootstrap resamples test items, or the clusters they form (their images), with
+replacement. Every resample is scored from per-class counts (true positives, true and
+predicted totals, each item weighted by how often it was drawn) computed for all resamples
+at once, so 1,000 resamples of 1,000 items take milliseconds; the counts reproduce
+scikit-learn's ``sample_weight`` exactly.
 
 Recall@K is CLIP_benchmark's: from a joint embedding's rankings, :func:`ranking_hits` flags
 each caption whose image is in its top K and each image with one of its captions in its top
-K, and :func:`recall_from_hits` averages the flags, on the whole test split or per resample.
+K, and :func:`recall_from_hits` averages the flags, on the whole test split or per resample
+of the test images (each drawn image bringing its captions).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ravlm_bench.foundation.errors import ConfigError
-from ravlm_bench.scoring.resampling import Resampler, percentile_interval
+from ravlm_bench.scoring.resampling import Resampler, interval
 
 CLASSIFICATION_METRICS = (
     "weighted_precision", "weighted_recall", "weighted_f1", "accuracy", "macro_f1",
@@ -78,25 +81,27 @@ def _check_labels(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, num_classes: int
 
 
 def _class_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
-                  index: np.ndarray | None = None) -> ClassCounts:
+                  weights: np.ndarray | None = None) -> ClassCounts:
     """Per-class (tp, true, pred) counts and the correct count, per resample.
 
-    ``index`` (B, n) selects the items of each resample; None means the data as given
-    (one "resample"). Label -1 goes to an extra last slot: the "outside" class, which a
-    correct prediction can never hit.
+    ``weights`` (B, n) says how often each item is drawn in each resample; None means the
+    data as given (one "resample"). Label -1 goes to an extra last slot: the "outside"
+    class, which a correct prediction can never hit.
     """
     width = num_classes + 1
     true_slot = np.where(y_true < 0, num_classes, y_true)
     pred_slot = np.where(y_pred < 0, num_classes, y_pred)
     hit_slot = np.where((y_true == y_pred) & (y_true >= 0), y_true, num_classes)
-    if index is None:
-        index = np.arange(len(y_true))[None, :]
-    n_resamples = index.shape[0]
+    if weights is None:
+        weights = np.ones((1, len(y_true)))
+    n_resamples = weights.shape[0]
     offsets = (np.arange(n_resamples, dtype=np.int64) * width)[:, None]
+    flat_weights = weights.ravel()
 
     def count(slots: np.ndarray) -> np.ndarray:
-        flat = (slots[index] + offsets).ravel()
-        return np.bincount(flat, minlength=n_resamples * width).reshape(n_resamples, width)
+        flat = (slots[None, :] + offsets).ravel()
+        return np.bincount(flat, weights=flat_weights, minlength=n_resamples * width
+                           ).reshape(n_resamples, width)
 
     true, pred, tp = count(true_slot), count(pred_slot), count(hit_slot)
     tp[:, num_classes] = 0  # hit_slot parks wrong items there; the outside class has no hits
@@ -112,7 +117,7 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _scores_from_counts(tp: np.ndarray, true: np.ndarray, pred: np.ndarray,
-                        correct: np.ndarray, n_items: int, head: np.ndarray,
+                        correct: np.ndarray, head: np.ndarray,
                         tail: np.ndarray) -> dict[str, np.ndarray]:
     """Every classification metric, one value per resample (row of the counts)."""
     precision = _divide(tp, pred)
@@ -134,7 +139,7 @@ def _scores_from_counts(tp: np.ndarray, true: np.ndarray, pred: np.ndarray,
         "weighted_precision": weighted(precision),
         "weighted_recall": weighted(recall),
         "weighted_f1": weighted(f1),
-        "accuracy": correct / max(n_items, 1),
+        "accuracy": _divide(correct, true.sum(axis=1)),
         "macro_f1": macro,
         "head_f1": weighted(f1, head) if len(head) else np.full(len(tp), np.nan),
         "tail_f1": weighted(f1, tail) if len(tail) else np.full(len(tp), np.nan),
@@ -142,14 +147,17 @@ def _scores_from_counts(tp: np.ndarray, true: np.ndarray, pred: np.ndarray,
 
 
 def _bootstrap_scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
-                      head: np.ndarray, tail: np.ndarray, resampler: Resampler
-                      ) -> dict[str, np.ndarray]:
-    """Every metric on each of ``resampler``'s resamples of the test items (unit "item")."""
-    n = len(y_true)
+                      head: np.ndarray, tail: np.ndarray, resampler: Resampler,
+                      clusters: npt.ArrayLike | None) -> dict[str, np.ndarray]:
+    """Every metric on each of ``resampler``'s resamples of the test items' clusters (of
+    the items, without ``clusters``)."""
+    units = np.arange(len(y_true)) if clusters is None else np.asarray(clusters)
+    if len(units) != len(y_true):
+        raise ValueError(f"clusters has {len(units)} ids for {len(y_true)} test items")
     parts: list[dict[str, np.ndarray]] = []
-    for block in resampler.blocks({"item": n}):
-        counts = _class_counts(y_true, y_pred, num_classes, block["item"])
-        parts.append(_scores_from_counts(*counts, n, head, tail))
+    for weights in resampler.weights(units):
+        counts = _class_counts(y_true, y_pred, num_classes, weights)
+        parts.append(_scores_from_counts(*counts, head, tail))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -168,6 +176,7 @@ def classification_metrics(
     seed: int = 0,
     n_bootstrap: int = 1000,
     resampler: Resampler | None = None,
+    clusters: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Weighted P/R/F1, accuracy, macro-F1, head/tail F1 and their 95% bootstrap intervals.
 
@@ -190,9 +199,13 @@ def classification_metrics(
     * head_f1 / tail_f1: support-weighted mean F1 over the head / tail classes
       (``f1_score(labels=head, average="weighted")``); None when a group is empty or has no
       test items.
-    * ci95: percentile intervals (2.5, 97.5) over resamples of the test items: those of
+    * ci95: percentile intervals (2.5, 97.5), bias-corrected for macro-F1
+      (:func:`~ravlm_bench.scoring.resampling.bias_corrected_interval`), over resamples of
+      the test items: those of
       ``resampler`` (shared by every cell of a run, so cells can be paired), else
-      ``n_bootstrap`` resamples drawn from ``Resampler(n_bootstrap, seed)``.
+      ``n_bootstrap`` resamples drawn from ``Resampler(n_bootstrap, seed)``. With
+      ``clusters`` (one id per test item, e.g. its image id) a resample draws clusters,
+      each bringing all its items (:meth:`Resampler.weights`); without, it draws items.
     """
     if len(train_counts) != num_classes:
         raise ValueError(f"train_counts has {len(train_counts)} entries, expected {num_classes}")
@@ -201,8 +214,7 @@ def classification_metrics(
         raise ValueError("no test items to score")
     head, tail = head_tail_classes(train_counts, head_fraction)
 
-    point = _scores_from_counts(*_class_counts(true, pred, num_classes), len(true),
-                                head, tail)
+    point = _scores_from_counts(*_class_counts(true, pred, num_classes), head, tail)
     result: dict[str, Any] = {name: _none_if_nan(values[0]) for name, values in point.items()}
     # a group without test items has no F1 to report
     true_counts = np.bincount(true[true >= 0], minlength=num_classes)
@@ -215,11 +227,13 @@ def classification_metrics(
     if resampler is None and n_bootstrap > 0:
         resampler = Resampler(n_bootstrap, seed)
     if resampler is not None:
-        samples = _bootstrap_scores(true, pred, num_classes, head, tail, resampler)
+        samples = _bootstrap_scores(true, pred, num_classes, head, tail, resampler, clusters)
         for name in CLASSIFICATION_METRICS:
             if result[name] is None:
                 samples[name] = np.full(resampler.n_resamples, np.nan)
-            ci95[name] = percentile_interval(samples[name]) if result[name] is not None else None
+            method = "bias-corrected" if name == "macro_f1" else "percentile"
+            ci95[name] = (interval(samples[name], result[name], method)
+                          if result[name] is not None else None)
         if shared:
             result["replicates"] = samples
     result["ci95"] = ci95
@@ -298,15 +312,25 @@ def ranking_hits(t2i_ranked_images: npt.ArrayLike, i2t_ranked_captions: npt.Arra
 
 
 def recall_from_hits(t2i_hits: np.ndarray, i2t_hits: np.ndarray,
-                     ks: Sequence[int] = RETRIEVAL_KS) -> dict[str, np.ndarray]:
-    """Recall@K per resample from hit flags gathered per resample: ``t2i_hits`` bool
-    ``(B, n_captions, len(ks))`` and ``i2t_hits`` bool ``(B, n_images, len(ks))``. Returns
+                     ks: Sequence[int] = RETRIEVAL_KS, image_weights: np.ndarray | None = None,
+                     caption_image: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Recall@K per resample from the hit flags of :func:`ranking_hits` (bool
+    ``(n_captions, len(ks))`` and ``(n_images, len(ks))``) and ``image_weights`` float
+    ``(B, n_images)``: how often each image is drawn in each resample, a drawn image
+    bringing its captions (``caption_image``); None scores the data as given. Returns
     ``i2t_R@K``, ``t2i_R@K`` and ``mean_recall``, each float64 ``(B,)``."""
+    if image_weights is None:
+        image_weights, caption_weights = np.ones((1, len(i2t_hits))), np.ones((1, len(t2i_hits)))
+    elif caption_image is None:
+        raise ValueError("image_weights need caption_image to weigh the captions")
+    else:
+        caption_weights = image_weights[:, caption_image]
+    i2t = (image_weights @ i2t_hits.astype(np.float64)) / image_weights.sum(axis=1)[:, None]
+    t2i = (caption_weights @ t2i_hits.astype(np.float64)) / caption_weights.sum(axis=1)[:, None]
     result: dict[str, np.ndarray] = {}
-    i2t, t2i = i2t_hits.mean(axis=1), t2i_hits.mean(axis=1)  # (B, len(ks))
     for j, k in enumerate(ks):
-        result[f"i2t_R@{k}"] = i2t[:, j].astype(np.float64)
+        result[f"i2t_R@{k}"] = i2t[:, j]
     for j, k in enumerate(ks):
-        result[f"t2i_R@{k}"] = t2i[:, j].astype(np.float64)
+        result[f"t2i_R@{k}"] = t2i[:, j]
     result["mean_recall"] = np.mean(np.stack(list(result.values())), axis=0)
     return result

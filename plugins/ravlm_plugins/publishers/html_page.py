@@ -1,8 +1,10 @@
 """leaderboard.html: one self-contained page (inline style and script, nothing fetched).
 
 Per task a sortable, filterable ``<table>``: each metric as its mean with the 95% interval
-drawn as a small range bar (the mean a tick in it), costs compact, the best value of each
-column in bold with a visually hidden "(best)", failed cells with their error. Above each
+drawn as a small range bar (the mean a tick in it), rows ranked by the main metric with
+their tier, the top tier's main metric in bold with a visually hidden "(top tier)" (point
+estimates alone do not make a winner), the best cost and diagnostic of each column in bold
+with a visually hidden "(best)", failed cells with their error. Above each
 table the task's quality-against-cost fronts as inline SVG
 (:mod:`ravlm_plugins.publishers.fronts_svg`); at the end a ``<details>`` panel with the
 run's provenance. Sorting reads each
@@ -170,8 +172,17 @@ def _best_values(table, column: str, better: str | None) -> set[float]:
     return {max(values) if better == "higher" else min(values)}
 
 
-def _mark_best(content: str, is_best: bool) -> str:
-    return f'<strong>{content}</strong><span class="vh"> (best)</span>' if is_best else content
+def _mark_best(content: str, is_best: bool, label: str = "best") -> str:
+    return (f'<strong>{content}</strong><span class="vh"> ({label})</span>' if is_best
+            else content)
+
+
+def _top_tier_values(table, main: str | None) -> set[float]:
+    """The main metric of the systems in the top tier (``leaderboard.tiers``)."""
+    if main is None or "tier" not in table.columns:
+        return set()
+    top = table[table["tier"] == 1]
+    return {float(v) for v in top[main] if finite(v)} if len(table) > 1 else set()
 
 
 def _td(content: str, value=None, classes: tuple[str, ...] = (), title: str = "") -> str:
@@ -186,7 +197,7 @@ def _td(content: str, value=None, classes: tuple[str, ...] = (), title: str = ""
 
 
 def _metric_cell(row, metric: str, domain, best: set[float], failed_text: str,
-                 with_std: bool = True) -> str:
+                 with_std: bool = True, label: str = "top tier") -> str:
     from ravlm_bench.api import format_metric
 
     mean = row.get(metric, math.nan)
@@ -194,7 +205,7 @@ def _metric_cell(row, metric: str, domain, best: set[float], failed_text: str,
         return _td(failed_text, "", ("failed",) if failed_text == "failed" else ())
     std = row.get(f"{metric}_std", math.nan)
     lo, hi = row.get(f"{metric}_ci95_lo", math.nan), row.get(f"{metric}_ci95_hi", math.nan)
-    content = _mark_best(f"{mean:.3f}", float(mean) in best)
+    content = _mark_best(f"{mean:.3f}", float(mean) in best, label)
     if with_std and finite(std):
         content += f" <small>±{std:.3f}</small>"
     content += range_bar(mean, lo, hi, domain)
@@ -259,13 +270,13 @@ class _TaskColumns:
             compared=board.baseline is not None and "delta_vs_baseline" in table.columns)
         for m in cols.metrics:
             cols.domains[m] = _domain(table, m, f"{m}_ci95_lo", f"{m}_ci95_hi")
-            cols.best[m] = _best_values(table, m, "higher" if cols.higher[m] else "lower")
+            # only the main metric is tested between systems: its top tier is marked
+            cols.best[m] = _top_tier_values(table, m) if m == cols.main else set()
         cols.best.update({c: _best_values(table, c, COLUMN_BETTER[c])
                           for c in (*cols.costs, *cols.diagnostics)})
-        higher_main = cols.higher[cols.main] if cols.main else True
-        cols.best["delta"] = _best_values(table, "delta_vs_baseline",
-                                          "higher" if higher_main else "lower") \
-            if cols.compared else set()
+        cols.best["delta"] = ({float(v) for v in table.loc[table["tier"] == 1,
+                                                           "delta_vs_baseline"] if finite(v)}
+                              if cols.compared and "tier" in table.columns else set())
         low, high = _domain(table, "delta_vs_baseline", "delta_ci95_lo", "delta_ci95_hi")
         cols.domains["delta"] = (min(low, 0.0), max(high, 0.0))
         return cols
@@ -278,12 +289,17 @@ def task_table(board, task: str) -> str:
     rows = [_row(str(system), str(row["status"]), order, _task_cells(board, system, row, cols))
             for order, (system, row) in enumerate(board.tables[task].iterrows())]
     caption = (f"{esc(task)}: every metric's mean over seeds (bar: its 95% interval on the "
-               f"column's scale); best per column in bold")
+               f"column's scale), ranked by {esc(cols.main or 'the main metric')} in tiers "
+               f"(a system shares the tier of the one above unless their paired test is "
+               f"significant after Holm); the top tier's {esc(cols.main or 'main metric')} "
+               f"in bold, the best cost and diagnostic per column in bold")
     return _table(caption, _task_headers(board, cols), rows)
 
 
 def _task_headers(board, cols: _TaskColumns) -> list[str]:
-    headers = [_header(m + (" (main)" if m == cols.main else ""), True,
+    headers = [_header("tier", True, "1 = top; a new tier starts where the paired two-sided "
+                                     "test against the system above is significant (Holm)")]
+    headers += [_header(m + (" (main)" if m == cols.main else ""), True,
                        f"{m}: mean over seeds (hover: ± std), bar: 95% CI"
                        f" ({'higher' if cols.higher[m] else 'lower'} is better)")
                for m in cols.metrics]
@@ -301,9 +317,14 @@ def _task_headers(board, cols: _TaskColumns) -> list[str]:
 
 def _task_cells(board, system: str, row, cols: _TaskColumns) -> list[str]:
     failed_text = "failed" if row["status"] == "failed" else "–"
+    tier = row.get("tier", math.nan)
+    p_above = row.get("p_vs_above_holm", math.nan)
+    cells = [_td(f"{tier:.0f}" if finite(tier) else "–", _raw(tier),
+                 title=f"vs the system above: p={p_above:.3f} (Holm)" if finite(p_above)
+                 else "")]
     # std beside the main metric only, to keep the table narrow; every cell's title has
     # mean ± std [CI]
-    cells = [_metric_cell(row, m, cols.domains[m], cols.best[m], failed_text,
+    cells += [_metric_cell(row, m, cols.domains[m], cols.best[m], failed_text,
                           with_std=m == cols.main) for m in cols.metrics]
     for cost in cols.costs:
         value = row[cost]
@@ -359,9 +380,7 @@ def overview_table(board) -> str:
         table = board.tables[task]
         domains[task] = _domain(table, main, f"{main}_ci95_lo", f"{main}_ci95_hi") \
             if main else (0.0, 1.0)
-        higher = board.declarations(task)[main].higher_is_better if main else True
-        best[task] = _best_values(table, main, "higher" if higher else "lower") \
-            if main else set()
+        best[task] = _top_tier_values(table, main)
     rows = []
     for order, system in enumerate(board.systems):
         cells, statuses = [], []
@@ -378,7 +397,7 @@ def overview_table(board) -> str:
             s for s in statuses if s != "ok") if statuses else "not run"
         rows.append(_row(system, status, order, cells))
     caption = ("Overview: each task's main metric, mean ± std over seeds (bar: 95% interval); "
-               "best per column in bold")
+               "each task's top tier in bold")
     return _table(caption, headers, rows)
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from ravlm_plugins.publishers._files import GENERATED, write_published
 
+# Bar colours of tiers 1, 2, ... (cycling): the top tier darkest.
+TIER_COLOURS = ("#1d3f72", "#4c72b0", "#7fa3d6", "#55a868", "#8c8c8c")
+
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
@@ -147,7 +150,8 @@ class HtmlPublisher:
 
 
 class PngPublisher:
-    """A bar chart per task of the main metric, error bars the mean 95% bootstrap CI.
+    """A bar chart per task of the main metric, error bars the mean 95% bootstrap CI, the
+    bars ranked as the table ranks them and coloured by tier (each labelled "T<tier>").
 
     A task whose main metric has no interval gets ± one standard deviation over seeds
     instead, and says so on the axis.
@@ -184,8 +188,15 @@ class PngPublisher:
                               np.nan)
             heights = np.nan_to_num(means)
             x = np.arange(len(systems))
-            axes.bar(x, heights, yerr=errors, capsize=4, color="#4c72b0")
+            tier = (table["tier"].to_numpy(dtype=float) if "tier" in table.columns
+                    else np.full(len(systems), np.nan))
+            colours = [TIER_COLOURS[int(t - 1) % len(TIER_COLOURS)] if np.isfinite(t)
+                       else "#999999" for t in tier]
+            axes.bar(x, heights, yerr=errors, capsize=4, color=colours)
             for j, system in enumerate(systems):
+                if np.isfinite(tier[j]):
+                    axes.text(j, heights[j] / 2, f"T{tier[j]:.0f}", ha="center",
+                              va="center", color="white", fontsize=8, fontweight="bold")
                 if math.isnan(means[j]):
                     axes.text(j, 0.02, table.loc[system, "status"], ha="center", va="bottom",
                               rotation=90, color="#b00020", fontsize=8)

@@ -9,9 +9,9 @@ the task scores them with scikit-learn's definitions:
 * ``micro_f1``, ``macro_f1``, ``samples_f1``: ``f1_score`` with that ``average`` and
   ``zero_division=0``, of the predictions ``probability >= threshold``.
 
-Bootstrap resamples draw test items; a resample is scored as scikit-learn scores the data
-with each item weighted by how often it was drawn (``sample_weight``), computed for all
-resamples at once.
+Bootstrap resamples draw test images (one item each); a resample is scored as
+scikit-learn scores the data with each item weighted by how often it was drawn
+(``sample_weight``), computed for all resamples at once.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ class CocoMultilabel:
         self.threshold = float(threshold)
 
     def metrics(self) -> tuple[Metric, ...]:
-        return tuple(Metric(name, main=name == "mAP") for name in METRICS)
+        return tuple(Metric(name, main=name == "mAP", bootstrap="images",
+                            interval="bias-corrected" if name == "macro_f1" else "percentile")
+                     for name in METRICS)
 
     # -- the splits -------------------------------------------------------------------------
 
@@ -93,8 +95,7 @@ class CocoMultilabel:
         y_pred = scores >= self.threshold
         point = multilabel_scores(y_true, scores, y_pred, np.ones((1, len(y_true))))
         parts: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-        for block in resampler.blocks({"item": len(y_true)}):
-            weights = _counts(block["item"], len(y_true))
+        for weights in resampler.weights(data.test.image_ids):
             for name, values in multilabel_scores(y_true, scores, y_pred, weights).items():
                 parts[name].append(values)
         return Evaluation(
@@ -125,13 +126,6 @@ def _split(frame: pd.DataFrame, classes: list[str]) -> LabelledSplit:
     return LabelledSplit(image_ids=frame["image_id"].to_numpy(np.int64),
                          image_paths=frame["image_path"].tolist(),
                          texts=frame["text"].tolist(), labels=labels)
-
-
-def _counts(index: np.ndarray, n: int) -> np.ndarray:
-    """How often each item was drawn, per resample: float64 (B, n)."""
-    offsets = (np.arange(len(index)) * n)[:, None]
-    return np.bincount((index + offsets).ravel(), minlength=len(index) * n).reshape(
-        len(index), n).astype(np.float64)
 
 
 def multilabel_scores(y_true: np.ndarray, scores: np.ndarray, y_pred: np.ndarray,

@@ -15,10 +15,10 @@ and by the dataset's **official metric** on the predicted answer string
   the harmonic mean of the accuracies on ``unseen_question`` and ``unseen_entity``.
 
 Every official metric is a mean of per-item scores (the harmonic mean: of two such means),
-so it is resampled over test items exactly as the classification metrics are: the same
-shared resamples, the same paired tests. Each test item also carries its acceptable answers
-and gold evidence, from which retrieval cells report pseudo-relevance recall@k and
-evidence recall@k.
+so it is resampled exactly as the classification metrics are: the same shared resamples
+of the test images (a drawn image brings all its questions), the same paired tests. Each
+test item also carries its acceptable answers and gold evidence, from which retrieval cells
+report pseudo-relevance recall@k and evidence recall@k.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class KnowledgeVQA(SingleLabelEvaluation):
 
     def metrics(self) -> tuple[Metric, ...]:
         # the seed's classification metrics follow, none of them main
-        return (*(Metric(name, main=i == 0) for i, name in enumerate(self.official)),
+        return (*(Metric(name, main=i == 0, bootstrap="images")
+                  for i, name in enumerate(self.official)),
                 *(dataclasses.replace(m, main=False) for m in super().metrics()))
 
     def build(self, dataset, seed: int) -> ClassificationData:
@@ -111,7 +112,8 @@ class KnowledgeVQA(SingleLabelEvaluation):
         raw = self.official_item_scores(data, scores, predicted, fields)
         groups = self.groups(fields)
         for name, (values, combine) in raw.items():
-            point, replicates = resampled_score(values, groups, combine, resampler)
+            point, replicates = resampled_score(values, groups, combine, resampler,
+                                                self.clusters(data))
             evaluation.metrics[name] = point
             evaluation.replicates[name] = replicates
         evaluation.predictions["answer"] = np.array(predicted)
@@ -137,29 +139,25 @@ class KnowledgeVQA(SingleLabelEvaluation):
 
 
 def resampled_score(values: np.ndarray, groups: np.ndarray | None,
-                    combine: Callable | None, resampler: Resampler
+                    combine: Callable | None, resampler: Resampler, clusters: np.ndarray
                     ) -> tuple[float | None, np.ndarray]:
     """A metric that is the mean of per-item ``values`` (or ``combine`` of the per-group
     means, given as group -> means; a group with no item on a resample is NaN there), on the
-    test items and on each shared resample of them."""
+    test items and on each shared resample of their ``clusters`` (their images)."""
     values = np.asarray(values, np.float64)
-    n = len(values)
-    if combine is None or groups is None:
-        parts = [values[block["item"]].mean(axis=1) for block in resampler.blocks({"item": n})]
-        return float(values.mean()), np.concatenate(parts)
-    masks = {g: (groups == g).astype(np.float64) for g in sorted(set(groups.tolist()))}
+    masks = ({"all": np.ones(len(values))} if combine is None or groups is None else
+             {g: (groups == g).astype(np.float64) for g in sorted(set(groups.tolist()))})
 
-    def score(rows: np.ndarray) -> np.ndarray:
+    def score(weights: np.ndarray) -> np.ndarray:
         means = {}
         for group, mask in masks.items():
-            count = mask[rows].sum(axis=-1)
+            count = weights @ mask
             with np.errstate(invalid="ignore", divide="ignore"):
-                means[group] = np.where(count > 0, (values * mask)[rows].sum(axis=-1) / count,
-                                        np.nan)
-        return combine(means)
+                means[group] = np.where(count > 0, (weights @ (values * mask)) / count, np.nan)
+        return combine(means) if combine is not None and groups is not None else means["all"]
 
-    point = score(np.arange(n)[None])[0]
-    parts = [score(block["item"]) for block in resampler.blocks({"item": n})]
+    point = score(np.ones((1, len(values))))[0]
+    parts = [score(weights) for weights in resampler.weights(clusters)]
     return (None if np.isnan(point) else float(point)), np.concatenate(parts)
 
 
