@@ -14,7 +14,7 @@ the truth. A second part draws five systems and a
 baseline of equal skill and counts how often the paired two-sided test (one system) and
 Holm over the five reject at alpha 0.05.
 
-    python benchmarks/bench_coverage.py [--simulations 1000]
+    python benchmarks/bench_coverage.py [--simulations 1000] [--seed-sd 0.08]
 
 prints one table: each metric's coverage (target 0.95; the Monte Carlo standard error is
 about 0.007 at 1,000 simulations) with the item bootstrap and without seed variance (the
@@ -226,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--simulations", type=int, default=1000)
+    parser.add_argument("--seed-sd", type=float, default=World.seed_sd,
+                        help="sd of a seed's shift on the logit scale (default %(default)s)")
     args = parser.parse_args(argv)
-    world = World()
+    world = World(seed_sd=args.seed_sd)
     print(f"world: {world}", file=sys.stderr)
     now = coverage(world, args.simulations)
     before = coverage(world, args.simulations, clustered=False, seed_variance=False)
