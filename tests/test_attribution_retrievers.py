@@ -167,3 +167,29 @@ def test_options_declare_what_the_factory_takes(registry, name, declared):
     assert all(p.help for p in entry.params.params)
     with pytest.raises(ConfigError, match="unknown parameter 'k'"):
         entry.check({"k": 3}, "suite")
+
+
+def test_random_draws_by_query_key_ignore_the_vectors_last_bits(registry):
+    """One process and two encode with other thread counts, so a query's float bits can
+    differ; drawn by its key (the harness's query_keys), its neighbours do not."""
+    from ravlm_bench.stages.retrieval import query_keys
+
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(300, DIM)).astype(np.float32)
+    keys = np.arange(300, dtype=np.int64)
+    retriever = make(registry, "random", seed=1)
+    retriever.build(vectors, keys)
+    queries = rng.normal(size=(40, DIM)).astype(np.float32)
+    nudged = np.nextafter(queries, np.float32(np.inf))  # the last bit of every coordinate
+    ids = query_keys(np.repeat(np.arange(20) + 100, 2))  # two questions per image
+    assert len(set(ids.tolist())) == 40
+    first = retriever.search(queries, 5, query_keys=ids)[0]
+    assert np.array_equal(first, retriever.search(nudged, 5, query_keys=ids)[0])
+    # batch by batch, in another order: the same draws
+    order = rng.permutation(40)
+    again = np.concatenate([retriever.search(nudged[order][i:i + 7], 5,
+                                             query_keys=ids[order][i:i + 7])[0]
+                            for i in range(0, 40, 7)])
+    assert np.array_equal(again, first[order])
+    # without keys the bytes seed the draw: the nudged queries draw other items
+    assert not np.array_equal(retriever.search(queries, 5)[0], retriever.search(nudged, 5)[0])

@@ -19,8 +19,9 @@ WORKER = textwrap.dedent('''
     import numpy as np
     from ravlm_bench.plugin_host.host import get_plugin_manager
     from ravlm_bench.plugin_host.registry import Registry
-    from ravlm_bench.foundation.distributed import (ShardedRetriever, gather_errors,
-                                                    init_distributed, rank_failure, shutdown)
+    from ravlm_bench.foundation.distributed import (ReplicatedRetriever, ShardedRetriever,
+                                                    gather_errors, init_distributed,
+                                                    rank_failure, shutdown)
 
     mode, out = sys.argv[1], sys.argv[2]
     ctx = init_distributed(timeout_s=60)
@@ -36,6 +37,19 @@ WORKER = textwrap.dedent('''
             memory = sharded.memory_bytes()  # the whole index: every rank's shard
             if ctx.is_main:
                 np.savez(f"{out}-{metric}.npz", keys=found, scores=scores, memory=memory)
+    elif mode == "replicated":
+        data = np.load(sys.argv[3])
+        vectors, keys, queries = data["vectors"], data["keys"], data["queries"]
+        labels = np.arange(len(queries)) % 3
+        registry = Registry(get_plugin_manager())
+        for name, params in (("usearch-hnsw", {"expansion_search": 16}), ("random", {})):
+            replicated = ReplicatedRetriever(
+                registry.create("retrievers", name, dim=24, metric="cos", **params), ctx)
+            replicated.build(vectors, keys, **({"labels": keys % 3} if name == "random" else {}))
+            found, scores = replicated.search(
+                queries, 10, **({"labels": labels} if name == "random" else {}))
+            if ctx.is_main:
+                np.savez(f"{out}-{name}.npz", keys=found, scores=scores)
     elif mode == "resume":
         import torch
         from ravlm_bench.foundation.errors import ConfigError
@@ -189,6 +203,29 @@ def test_sharded_exact_search_equals_unsharded(tmp_path):
         assert np.array_equal(sharded["keys"], expected_keys), metric
         assert np.allclose(sharded["scores"], expected_scores, atol=1e-5), metric
         assert int(sharded["memory"]) == whole.memory_bytes(), metric
+
+
+@pytest.mark.slow
+def test_replicated_approximate_and_random_search_equal_one_process(tmp_path):
+    """The default under torchrun: every rank holds the whole index and searches its share
+    of the queries, so HNSW and random retrieval give one process's results exactly."""
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
+
+    vectors, keys, queries = search_data()
+    np.savez(tmp_path / "data.npz", vectors=vectors, keys=keys, queries=queries)
+    run_two_ranks(tmp_path, "replicated", str(tmp_path / "data.npz"))
+    registry = Registry(get_plugin_manager())
+    labels = np.arange(len(queries)) % 3
+    for name, params in (("usearch-hnsw", {"expansion_search": 16}), ("random", {})):
+        whole = registry.create("retrievers", name, dim=24, metric="cos", **params)
+        extra = {"labels": keys % 3} if name == "random" else {}
+        whole.build(vectors, keys, **extra)
+        expected_keys, expected_scores = whole.search(
+            queries, 10, **({"labels": labels} if name == "random" else {}))
+        replicated = np.load(tmp_path / f"out-{name}.npz")
+        assert np.array_equal(replicated["keys"], expected_keys), name
+        assert np.array_equal(replicated["scores"], expected_scores), name
 
 
 @pytest.mark.slow

@@ -30,6 +30,22 @@ fusion_head = {{ name = "concat", epochs = 4, hidden = 64 }}
 retriever = "exact"
 fusion_head = {{ name = "knn", k = 5 }}
 
+[systems.knn-hnsw]  # an approximate index: every process holds the whole one
+retriever = {{ name = "usearch-hnsw", expansion_search = 16 }}
+fusion_head = {{ name = "knn", k = 5 }}
+
+[systems.knn-hnsw-sharded]  # each process holds a shard: another index, said so
+retriever = {{ name = "usearch-hnsw", expansion_search = 16, shard_index = true }}
+fusion_head = {{ name = "knn", k = 5 }}
+
+[systems.xattn-random]  # random neighbours, drawn from the whole knowledge base
+retriever = "random"
+fusion_head = {{ name = "xattn", k = 5, epochs = 2, width = 32, heads = 2 }}
+
+[systems.infonce-hnsw]
+retriever = {{ name = "usearch-hnsw", expansion_search = 16 }}
+joint_embedding = {{ name = "infonce", epochs = 3 }}
+
 [systems.xattn-exact]
 retriever = "exact"
 
@@ -62,6 +78,11 @@ retriever = "oracle"
 knowledge = {{ dataset = "passages", split = "corpus" }}
 fusion_head = {{ name = "reader", k = 3 }}
 
+[systems.reader-random]
+retriever = "random"
+knowledge = {{ dataset = "passages", split = "corpus" }}
+fusion_head = {{ name = "reader", k = 3 }}
+
 [data.flickr30k]  # its captions repeat (one caption many times): exact ties everywhere
 root = "{root}/flickr30k"
 [data.infoseek]
@@ -70,19 +91,20 @@ root = "{root}/infoseek"
 root = "{root}/passages"
 
 [tasks.coco-category]
-systems = ["concat", "concat-rank0", "knn-exact", "xattn-exact"{extra}]
+systems = ["concat", "concat-rank0", "knn-exact", "knn-hnsw", "knn-hnsw-sharded",
+           "xattn-exact", "xattn-random"{extra}]
 
 [tasks.flickr30k-itm]
 systems = ["knn-exact", "xattn-rank0"]
 
 [tasks.coco-retrieval]
-systems = ["infonce-exact"]
+systems = ["infonce-exact", "infonce-hnsw"]
 
 [tasks.flickr30k-retrieval]
 systems = ["infonce-exact"]
 
 [tasks.infoseek]
-systems = ["reader-learned", "reader-oracle"]
+systems = ["reader-learned", "reader-oracle", "reader-random"]
 """
 
 RANK_ONE_FAILS = '''
@@ -151,12 +173,17 @@ def test_two_processes_give_the_same_results_as_one(tmp_path, demo_world):
     assert two.returncode == 0, two.stderr
 
     cells = sorted((tmp_path / "one" / "cells").rglob("seed-*.json"))
-    assert len(cells) == 20
+    assert len(cells) == 30
     for path in cells:
         twin = tmp_path / "two" / path.relative_to(tmp_path / "one")
         a, b = json.loads(path.read_text()), json.loads(twin.read_text())
         assert a["status"] == b["status"] == "ok"
         assert b["provenance"]["world_size"] == 2
+        if "knn-hnsw-sharded" in path.parts:  # a sharded HNSW index is another index
+            fingerprint = b["provenance"]["components"]["retrievers"]["fingerprint"]
+            assert "|sharded over 2 processes|" in fingerprint, fingerprint
+            assert "sharded" not in a["provenance"]["components"]["retrievers"]["fingerprint"]
+            continue
         for name, value in a["metrics"].items():
             if isinstance(value, float):
                 assert b["metrics"][name] == pytest.approx(value, abs=1e-9), (path, name)

@@ -199,3 +199,23 @@ def test_sweep_mistakes_name_the_file_and_key(tmp_path, change, message):
     with pytest.raises(ConfigError) as info:
         load_suite(path)
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_shard_index_is_the_harness_s_key_of_a_retriever_table(tmp_path):
+    from ravlm_bench.config.preflight import _check_system
+    from ravlm_bench.plugin_host.host import get_plugin_manager
+    from ravlm_bench.plugin_host.registry import Registry
+    from ravlm_bench.stages.components import plugin_params
+
+    registry = Registry(get_plugin_manager())
+    sharded = MINIMAL.replace('retriever = "exact"',
+                              'retriever = { name = "exact", shard_index = true }')
+    [system] = [s for s in load_suite(write(tmp_path, sharded)).systems.values()
+                if s.retriever is not None]
+    _check_system(system, registry, "suite")  # accepted; the plugin never sees it
+    assert system.retriever.as_dict() == {"name": "exact", "shard_index": True}  # identity
+    assert plugin_params("retrievers", system.retriever.params) == {}
+    [bad] = [s for s in load_suite(write(tmp_path, sharded.replace(
+        "shard_index = true", 'shard_index = "yes"'))).systems.values() if s.retriever]
+    with pytest.raises(ConfigError, match="retriever: shard_index must be true or false"):
+        _check_system(bad, registry, "suite")

@@ -101,7 +101,8 @@ class OracleRetriever(_LabelledIndex):
             index.build(vectors[items], keys[items])
             self._by_label[int(label)] = index
 
-    def search(self, queries: np.ndarray, k: int, labels: np.ndarray | None = None):
+    def search(self, queries: np.ndarray, k: int, labels: np.ndarray | None = None,
+               query_keys: np.ndarray | None = None):
         queries = self._check_queries(queries)
         if labels is None or self._by_label is None:
             raise ConfigError("retriever oracle needs labels at build and search time "
@@ -125,14 +126,18 @@ class OracleRetriever(_LabelledIndex):
 
 
 class RandomRetriever(_LabelledIndex):
-    """Random knowledge-base items, drawn from the seed and the query's own bytes.
+    """Random knowledge-base items, drawn from the seed and the query's key (the harness's
+    ``query_keys``: the query item's identity), or without one from the query's own bytes.
 
-    Seeding per query makes the result independent of batching and repeatable across runs,
-    and drawing positions in key order makes it independent of insertion order; labels are
-    accepted (and ignored) so the harness can treat both bounds alike.
+    Seeding per query makes the result independent of batching and repeatable across runs;
+    seeding by key makes it independent of the query vector's last bits too, which differ
+    with the encoders' thread count, so one process and two give the same draws. Drawing
+    positions in key order makes it independent of insertion order; labels are accepted
+    (and ignored) so the harness can treat both bounds alike.
     """
 
     name = "random"
+    uses_query_keys = True
 
     def __init__(self, *, dim: int, metric: str = "cos", seed: int = 0):
         super().__init__(dim=dim, metric=metric)
@@ -148,7 +153,8 @@ class RandomRetriever(_LabelledIndex):
             vectors = _normalise(vectors)
         self.vectors, self.keys = vectors, keys
 
-    def search(self, queries: np.ndarray, k: int, labels: np.ndarray | None = None):
+    def search(self, queries: np.ndarray, k: int, labels: np.ndarray | None = None,
+               query_keys: np.ndarray | None = None):
         queries = self._check_queries(queries)
         m, n_items = len(queries), len(self.keys)
         take = min(k, n_items)
@@ -156,7 +162,9 @@ class RandomRetriever(_LabelledIndex):
         scores = np.zeros((m, k), np.float32)
         if take == 0 or m == 0:
             return keys, scores
-        picks = np.stack([self._draw(query, take, n_items) for query in queries])
+        seeds = (np.asarray(query_keys, np.int64).tolist() if query_keys is not None
+                 else [_bytes_seed(query) for query in queries])
+        picks = np.stack([self._draw(seed, take, n_items) for seed in seeds])
         scored = _normalise(queries) if self.metric == "cos" else queries
         # pair by pair: the same item drawn under two keys scores the same bits, a tie
         sims = pair_scores(self.metric, scored, self.vectors, np.repeat(np.arange(m), take),
@@ -164,10 +172,14 @@ class RandomRetriever(_LabelledIndex):
         keys[:, :take], scores[:, :take] = sort_results(self.keys[picks], sims)
         return keys, scores
 
-    def _draw(self, query: np.ndarray, take: int, n_items: int) -> np.ndarray:
-        digest = hashlib.blake2b(query.tobytes(), digest_size=8).digest()
-        rng = np.random.default_rng([self.seed, int.from_bytes(digest, "little")])
+    def _draw(self, query_seed: int, take: int, n_items: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(query_seed) % 2**64])
         return rng.choice(n_items, size=take, replace=False)
+
+
+def _bytes_seed(query: np.ndarray) -> int:
+    """A query's seed from its bytes, where the harness gives no key."""
+    return int.from_bytes(hashlib.blake2b(query.tobytes(), digest_size=8).digest(), "little")
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from ravlm_bench.config.suite import (
     FIXED_KEYS,
     ROLE_KINDS,
     ROLES,
+    SHARD_INDEX,
     ComponentSpec,
     KnowledgeSpec,
     Suite,
@@ -58,7 +59,13 @@ def _check_system(system: SystemSpec, registry: Registry, where: str) -> None:
         if spec is None:
             continue
         entry = _entry(registry, ROLE_KINDS[role], spec.name, f"{table} {role}")
-        entry.check(spec.params, f"{table} {role}")
+        params = spec.params
+        if role == "retriever" and SHARD_INDEX in params:
+            if not isinstance(params[SHARD_INDEX], bool):
+                raise ConfigError(f"{table} retriever: {SHARD_INDEX} must be true or false, "
+                                  f"got {params[SHARD_INDEX]!r}")
+            params = {k: v for k, v in params.items() if k != SHARD_INDEX}
+        entry.check(params, f"{table} {role}")
     _check_retrieval_key(system, registry, table)
     if system.knowledge is not None:
         _entry(registry, "datasets", system.knowledge.dataset, f"{table} knowledge")

@@ -34,6 +34,10 @@ else:  # pragma: no cover
 FIXED_KEYS = ("image", "text", "image+text")
 
 ROLES = ("image_encoder", "text_encoder", "retriever", "fusion_head", "joint_embedding")
+# A retriever key the harness reads, not the plugin: under torchrun, split the knowledge-base
+# index across the processes (each holds a shard; searches merge the shards' top-k) instead
+# of every process holding the whole index. Part of the system's identity.
+SHARD_INDEX = "shard_index"
 # role -> registry kind
 ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
               "retriever": "retrievers", "fusion_head": "fusion-heads",

@@ -185,18 +185,62 @@ def merge_topk(keys: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray
     return merged_keys.astype(np.int64), merged_scores.astype(np.float32)
 
 
-class ShardedRetriever:
-    """A retriever whose knowledge base is split across ranks.
+class ReplicatedRetriever:
+    """A retriever whose whole knowledge base every rank indexes; the queries are split.
 
-    Every rank passes the same full ``vectors``/``keys`` to :meth:`build` and indexes only
-    its shard; :meth:`search` (called with the same queries on every rank) searches the
-    local shard, gathers every rank's top-k and merges them, so a sharded exact search
-    returns what the unsharded one returns.
+    The default under torchrun: every rank builds the same index from the same full
+    ``vectors``/``keys`` (a deterministic build gives the same graph), and :meth:`search`
+    (called with the same queries on every rank) searches the rank's share of the queries
+    and gathers every rank's rows. An approximate index is then the very index one process
+    builds, so every number is the one-process number; the index's memory is one copy's.
     """
 
     def __init__(self, local: Any, ctx: DistContext) -> None:
         self.local, self.ctx = local, ctx
         self.uses_labels = bool(getattr(local, "uses_labels", False))
+        self.uses_query_keys = bool(getattr(local, "uses_query_keys", False))
+
+    def build(self, vectors: np.ndarray, keys: np.ndarray, **kwargs: np.ndarray) -> None:
+        self.local.build(vectors, keys, **kwargs)
+
+    def search(self, queries: np.ndarray, k: int, **kwargs: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        if not self.ctx.enabled:
+            return self.local.search(queries, k, **kwargs)
+        part = self.ctx.shard(len(queries))
+        if part.stop > part.start:
+            keys, scores = self.local.search(queries[part], k,
+                                             **{n: v[part] for n, v in kwargs.items()})
+        else:
+            keys, scores = np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+        # keys are row numbers, exact in float64 below 2**53; one collective for both
+        packed = np.concatenate([keys, scores], axis=1, dtype=np.float64)
+        gathered = all_gather_rows(self.ctx, packed)
+        return gathered[:, :k].astype(np.int64), gathered[:, k:].astype(np.float32)
+
+    def __getattr__(self, name: str) -> Any:
+        # the optional contract methods exist exactly when the local retriever has them
+        if name in ("fingerprint", "memory_bytes"):
+            return getattr(self.local, name)
+        raise AttributeError(name)
+
+
+class ShardedRetriever:
+    """A retriever whose knowledge base is split across ranks (a suite's
+    ``shard_index = true``: each process holds 1/world of the index).
+
+    Every rank passes the same full ``vectors``/``keys`` to :meth:`build` and indexes only
+    its shard; :meth:`search` (called with the same queries on every rank) searches the
+    local shard, gathers every rank's top-k and merges them, so a sharded exact search
+    returns what the unsharded one returns. A sharded approximate index is another index
+    (one graph per shard), and random draws come from each shard's items: their numbers
+    depend on the number of processes, which the fingerprint says.
+    """
+
+    def __init__(self, local: Any, ctx: DistContext) -> None:
+        self.local, self.ctx = local, ctx
+        self.uses_labels = bool(getattr(local, "uses_labels", False))
+        self.uses_query_keys = bool(getattr(local, "uses_query_keys", False))
 
     def build(self, vectors: np.ndarray, keys: np.ndarray, **kwargs: np.ndarray) -> None:
         part = self.ctx.shard(len(keys))
@@ -218,7 +262,8 @@ class ShardedRetriever:
     def __getattr__(self, name: str) -> Any:
         # the optional contract methods exist exactly when the local retriever has them
         if name == "fingerprint":
-            return getattr(self.local, name)
+            local_fingerprint = getattr(self.local, name)
+            return lambda: f"{local_fingerprint()}|sharded over {self.ctx.world_size} processes"
         if name == "memory_bytes":
             local_bytes = getattr(self.local, name)
             return lambda: self._total_bytes(local_bytes())

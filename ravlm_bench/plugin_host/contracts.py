@@ -68,7 +68,11 @@ class LabelledRetriever(Protocol):
     and ``search`` the queries' labels (int64, ``-1`` = outside the label space), both as the
     keyword ``labels``. :func:`ravlm_bench.stages.retrieval.build_index` and
     :func:`ravlm_bench.stages.retrieval.retrieve` pass them; everything else about ``search``
-    (shapes, dtypes, best first, ``-1`` padding) is as for :class:`Retriever`.
+    (shapes, dtypes, best first, ``-1`` padding) is as for :class:`Retriever`. A retriever
+    that also sets ``uses_query_keys = True`` gets the keyword ``query_keys`` in ``search``
+    where the harness knows them (int64, one per query: :func:`ravlm_bench.stages.retrieval.
+    query_keys`), the query item's identity, for draws that must not depend on the query's
+    float bits (encoders' rounding differs with the thread count) or its batch.
     """
 
     uses_labels: bool
@@ -376,8 +380,10 @@ class TrainingReport:
 # ---------------------------------------------------------------------------------------
 
 CAPABILITIES: dict[str, dict[str, Any]] = {
-    # build/search also receive labels= (the attribution bounds)
-    "retrievers": {"uses_labels": False},
+    # build/search also receive labels= (the attribution bounds); search also receives
+    # query_keys= (int64 per query: the query item's identity, the same whatever the
+    # batching, sharding or number of processes), for a retriever seeding draws by query
+    "retrievers": {"uses_labels": False, "uses_query_keys": False},
     "fusion-heads": {
         "uses_retrieval": True,  # False: neighbour arrays arrive empty
         # whether it reads the neighbours' labels: "required" (a knowledge base without

@@ -89,7 +89,8 @@ def register_retrievers(register: Register) -> None:
     ascending key, so results never depend on insertion order, batch size or sharding. The
     harness searches with unit vectors and hands heads cosine similarities, whatever the
     metric. Optional: ``memory_bytes() -> int``,
-    ``uses_labels = True`` (see :data:`ravlm_bench.api.CAPABILITIES`).
+    ``uses_labels = True``, ``uses_query_keys = True`` (see
+    :data:`ravlm_bench.api.CAPABILITIES`).
 
     :param register: the registration callback.
     """

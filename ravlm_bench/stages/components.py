@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ravlm_bench.config.suite import ComponentSpec
+from ravlm_bench.config.suite import SHARD_INDEX, ComponentSpec
 from ravlm_bench.foundation.errors import ComponentError, DataError, RavlmError
 from ravlm_bench.plugin_host.contracts import ContractViolation
 from ravlm_bench.plugin_host.registry import Registry
@@ -85,9 +85,16 @@ class ComponentFactory:
         if not fresh and key in self._memo:
             return self._memo[key]
         entry = self.registry.get(kind, spec.name)
-        obj = self.registry.create(kind, spec.name, **spec.params, **extras)
+        obj = self.registry.create(kind, spec.name, **plugin_params(kind, spec.params), **extras)
         component = Component(kind, spec.name, entry.plugin, obj, dict(spec.params),
                               entry.digest(spec.params))
         if not fresh:
             self._memo[key] = component
         return component
+
+
+def plugin_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters the plugin takes: a retriever's ``shard_index`` is the harness's."""
+    if kind == "retrievers":
+        return {k: v for k, v in params.items() if k != SHARD_INDEX}
+    return dict(params)

@@ -1,6 +1,8 @@
 """How a cell's steps run: in one process (:class:`Local`) or across the ranks torchrun
-started (:class:`Distributed`, which shards the knowledge-base index and the test
-predictions and gathers the rows, passes ``dist=`` to heads that train data-parallel, lets
+started (:class:`Distributed`, which splits the retrieval queries and the test predictions
+across ranks and gathers the rows (every rank holds the whole index, so an approximate
+index is the one-process index; a retriever with ``shard_index = true`` splits the index
+instead), passes ``dist=`` to heads that train data-parallel, lets
 rank 0 open datasets and decode images first, and makes every rank agree on each cell's
 outcome). The cell pipelines call this one object instead of branching on the process
 count; the feature stage (:mod:`.features`) shards encoding with the distributed context
@@ -16,9 +18,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ravlm_bench.config.suite import SHARD_INDEX
 from ravlm_bench.foundation.distributed import (
     SINGLE,
     DistContext,
+    ReplicatedRetriever,
     ShardedRetriever,
     all_gather_rows,
     broadcast_object,
@@ -101,8 +105,12 @@ class Distributed(Local):
         return value if self.is_main else shared
 
     def retriever(self, component: Component) -> Component:
-        # each rank indexes a shard of the knowledge base; searches merge every shard's top-k
-        return dataclasses.replace(component, obj=ShardedRetriever(component.obj, self.dist))
+        if component.params.get(SHARD_INDEX):
+            # each rank indexes a shard of the knowledge base; searches merge every shard's
+            # top-k (exact search: the same results; approximate or random: other results)
+            return dataclasses.replace(component, obj=ShardedRetriever(component.obj, self.dist))
+        # every rank indexes the whole knowledge base and searches its share of the queries
+        return dataclasses.replace(component, obj=ReplicatedRetriever(component.obj, self.dist))
 
     def predict(self, head: Any, inputs, width: int) -> np.ndarray:
         part = self.dist.shard(len(inputs))

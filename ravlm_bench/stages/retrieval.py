@@ -145,6 +145,7 @@ def retrieve(
     exclude_same_image: bool = False,
     labels: np.ndarray | None = None,
     metric: str = "cos",
+    query_keys: np.ndarray | None = None,
 ) -> Neighbours:
     """The top-``k`` knowledge-base rows of each query, with their similarities:
     :func:`as_similarity` of the retriever's scores under ``metric`` (0 for padding).
@@ -153,7 +154,8 @@ def retrieve(
     ``exclude_same_image`` a neighbour showing the query's own image is dropped: the search
     over-fetches by the number of knowledge-base rows sharing that image and fetches more
     (doubling) while an approximate retriever leaves a query short. ``labels`` are the
-    queries' labels, passed to retrievers with ``uses_labels = True``.
+    queries' labels, passed to retrievers with ``uses_labels = True``; ``query_keys`` the
+    queries' identities (:func:`query_keys`), passed to those with ``uses_query_keys``.
     Raises :class:`~ravlm_bench.plugin_host.contracts.ContractViolation` if the retriever breaks the
     search contract.
     """
@@ -164,7 +166,7 @@ def retrieve(
                           np.zeros((n, max(k, 0)), np.float32))
     labels = _labels(labels)
     if not exclude_same_image:
-        rows, scores = _search(retriever, queries, k, labels)
+        rows, scores = _search(retriever, queries, k, labels, query_keys)
         scores = as_similarity(scores, metric)
         return Neighbours(rows, np.where(rows >= 0, scores, np.float32(0)).astype(np.float32))
 
@@ -187,7 +189,8 @@ def retrieve(
     fetch = min(k + int(same.max(initial=0)), size)
     while len(pending) and fetch > 0:
         sub_labels = labels[pending] if labels is not None else None
-        rows, scores = _search(retriever, queries[pending], fetch, sub_labels)
+        sub_keys = query_keys[pending] if query_keys is not None else None
+        rows, scores = _search(retriever, queries[pending], fetch, sub_labels, sub_keys)
         if (rows >= size).any():
             raise ConfigError(f"retriever returned key {int(rows.max())} but the knowledge base "
                               f"has {size} rows; build it with build_index")
@@ -213,23 +216,41 @@ def _labels(labels: np.ndarray | None) -> np.ndarray | None:
     return labels.astype(np.int64) if labels.ndim == 1 else labels
 
 
-def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None) -> Neighbours:
+def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None,
+            query_keys: np.ndarray | None = None) -> Neighbours:
     """The retriever's raw results (keys and scores as it returns them), in batches."""
     uses_labels = capability(retriever, "retrievers", "uses_labels")
     if uses_labels and labels is None:
         raise ConfigError(f"retriever {type(retriever).__name__} needs the queries' labels "
                           f"(uses_labels = True); pass labels= to retrieve / fusion_inputs")
+    keyed = query_keys is not None and capability(retriever, "retrievers", "uses_query_keys")
     rows, scores = [], []
     for start in range(0, len(queries), SEARCH_BATCH):
-        chunk = queries[start:start + SEARCH_BATCH]
+        batch = slice(start, start + SEARCH_BATCH)
+        chunk = queries[batch]
+        extra: dict[str, np.ndarray] = {}
         if labels is not None and uses_labels:
-            result = retriever.search(chunk, k, labels=labels[start:start + SEARCH_BATCH])
-        else:
-            result = retriever.search(chunk, k)
-        found, found_scores = validate_search(result, len(chunk), k)
+            extra["labels"] = labels[batch]
+        if keyed:
+            extra["query_keys"] = query_keys[batch]
+        found, found_scores = validate_search(retriever.search(chunk, k, **extra), len(chunk), k)
         rows.append(found)
         scores.append(found_scores)
     return Neighbours(np.concatenate(rows), np.concatenate(scores))
+
+
+def query_keys(image_ids: np.ndarray) -> np.ndarray:
+    """Each query item's identity from its image id and its place among the items of that
+    image (a question, a caption): ``image_id * 4096 + occurrence`` (occurrences past
+    4,095 wrap), int64. The same for an item whatever the batching, sharding or number
+    of processes, and distinct for the items of one image."""
+    ids = np.asarray(image_ids, np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_ids)) + 1]
+    occurrence = np.empty(len(ids), np.int64)
+    occurrence[order] = np.arange(len(ids)) - np.repeat(starts, np.diff(np.r_[starts, len(ids)]))
+    return ids * 4096 + occurrence % 4096
 
 
 def fusion_inputs(
@@ -268,7 +289,7 @@ def fusion_inputs(
             retriever, key.vectors(image, text), k, query_image_ids=image_ids,
             kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image,
             labels=labels if retriever_labels is None else _labels(retriever_labels),
-            metric=metric)
+            metric=metric, query_keys=query_keys(image_ids) if image_ids is not None else None)
     if num_classes is None:
         seen = [np.asarray(kb.labels).max(initial=-1)]
         if labels is not None:
