@@ -195,8 +195,12 @@ class PngPublisher:
             axes.bar(x, heights, yerr=errors, capsize=4, color=colours)
             for j, system in enumerate(systems):
                 if np.isfinite(tier[j]):
-                    axes.text(j, heights[j] / 2, f"T{tier[j]:.0f}", ha="center",
-                              va="center", color="white", fontsize=8, fontweight="bold")
+                    inside = heights[j] >= 0.15  # a short bar gets its label above it
+                    y = heights[j] / 2 if inside else heights[j] + np.nan_to_num(errors[1, j])
+                    axes.text(j, y, f"T{tier[j]:.0f}", ha="center",
+                              va="center" if inside else "bottom",
+                              color="white" if inside else "black", fontsize=8,
+                              fontweight="bold")
                 if math.isnan(means[j]):
                     axes.text(j, 0.02, table.loc[system, "status"], ha="center", va="bottom",
                               rotation=90, color="#b00020", fontsize=8)
