@@ -206,7 +206,8 @@ class ReplicatedRetriever:
     def search(self, queries: np.ndarray, k: int, **kwargs: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
         if not self.ctx.enabled:
-            return self.local.search(queries, k, **kwargs)
+            whole: tuple[np.ndarray, np.ndarray] = self.local.search(queries, k, **kwargs)
+            return whole
         part = self.ctx.shard(len(queries))
         if part.stop > part.start:
             keys, scores = self.local.search(queries[part], k,

@@ -231,7 +231,7 @@ def _search(retriever, queries: np.ndarray, k: int, labels: np.ndarray | None,
         extra: dict[str, np.ndarray] = {}
         if labels is not None and uses_labels:
             extra["labels"] = labels[batch]
-        if keyed:
+        if keyed and query_keys is not None:
             extra["query_keys"] = query_keys[batch]
         found, found_scores = validate_search(retriever.search(chunk, k, **extra), len(chunk), k)
         rows.append(found)
