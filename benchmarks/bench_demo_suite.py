@@ -3,8 +3,11 @@
 Prints wall time and the per-stage sums (encode, index, train, evaluate) of every run, and
 the ratios the runner and torchrun issues set: the cached rerun against the cold run
 (target <= 0.2) and 2 processes against 1 (overhead target < 20%; no speed-up is expected
-on a 2-core machine). The --force rerun reloads finished trainings; a --retrain rerun, which
-trains every head again on the cached features, is shown beside it.
+on a 2-core machine). Each torchrun run's cells are compared with the one-process run's:
+how many differ in any metric or prediction array, and the largest difference of a saved
+float array (probabilities, similarities: the order of floating-point reductions). The
+--force rerun reloads finished trainings; a --retrain rerun, which trains every head again
+on the cached features, is shown beside it.
 
     python benchmarks/bench_demo_suite.py [--suite demo] [--processes 1 2] [--keep DIR]
 """
@@ -59,6 +62,29 @@ def stage_sums(run_dir: Path) -> dict[str, float]:
     return {**sums, "cells": cells, "failed": failed}
 
 
+def cell_agreement(one: Path, other: Path) -> tuple[int, int, float]:
+    """(cells, cells whose metrics or non-float arrays differ, largest float difference)."""
+    import numpy as np
+
+    cells = sorted((one / "cells").rglob("seed-*.json"))
+    differ, largest = 0, 0.0
+    for path in cells:
+        twin = other / path.relative_to(one)
+        mine, theirs = json.loads(path.read_text()), json.loads(twin.read_text())
+        same = mine["status"] == theirs["status"] and mine.get("metrics") == theirs.get("metrics")
+        if path.with_suffix(".npz").exists():
+            with np.load(path.with_suffix(".npz")) as a, np.load(twin.with_suffix(".npz")) as b:
+                for name in a.files:
+                    if a[name].dtype.kind == "f" and a[name].shape == b[name].shape:
+                        gap = np.abs(np.nan_to_num(a[name]) - np.nan_to_num(b[name]))
+                        largest = max(largest, float(gap.max(initial=0.0)))
+                        same &= bool(gap.max(initial=0.0) <= 1e-5)
+                    else:
+                        same &= bool(np.array_equal(a[name], b[name]))
+        differ += not same
+    return len(cells), differ, largest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="demo")
@@ -68,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="ravlm-bench-demo-"))
-    rows = []
+    rows, agreement = [], {}
     try:
         cold_cache = base / "cache-1"
         cold = run_suite(args.suite, base / "run-1", cold_cache)
@@ -83,6 +109,7 @@ def main() -> None:
             wall = run_suite(args.suite, base / f"run-{n}", base / f"cache-{n}", processes=n)
             rows.append((f"cold, {n} processes (torchrun, gloo)", wall,
                          stage_sums(base / f"run-{n}")))
+            agreement[n] = cell_agreement(base / "run-1", base / f"run-{n}")
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
@@ -94,6 +121,9 @@ def main() -> None:
     print(f"--retrain rerun / cold run: {retrain / cold:.2f} (heads trained again)")
     for name, wall, _ in rows[3:]:
         print(f"{name} / 1 process: {wall / cold:.2f} (overhead target < 1.20)")
+    for n, (cells, differ, largest) in agreement.items():
+        print(f"{n} processes against 1: {differ} of {cells} cells differ (target 0); largest "
+              f"float difference {largest:.1e} (probabilities, similarities; <= 1e-5)")
 
 
 if __name__ == "__main__":
