@@ -373,3 +373,19 @@ def test_a_median_aggregated_metric_has_median_intervals_and_deltas(tmp_path):
         xattn["weighted_f1"] - concat["weighted_f1"])
     resampled = pooled - median_replicates("concat")
     assert xattn["p_value"] == pytest.approx((1 + (resampled <= 0).sum()) / (1 + len(resampled)))
+
+
+def test_systems_without_a_paired_test_share_a_tier(run_dir):
+    """A main metric without resamples has no paired test: nothing shows the systems to
+    differ, so one tier holds them all (ranked by the point values still)."""
+    from ravlm_bench.publish.leaderboard import _task_table
+
+    board = load_run(run_dir, tables=False)
+    for metric in board.tasks["shape-category"]["metrics"]:
+        metric["bootstrap"] = None
+    table = _task_table(board, "shape-category")
+    ranked = table[table["weighted_f1"].notna()]
+    assert list(ranked["weighted_f1"]) == sorted(ranked["weighted_f1"], reverse=True)
+    assert set(ranked["tier"]) == {1} and ranked["p_vs_above"].isna().all()
+    # with resamples, the same systems fall into two tiers (see the publishers' tests)
+    assert set(load_run(run_dir, seed_variance=False).tables["shape-category"]["tier"]) == {1, 2}

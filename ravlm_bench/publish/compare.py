@@ -53,11 +53,17 @@ import numpy as np
 
 from ravlm_bench.foundation.errors import ConfigError, DataError
 from ravlm_bench.publish.display import format_number
-from ravlm_bench.publish.leaderboard import Leaderboard, cluster_replicates, holm, load_run
+from ravlm_bench.publish.leaderboard import (
+    Leaderboard,
+    cluster_replicates,
+    holm,
+    load_run,
+    paired_resamples,
+    tails,
+)
 from ravlm_bench.publish.run_reader import Replicates
 from ravlm_bench.scoring.evaluation import Metric
 from ravlm_bench.scoring.resampling import percentile_interval
-from ravlm_bench.scoring.seed_variance import with_seed_variance
 from ravlm_bench.store.cell_files import read_arrays
 
 REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no significant change"
@@ -324,20 +330,16 @@ class _TaskPair:
             return change
         if a is None or b is None:
             raise AssertionError("unreachable: _pairing_problem reports missing resamples")
-        resampled = b - a
-        if self.seed_variance:
-            per_seed = [rows_b[s].get(f"metric:{metric}", math.nan)
-                        - rows_a[s].get(f"metric:{metric}", math.nan) for s in both]
-            differences = np.stack([resamples_b[s] - resamples_a[s] for s in both])
-            resampled = with_seed_variance(resampled, differences, per_seed, aggregate)
-        resampled = resampled[np.isfinite(resampled)]
+        per_seed = np.array([rows_b[s].get(f"metric:{metric}", math.nan)
+                             - rows_a[s].get(f"metric:{metric}", math.nan) for s in both])
+        resampled = paired_resamples(b, a, resamples_b, resamples_a, both, per_seed, aggregate,
+                                     self.seed_variance)
         if not len(resampled):
             change.reason = "the metric is undefined on every resample"
             return change
-        better_or_equal = resampled >= 0 if declared_a.higher_is_better else resampled <= 0
-        worse_or_equal = resampled <= 0 if declared_a.higher_is_better else resampled >= 0
-        change.p_regression = (1 + int(better_or_equal.sum())) / (1 + len(resampled))
-        change.p_improvement = (1 + int(worse_or_equal.sum())) / (1 + len(resampled))
+        # a regression's null is "B is no worse than A"; an improvement's "no better"
+        change.p_improvement, change.p_regression = tails(resampled,
+                                                          declared_a.higher_is_better)
         interval = percentile_interval(resampled)
         if interval is None:
             raise AssertionError("unreachable: finite resamples always have an interval")

@@ -272,8 +272,8 @@ def _compare_to_baseline(board: Leaderboard, task: str, system: str, baseline: s
     if paired is None:
         return empty
     delta, resampled, shared = paired
-    p_one, p_two = tail_p_values(resampled, board.declarations(task)[
-        board.main_metric(task) or ""].higher_is_better)
+    main = board.main_metric(task) or ""  # paired_difference found a main metric
+    p_one, p_two = tail_p_values(resampled, board.declarations(task)[main].higher_is_better)
     lo, hi = percentile_interval(resampled) or (math.nan, math.nan)
     return {"delta_vs_baseline": delta, "delta_ci95_lo": lo, "delta_ci95_hi": hi,
             "p_value": p_one, "p_holm": math.nan,
@@ -307,22 +307,42 @@ def paired_difference(board: Leaderboard, task: str, system: str, other: str,
         mine = cells[(cells["system"] == name) & cells["seed"].isin(shared)]
         point[name] = seed_aggregate(mine[f"metric:{main}"], declared.aggregate)
         per_seed[name] = seed_points(mine, shared, main)
+    resampled = paired_resamples(a, b, ours, theirs, shared,
+                                 per_seed[system] - per_seed[other], declared.aggregate,
+                                 board.seed_variance)
+    return float(point[system] - point[other]), resampled, shared
+
+
+def paired_resamples(a: np.ndarray, b: np.ndarray, per_seed_a: dict[int, np.ndarray],
+                     per_seed_b: dict[int, np.ndarray], seeds: list[int],
+                     seed_differences: np.ndarray, aggregate: str,
+                     seed_variance: bool) -> np.ndarray:
+    """The finite resamples of ``a - b``, two seed-aggregated values on the same resamples
+    (:func:`cluster_replicates` of ``per_seed_a`` / ``per_seed_b`` over ``seeds``), widened
+    by the variance of the per-seed differences (``seed_differences``, point values in
+    ``seeds`` order) when ``seed_variance``. The leaderboard's paired tests and
+    ``compare`` both take their differences here."""
     resampled = a - b
-    if board.seed_variance:
-        differences = np.stack([ours[s] - theirs[s] for s in shared])
-        resampled = with_seed_variance(resampled, differences,
-                                       per_seed[system] - per_seed[other], declared.aggregate)
-    return float(point[system] - point[other]), resampled[np.isfinite(resampled)], shared
+    if seed_variance:
+        differences = np.stack([per_seed_a[s] - per_seed_b[s] for s in seeds])
+        resampled = with_seed_variance(resampled, differences, seed_differences, aggregate)
+    return resampled[np.isfinite(resampled)]
+
+
+def tails(resampled: np.ndarray, higher_is_better: bool) -> tuple[float, float]:
+    """The one-sided p-values of "no better" and of "no worse": the share of resamples
+    where the difference is not in the better (worse) direction, with the +1 correction."""
+    not_better = (resampled <= 0) if higher_is_better else (resampled >= 0)
+    not_worse = (resampled >= 0) if higher_is_better else (resampled <= 0)
+    total = 1 + len(resampled)
+    return (1 + int(not_better.sum())) / total, (1 + int(not_worse.sum())) / total
 
 
 def tail_p_values(resampled: np.ndarray, higher_is_better: bool) -> tuple[float, float]:
-    """The one-sided p-value of "no better" (the share of resamples where the difference
-    is not in the better direction, with the +1 correction) and the two-sided one (twice
-    the smaller tail, capped at 1)."""
-    not_better = (resampled <= 0) if higher_is_better else (resampled >= 0)
-    not_worse = (resampled >= 0) if higher_is_better else (resampled <= 0)
-    tails = [(1 + int(tail.sum())) / (1 + len(resampled)) for tail in (not_better, not_worse)]
-    return tails[0], min(1.0, 2 * min(tails))
+    """The one-sided p-value of "no better" and the two-sided one (twice the smaller
+    tail of :func:`tails`, capped at 1)."""
+    no_better, no_worse = tails(resampled, higher_is_better)
+    return no_better, min(1.0, 2 * min(no_better, no_worse))
 
 
 def tiers(board: Leaderboard, task: str, table: pd.DataFrame, replicates: Replicates,
@@ -331,7 +351,8 @@ def tiers(board: Leaderboard, task: str, table: pd.DataFrame, replicates: Replic
     suite order), with columns ``tier`` (1 = top), ``p_vs_above`` (the two-sided paired
     p-value against the system above) and ``p_vs_above_holm`` (Holm-adjusted over the
     task's adjacent pairs). A system shares the tier of the one above unless their paired
-    difference is significant at ``alpha`` after the adjustment."""
+    difference is significant at ``alpha`` after the adjustment; a pair without a test (a
+    main metric without resamples) is not shown to differ, so it shares the tier too."""
     main = board.main_metric(task)
     table = table.copy()
     table["tier"], table["p_vs_above"], table["p_vs_above_holm"] = math.nan, math.nan, math.nan
@@ -347,7 +368,7 @@ def tiers(board: Leaderboard, task: str, table: pd.DataFrame, replicates: Replic
     adjusted = holm(p_values)
     tier = 1
     for position, system in enumerate(order):
-        if position and not adjusted[system] >= alpha:  # significant, or untestable
+        if position and adjusted[system] < alpha:  # NaN (untestable) compares False
             tier += 1
         table.loc[system, "tier"] = tier
         if position:
