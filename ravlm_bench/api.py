@@ -106,11 +106,13 @@ _LAZY: dict[str, str] = {
         ("check_dataset", "check_fusion_head", "check_image_encoder", "check_joint_embedding",
          "check_publisher", "check_retriever", "check_task", "check_text_encoder"),
         "ravlm_bench.testing"),
-    **dict.fromkeys(("COLUMN_BETTER", "COST_COLUMNS", "DIAGNOSTIC_COLUMNS", "Leaderboard"),
+    **dict.fromkeys(("ANSWER_EVIDENCE_COLUMNS", "COLUMN_BETTER", "COST_COLUMNS",
+                     "DEPENDENCE_COLUMNS", "DEPENDENCE_LEVELS", "DIAGNOSTIC_COLUMNS",
+                     "Leaderboard"),
                     "ravlm_bench.publish.leaderboard"),
     **dict.fromkeys(
-        ("COMPACT_HEADERS", "describe", "display_overview", "display_table", "format_cost",
-         "format_metric"),
+        ("COMPACT_HEADERS", "dependence_caption", "describe", "display_dependence",
+         "display_overview", "display_table", "format_cost", "format_metric"),
         "ravlm_bench.publish.display"),
     **dict.fromkeys(
         ("COST_AXES", "front_chart", "front_line", "front_points", "pareto_flags",

@@ -153,3 +153,36 @@ def test_the_leaderboard_shows_the_knowledge_diagnostics(run_dir, tmp_path):
     # a diagnostic no system of a task has is left out: OK-VQA names no gold evidence
     okvqa = text[text.index("## okvqa"):]
     assert "pseudo_recall_at_k" in okvqa and "evidence_recall_at_k" not in okvqa
+
+
+def test_retrieving_systems_report_their_retrieval_dependence_with_a_paired_interval(run_dir):
+    oracle, oracle_arrays = cell(run_dir, "infoseek", "reader-oracle")
+    random, _ = cell(run_dir, "infoseek", "reader-random")
+    baseline, baseline_arrays = cell(run_dir, "infoseek", "concat")
+    curve = {name.removeprefix("dependence_"): value
+             for name, value in oracle["retrieval"].items() if name.startswith("dependence_")}
+    assert set(curve) == {"p0", "p0.25", "p0.5", "p0.75", "p1", "none"}
+    assert curve["p0"] == oracle["metrics"]["infoseek_score"]
+    dependence = oracle["metrics"]["retrieval_dependence"]
+    assert dependence == pytest.approx(curve["p0"] - curve["p1"], abs=1e-12)
+    # the oracle's answers come from its passages: corrupting them costs, paired interval > 0
+    low, high = oracle["metrics"]["ci95"]["retrieval_dependence"]
+    assert 0 < low <= dependence <= high
+    assert curve["p0"] > curve["p0.5"] > curve["p1"]
+    np.testing.assert_allclose(oracle_arrays["replicate.retrieval_dependence"].mean(),
+                               dependence, atol=0.05)
+    # random retrieval has nothing to lose; a system that retrieves nothing reports nothing
+    assert abs(random["metrics"]["retrieval_dependence"]) < 0.05
+    assert "retrieval_dependence" not in baseline["metrics"]
+    assert "replicate.retrieval_dependence" not in baseline_arrays
+    declared = [m["name"] for m in oracle["task_declaration"]["metrics"]]
+    assert declared[-1] == "retrieval_dependence"
+
+
+def test_knowledge_cells_report_answers_against_the_evidence_retrieved(run_dir):
+    oracle, arrays = cell(run_dir, "infoseek", "reader-oracle")
+    shares = {k: v for k, v in oracle["retrieval"].items() if k.endswith("_evidence")}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # the oracle's passages always hold the answer: nothing is answered without evidence
+    assert shares["right_without_evidence"] == shares["wrong_without_evidence"] == 0.0
+    assert shares["right_with_evidence"] > 0

@@ -276,3 +276,32 @@ def test_end_to_end_fine_tuning_runs_through_the_runner(tmp_path, demo_world, ca
     record = json.loads((tmp_path / "run/cells/coco-category/finetune/seed-0.json").read_text())
     assert record["status"] == "ok" and record["training"]["epochs"] == 2
     assert 0.0 <= record["metrics"]["weighted_f1"] <= 1.0
+
+
+def test_retrieval_dependence_is_measured_by_default_and_a_suite_can_opt_out(
+        tmp_path, tiny_run, demo_world, cache):
+    _, finished, _ = tiny_run
+    cells = cell_metrics(finished)
+    knn = cells["cells/coco-category/knn-exact/seed-0.json"][1]
+    # a k-NN head's answer is its neighbours' vote: random neighbours undo it
+    assert knn["retrieval_dependence"] > 0.1
+    low, high = knn["ci95"]["retrieval_dependence"]  # the tiny test set: a wide interval
+    assert low <= knn["retrieval_dependence"] <= high
+    assert "retrieval_dependence" not in cells["cells/coco-category/concat/seed-0.json"][1]
+    # the ranking task's joint embedding has no retrieved items to corrupt
+    assert "retrieval_dependence" not in cells["cells/coco-retrieval/infonce-exact/seed-0.json"][1]
+
+    suite = make_suite(tmp_path, demo_world)
+    opt_out = 'baseline = "concat"\n[run]\nretrieval_dependence = false\n'
+    text = suite.read_text().replace('baseline = "concat"\n', opt_out, 1)
+    suite.write_text(text)
+    run_dir = tmp_path / "run"
+    result = run_cli("run", str(suite), "--out", str(run_dir), "--quiet", cache=cache)
+    assert result.returncode == 0, result.stderr
+    opted_out = cell_metrics(run_dir)
+    assert not any("retrieval_dependence" in metrics for _, metrics in opted_out.values())
+    record = json.loads((run_dir / "cells/coco-category/knn-exact/seed-0.json").read_text())
+    assert not any(name.startswith("dependence_") for name in record["retrieval"])
+    # opting out changes nothing else
+    assert opted_out["cells/coco-category/knn-exact/seed-0.json"][1]["weighted_f1"] == \
+        knn["weighted_f1"]

@@ -56,7 +56,7 @@ MAX_DEPTH = 32
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The suite's ``[run]`` table: how the run prepares its data."""
+    """The suite's ``[run]`` table: how the run prepares its data and what it measures."""
 
     data_seed: int = option(0, "seed of the tasks' data choices (captions picked, splits)",
                             minimum=0)
@@ -66,6 +66,9 @@ class RunOptions:
     # otherwise build 10^9 systems in memory before anything is printed
     max_cells: int = option(10_000, "most (task, system, seed) cells, and most systems, the "
                                     "suite may expand to", minimum=1)
+    retrieval_dependence: bool = option(
+        True, "score every retrieving system again with its retrieved items corrupted "
+              "(the retrieval dependence)")
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,14 @@ import math
 import pandas as pd
 
 from ravlm_bench.publish.leaderboard import (
+    ANSWER_EVIDENCE_COLUMNS,
     COST_COLUMNS,
+    DEPENDENCE_LEVELS,
     DIAGNOSTIC_COLUMNS,
     TIER_ALPHA,
     Leaderboard,
 )
+from ravlm_bench.scoring.dependence import DEPENDENCE_METRIC
 
 
 def format_number(value, spec: str = ".3f") -> str:
@@ -117,6 +120,41 @@ def display_table(board: Leaderboard, task: str, *, compact: bool = False) -> pd
     return frame
 
 
+def display_dependence(board: Leaderboard, task: str) -> pd.DataFrame | None:
+    """``task``'s retrieval dependence as strings, one row per system that measured it (in
+    the table's order): the dependence ``mean [95% CI]``, the main metric at each
+    corruption level and with nothing retrieved, and for a knowledge task the
+    answer-versus-evidence shares of its questions. None when no system measured it."""
+    table = board.tables[task]
+    if DEPENDENCE_METRIC not in table.columns or not table[DEPENDENCE_METRIC].notna().any():
+        return None
+    evidence = [c for c in ANSWER_EVIDENCE_COLUMNS if c in table and table[c].notna().any()]
+    out = {}
+    for system, row in table[table[DEPENDENCE_METRIC].notna()].iterrows():
+        shown = {"dependence [95% CI]": format_metric(row, DEPENDENCE_METRIC, with_ci=True)}
+        for level in DEPENDENCE_LEVELS:
+            shown[DEPENDENCE_HEADERS[level]] = format_number(row.get(f"dependence_{level}"))
+        for column in evidence:
+            shown[column.replace("_", " ")] = format_number(100 * row[column], ".1f") + "%"
+        out[system] = shown
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame.index.name = "system"
+    return frame
+
+
+def dependence_caption(board: Leaderboard, task: str) -> str:
+    """What :func:`display_dependence`'s numbers are, in one line."""
+    return (f"{task}: retrieval dependence, {board.main_metric(task)} with a share p of each "
+            f"test query's retrieved items replaced by random knowledge-base items (seeded "
+            f"by the query; no retraining); dependence = p=0 minus p=1, its interval paired "
+            f"over the same resamples; 'none': nothing retrieved. Evidence: an acceptable "
+            f"answer occurs in a retrieved item; right: the predicted answer is acceptable")
+
+
+DEPENDENCE_HEADERS = {"p0": "p=0", "p0.25": "p=0.25", "p0.5": "p=0.5", "p0.75": "p=0.75",
+                      "p1": "p=1", "none": "none"}
+
+
 def error_lines(board: Leaderboard, task: str) -> list[str]:
     """``system: error`` for every system of ``task`` with failed cells."""
     table = board.tables[task]
@@ -171,4 +209,7 @@ def render_terminal(board: Leaderboard) -> str:
         parts += ["", f"{task} ({meta['kind']}; main metric {meta['main_metric']})",
                   grid(display_table(board, task, compact=True))]
         parts += [f"  failed: {line}" for line in error_lines(board, task)]
+        dependence = display_dependence(board, task)
+        if dependence is not None:
+            parts += ["", dependence_caption(board, task), grid(dependence)]
     return "\n".join(parts)

@@ -49,6 +49,13 @@ COST_COLUMNS = ("retrieval_qps", "latency_p50_ms", "latency_p99_ms", "index_memo
 # What retrieval found (knowledge.retrieval_diagnostics), seed means
 DIAGNOSTIC_COLUMNS = ("label_precision_at_k", "recall_vs_exact", "all_padding", "one_image",
                       "pseudo_recall_at_k", "evidence_recall_at_k")
+# The retrieval dependence's curve: the main metric with a share p of each query's
+# retrieved items corrupted, and with none retrieved (stages.corruption), seed means; and
+# RA-VQA's answer-versus-evidence shares of a knowledge task's questions
+DEPENDENCE_LEVELS = ("p0", "p0.25", "p0.5", "p0.75", "p1", "none")
+DEPENDENCE_COLUMNS = tuple(f"dependence_{level}" for level in DEPENDENCE_LEVELS)
+ANSWER_EVIDENCE_COLUMNS = ("right_with_evidence", "right_without_evidence",
+                           "wrong_with_evidence", "wrong_without_evidence")
 # which way is better for each cost and diagnostic column (metrics declare their own)
 COLUMN_BETTER = {"retrieval_qps": "higher", "latency_p50_ms": "lower",
                  "latency_p99_ms": "lower", "index_memory_bytes": "lower",
@@ -69,7 +76,8 @@ class Leaderboard:
 
     ``tables[task]``: index ``system``; per metric ``m``: columns ``m`` (mean), ``m_std``,
     ``m_ci95_lo``, ``m_ci95_hi`` (the cluster bootstrap); then :data:`COST_COLUMNS` and
-    :data:`DIAGNOSTIC_COLUMNS` (means), ``retrieval_key``,
+    :data:`DIAGNOSTIC_COLUMNS`, :data:`DEPENDENCE_COLUMNS` and
+    :data:`ANSWER_EVIDENCE_COLUMNS` (means), ``retrieval_key``,
     ``n_seeds`` (finished seeds), ``n_failed``, ``status`` (``ok``, ``failed``, ``partial``,
     ``incomplete``, ``not run``), ``error``, :data:`TIER_COLUMNS` (rows ordered by the main
     metric, grouped into tiers: :func:`tiers`), and with a baseline
@@ -242,7 +250,7 @@ def _system_row(sub: pd.DataFrame, declarations: dict[str, Metric], n_seeds: int
     for cost in COST_COLUMNS:
         values = column(f"cost:{cost}")
         row[cost] = values.mean() if len(values) else math.nan
-    for name in DIAGNOSTIC_COLUMNS:
+    for name in (*DIAGNOSTIC_COLUMNS, *DEPENDENCE_COLUMNS, *ANSWER_EVIDENCE_COLUMNS):
         values = column(f"diag:{name}")
         row[name] = values.mean() if len(values) else math.nan
     n_ok, n_failed = len(ok), len(failed)

@@ -23,7 +23,8 @@ from ravlm_bench.plugin_host.contracts import ContractViolation, TrainingReport,
 from ravlm_bench.run.fusion_cell import run_fusion_cell
 from ravlm_bench.run.pipeline import CellContext, PipelineOutput, StageClock
 from ravlm_bench.run.ranking_cell import run_joint_embedding_cell
-from ravlm_bench.scoring.evaluation import Evaluation
+from ravlm_bench.scoring.dependence import add_dependence
+from ravlm_bench.scoring.evaluation import Evaluation, main_metric
 from ravlm_bench.stages.components import Component, guard
 
 # head interface -> its pipeline
@@ -60,6 +61,10 @@ def run_cell(task: Component, data, system: SystemSpec, seed: int, ctx: CellCont
         if not isinstance(evaluation, Evaluation):
             raise ContractViolation(f"evaluate returned {type(evaluation).__name__}, "
                                     f"expected an Evaluation")
+    retrieval = out.retrieval
+    if out.corrupted:
+        with clock("evaluate"), guard(task, "evaluate"):
+            retrieval = {**(retrieval or {}), **_dependence(task, data, evaluation, out, ctx)}
     if out.explore is not None:  # what each item saw and got, for `show` and the explorer
         threshold = evaluation.details.get("threshold", 0.5)
         evaluation.predictions.update(out.explore(threshold=float(threshold)))
@@ -67,8 +72,19 @@ def run_cell(task: Component, data, system: SystemSpec, seed: int, ctx: CellCont
                                                  out.training)}
     return CellResult(evaluation=evaluation, cost=cost, timings=clock.finish(),
                       components=out.components, training=out.training.as_dict(),
-                      retrieval=out.retrieval,
+                      retrieval=retrieval,
                       knowledge=ctx.knowledge.items.findings if ctx.knowledge else None)
+
+
+def _dependence(task: Component, data, evaluation: Evaluation, out: PipelineOutput,
+                ctx: CellContext) -> dict[str, float | None]:
+    """Score the corrupted outputs with the task's evaluate, add the retrieval dependence to
+    ``evaluation``; the main metric at every corruption level (``dependence_<level>``)."""
+    main = main_metric(tuple(task.obj.metrics())).name
+    variants = {name: task.obj.evaluate(data, outputs, ctx.resampler)
+                for name, outputs in (out.corrupted or {}).items()}
+    curve = add_dependence(evaluation, variants, main)
+    return {f"dependence_{name}": value for name, value in curve.items()}
 
 
 def training_cost(stage_seconds: float, training: TrainingReport) -> float:

@@ -5,7 +5,8 @@ The knowledge base is the task's training split or the system's external one; it
 by the system's retriever under its retrieval key (a trained joint embedding is trained
 once per task, seed and encoders, and shared by the systems that name it). Training
 queries never retrieve their own image. Besides the scores, a cell measures its search
-(throughput, latency, recall against exact search) and keeps what each test item saw.
+(throughput, latency, recall against exact search), keeps what each test item saw and, for
+the retrieval dependence, scores the test queries again with their retrieval corrupted.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ from ravlm_bench.run.pipeline import (
 )
 from ravlm_bench.scoring.evaluation import ClassScores
 from ravlm_bench.stages.components import Component, guard
+from ravlm_bench.stages.corruption import CORRUPTION_LEVELS, corrupted, stacked
 from ravlm_bench.stages.retrieval import (
     DIAGNOSTIC_QUERIES,
     IMAGE_AND_TEXT,
     EvidenceCodes,
     RetrievalKey,
+    answer_evidence,
     build_index,
     fusion_inputs,
     retrieval_diagnostics,
@@ -147,13 +150,32 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
         if search.retriever is not None:
             diagnostics = _measure_retrieval(search, search.retriever, image["test"],
                                              text["test"], data.test, test_inputs, cost)
+            if data.test.answers is not None and search.kb.texts is not None:
+                diagnostics.update(answer_evidence(
+                    [data.classes[i] for i in scores.argmax(axis=1)], data.test.answers,
+                    test_inputs.neighbours, search.kb.texts))
+    corrupted = None
+    if ctx.retrieval_dependence and search.retriever is not None:
+        with clock("dependence"), guard(head, "predict_proba"):
+            corrupted = _corrupted_scores(head, test_inputs, search, ctx, len(data.classes))
     components = describe(encoders.image, encoders.text, search.retriever, head)
     components["retrieval_key"] = search.describe_key()
     explore = functools.partial(
         explorer_arrays, data.test, ctx.knowledge.items if ctx.knowledge else data.train,
         search.kb.labels, data.classes, scores, test_inputs.neighbours,
         test_inputs.neighbour_scores)
-    return PipelineOutput(ClassScores(scores), cost, training, components, diagnostics, explore)
+    return PipelineOutput(ClassScores(scores), cost, training, components, diagnostics, explore,
+                          corrupted)
+
+
+def _corrupted_scores(head: Component, test_inputs: FusionInputs, search: Search,
+                      ctx: CellContext, width: int) -> dict[str, ClassScores]:
+    """The head's scores of the test queries at every corruption level above 0 and with
+    nothing retrieved, predicted in one call."""
+    variants = corrupted(test_inputs, CORRUPTION_LEVELS[1:], search.key)
+    joined, spans = stacked(variants)
+    scores = ctx.execution.predict(head.obj, joined, width)
+    return {name: ClassScores(scores[span]) for name, span in spans.items()}
 
 
 def _fusion_head(spec: ComponentSpec, system: SystemSpec, task: Component, ctx: CellContext,

@@ -39,6 +39,8 @@ class CellContext:
     learned_keys: dict = field(default_factory=dict)
     # the system's external knowledge base, or None: it retrieves from the training split
     knowledge: ExternalKnowledge | None = None
+    # score retrieving systems again with their retrieval corrupted (the dependence sweep)
+    retrieval_dependence: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class PipelineOutput:
     retrieval: dict | None = None  # retrieval_diagnostics of the test queries
     # threshold -> what each test item saw and got (for `show` and the explorer)
     explore: Callable[..., dict] | None = None
+    # corruption level -> the outputs with the test queries' retrieval corrupted
+    # (stages.corruption), for the retrieval dependence; None: not measured
+    corrupted: dict[str, ClassScores] | None = None
 
 
 class Encoders(NamedTuple):

@@ -36,7 +36,8 @@ from ravlm_bench.plugin_host.contracts import capability
 from ravlm_bench.plugin_host.registry import Registry
 from ravlm_bench.run.cells import run_cell
 from ravlm_bench.run.pipeline import CellContext
-from ravlm_bench.scoring.evaluation import Resampler, task_declaration
+from ravlm_bench.scoring.dependence import DEPENDENCE_METRIC, dependence_metric
+from ravlm_bench.scoring.evaluation import Metric, Resampler, task_declaration
 from ravlm_bench.stages.bad_images import drop_undecodable, pixel_limit
 from ravlm_bench.stages.components import ComponentFactory, guard
 from ravlm_bench.stages.data_sources import DataSources
@@ -194,6 +195,10 @@ class Runner:
         with guard(task, "declaring its metrics"):
             declaration = task_declaration(task.obj)
             dataset_name = task.obj.dataset
+        if self._measures_dependence(task_spec, declaration):
+            main = next(Metric.from_dict(m) for m in declaration["metrics"]
+                        if m["name"] == declaration["main_metric"])
+            declaration["metrics"].append(dependence_metric(main).as_dict())
         entry = {**declaration, "systems": list(task_spec.systems)}
         self.ledger.record_task(task_spec.name, entry)
         dataset = self.execution.main_first(lambda: self.sources.dataset(dataset_name))
@@ -219,6 +224,12 @@ class Runner:
         entry.update(_sizes(data), skipped_images=len(skipped))
         self.ledger.record_task(task_spec.name, entry)
         return PreparedTask(task, data, features, entry, knowledge)
+
+    def _measures_dependence(self, task_spec: TaskSpec, declaration: dict) -> bool:
+        """Whether the task's cells measure the retrieval dependence: the suite asks for it,
+        the task has fusion heads and one of its systems retrieves."""
+        return (self.suite.run.retrieval_dependence and declaration["head"] == "fusion-head"
+                and any(self.suite.systems[s].retriever is not None for s in task_spec.systems))
 
     def _external_knowledge(self, task_spec: TaskSpec, dataset,
                             data) -> dict[str, ExternalKnowledge]:
@@ -252,7 +263,10 @@ class Runner:
                               metric=self.suite.metric, execution=self.execution,
                               resampler=self.resampler, on_stage=on_stage,
                               learned_keys=self.learned_keys,
-                              knowledge=ready.knowledge.get(system_name))
+                              knowledge=ready.knowledge.get(system_name),
+                              retrieval_dependence=any(
+                                  m["name"] == DEPENDENCE_METRIC
+                                  for m in ready.declaration["metrics"]))
         checkpoint_dir = (self.ledger.root / "checkpoints" / task_spec.name / system_name
                           / f"seed-{seed}")
         result = run_cell(ready.task, ready.data, system, seed, context, checkpoint_dir)

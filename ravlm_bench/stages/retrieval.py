@@ -364,13 +364,7 @@ def _knowledge_recalls(rows: np.ndarray, kb: KnowledgeBase, answers: list[list[s
     """Pseudo-relevance recall@k and gold-evidence recall@k of the neighbours ``rows``."""
     out: dict[str, float | None] = {}
     if answers is not None and kb.texts is not None:
-        lowered: dict[int, str] = {}
-        hits = 0
-        for row, wanted in zip(rows, answers, strict=True):
-            needles = [a.lower() for a in wanted if a]
-            texts = [lowered.setdefault(int(r), kb.texts[int(r)].lower()) for r in row if r >= 0]
-            hits += any(a in t for a in needles for t in texts)
-        out["pseudo_recall_at_k"] = hits / len(rows)
+        out["pseudo_recall_at_k"] = float(answer_in_items(rows, kb.texts, answers).mean())
     if evidence is not None and kb.evidence is not None:
         named = [i for i, e in enumerate(evidence) if e]
         if named:
@@ -378,3 +372,33 @@ def _knowledge_recalls(rows: np.ndarray, kb: KnowledgeBase, answers: list[list[s
                         for i in named)
             out["evidence_recall_at_k"] = found / len(named)
     return out
+
+
+def answer_in_items(rows: np.ndarray, kb_texts: list[str],
+                    answers: list[list[str]]) -> np.ndarray:
+    """Per query, whether an acceptable answer (lower-cased) occurs in the text of one of its
+    items ``rows`` (M2KR's pseudo-relevance), bool ``(n,)``."""
+    lowered: dict[int, str] = {}
+    hits = np.zeros(len(rows), bool)
+    for i, (row, wanted) in enumerate(zip(rows, answers, strict=True)):
+        needles = [a.lower() for a in wanted if a]
+        texts = [lowered.setdefault(int(r), kb_texts[int(r)].lower()) for r in row if r >= 0]
+        hits[i] = any(a in t for a in needles for t in texts)
+    return hits
+
+
+
+def answer_evidence(predicted: list[str], answers: list[list[str]], rows: np.ndarray,
+                    kb_texts: list[str]) -> dict[str, float]:
+    """RA-VQA's answer-versus-evidence table, as shares of the questions: answered right or
+    wrong (the predicted answer is, or is not, one of the acceptable ones, case-insensitive)
+    with or without an acceptable answer in the retrieved items (:func:`answer_in_items`).
+    A reader that ignores good evidence shows a large ``wrong_with_evidence``; one that
+    guesses right without it a large ``right_without_evidence``."""
+    found = answer_in_items(rows, kb_texts, answers)
+    right = np.array([p.lower() in {a.lower() for a in wanted}
+                      for p, wanted in zip(predicted, answers, strict=True)], bool)
+    n = max(len(right), 1)
+    return {f"{verdict}_{side}_evidence": float((r & f).sum() / n)
+            for verdict, r in (("right", right), ("wrong", ~right))
+            for side, f in (("with", found), ("without", ~found))}

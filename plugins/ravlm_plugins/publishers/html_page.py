@@ -296,6 +296,40 @@ def task_table(board, task: str) -> str:
     return _table(caption, _task_headers(board, cols), rows)
 
 
+def dependence_table(board, task: str) -> str:
+    """``task``'s retrieval dependence (``display_dependence``'s rows, sortable): the
+    dependence with its interval bar, the main metric at each corruption level and with
+    nothing retrieved, and a knowledge task's answer-versus-evidence shares; "" when no
+    system of the task measured it."""
+    from ravlm_bench.api import (
+        ANSWER_EVIDENCE_COLUMNS,
+        DEPENDENCE_LEVELS,
+        dependence_caption,
+        display_dependence,
+    )
+
+    shown = display_dependence(board, task)
+    if shown is None:
+        return ""
+    table = board.tables[task].loc[list(shown.index)]
+    metric = "retrieval_dependence"
+    domain = _domain(table, metric, f"{metric}_ci95_lo", f"{metric}_ci95_hi")
+    domain = (min(domain[0], 0.0), max(domain[1], 0.0))
+    evidence = [c for c in ANSWER_EVIDENCE_COLUMNS if c.replace("_", " ") in shown.columns]
+    headers = [_header("dependence", True, "main metric at p=0 minus at p=1, mean over "
+                                           "seeds; bar: its paired 95% interval"),
+               *(_header(label, True) for label in shown.columns[1:])]
+    rows = []
+    for order, (system, row) in enumerate(table.iterrows()):
+        cells = [_metric_cell(row, metric, domain, set(), "–")]
+        cells += [_td(esc(shown.loc[system, label]), _raw(row.get(f"dependence_{level}")))
+                  for level, label in zip(DEPENDENCE_LEVELS, shown.columns[1:], strict=False)]
+        cells += [_td(esc(shown.loc[system, c.replace("_", " ")]), _raw(row[c]))
+                  for c in evidence]
+        rows.append(_row(str(system), str(row["status"]), order, cells))
+    return _table(esc(dependence_caption(board, task)), headers, rows)
+
+
 def _task_headers(board, cols: _TaskColumns) -> list[str]:
     headers = [_header("tier", True, "1 = top; a new tier starts where the paired two-sided "
                                      "test against the system above is significant (Holm)")]
@@ -486,7 +520,8 @@ def render_leaderboard(board, generated: str) -> str:
                   f'<h2 id="task-{esc(task)}">{esc(task)}</h2>',
                   f'<p class="note">{esc(meta["kind"])}; main metric '
                   f"<code>{esc(meta['main_metric'])}</code>.</p>",
-                  fronts_section(board, task), task_table(board, task), "</section>"]
+                  fronts_section(board, task), task_table(board, task),
+                  dependence_table(board, task), "</section>"]
     parts += ["</main>", provenance_panel(board), f"<script>{SCRIPT}</script>",
               "</body></html>"]
     return "\n".join(parts) + "\n"

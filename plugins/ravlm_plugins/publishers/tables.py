@@ -37,7 +37,13 @@ class MarkdownPublisher:
     def publish(self, board, out_dir: Path) -> list[Path]:
         from tabulate import tabulate
 
-        from ravlm_bench.api import describe, display_overview, display_table
+        from ravlm_bench.api import (
+            dependence_caption,
+            describe,
+            display_dependence,
+            display_overview,
+            display_table,
+        )
 
         def table(frame) -> str:
             frame = frame.reset_index().map(lambda v: _one_line(v).replace("|", "\\|"))
@@ -52,6 +58,10 @@ class MarkdownPublisher:
             lines += ["", f"## {task}", "",
                       f"{meta['kind']}; main metric `{meta['main_metric']}`.", "",
                       table(display_table(board, task))]
+            dependence = display_dependence(board, task)
+            if dependence is not None:
+                lines += ["", f"### {task}: retrieval dependence", "",
+                          dependence_caption(board, task) + ".", "", table(dependence)]
         return [write_published(out_dir / "leaderboard.md", "\n".join(lines) + "\n")]
 
 
@@ -116,7 +126,13 @@ class LatexPublisher:
     """leaderboard.tex: booktabs tables of the overview and each task's compact table."""
 
     def publish(self, board, out_dir: Path) -> list[Path]:
-        from ravlm_bench.api import describe, display_overview, display_table
+        from ravlm_bench.api import (
+            dependence_caption,
+            describe,
+            display_dependence,
+            display_overview,
+            display_table,
+        )
 
         def tabular(frame, caption: str) -> list[str]:
             frame = frame.reset_index()
@@ -136,6 +152,9 @@ class LatexPublisher:
         for task, meta in board.tasks.items():
             lines += tabular(display_table(board, task, compact=True),
                              f"{task} ({meta['kind']}; main metric {meta['main_metric']})")
+            dependence = display_dependence(board, task)
+            if dependence is not None:
+                lines += tabular(dependence, dependence_caption(board, task))
         return [write_published(out_dir / "leaderboard.tex", "\n".join(lines))]
 
 
