@@ -13,6 +13,7 @@ import pytest
 from test_image_encoders import save_tiny_resnet
 from test_leaderboard import build_run
 from test_text_encoders import save_tiny_bert
+from testhelpers import load_builtin_suite
 
 from ravlm_bench.api import (
     check_dataset,
@@ -20,7 +21,7 @@ from ravlm_bench.api import (
     check_publisher,
     check_text_encoder,
 )
-from ravlm_bench.config.suite import BUILTIN_SUITES, load_suite
+from ravlm_bench.config.suite import BUILTIN_SUITES
 from ravlm_bench.plugin_host.host import get_plugin_manager
 from ravlm_bench.plugin_host.registry import KINDS, Registry
 from ravlm_bench.publish.leaderboard import load_run
@@ -272,7 +273,7 @@ def test_declared_options_are_the_factory_parameters_with_their_defaults(compone
 
 @pytest.mark.parametrize("path", sorted(BUILTIN_SUITES.glob("*.toml")), ids=lambda p: p.stem)
 def test_builtin_suites_give_each_component_parameters_it_accepts(registry, path):
-    suite = load_suite(path)
+    suite = load_builtin_suite(path)
     for name, params in suite.data.items():
         registry.get("datasets", name).check(params, f"{path.name} [data.{name}]")
     for task in suite.tasks:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from clitools import run_cli
+from testhelpers import load_builtin_suite
 
 from ravlm_bench.config.suite import BUILTIN_SUITES, load_suite, resolve_suite_path
 from ravlm_bench.foundation.errors import ConfigError
@@ -54,7 +55,7 @@ def test_minimal_suite_parses_with_defaults_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(BUILTIN_SUITES.glob("*.toml")), ids=lambda p: p.stem)
 def test_builtin_suites_parse(path):
-    suite = load_suite(path)
+    suite = load_builtin_suite(path)
     assert suite.tasks and suite.systems
 
 
@@ -142,7 +143,7 @@ def test_every_built_in_suite_validates_against_the_reference_plugins():
 
     registry = Registry(get_plugin_manager())
     for path in sorted(BUILTIN_SUITES.glob("*.toml")):
-        suite = load_suite(path)
+        suite = load_builtin_suite(path)
         check_suite(suite, registry)  # raises a ConfigError for the first problem
         for system in suite.systems.values():
             assert system.fusion_head is not None or system.joint_embedding is not None
@@ -219,3 +220,52 @@ def test_shard_index_is_the_harness_s_key_of_a_retriever_table(tmp_path):
         "shard_index = true", 'shard_index = "yes"'))).systems.values() if s.retriever]
     with pytest.raises(ConfigError, match="retriever: shard_index must be true or false"):
         _check_system(bad, registry, "suite")
+
+
+OPEN = MINIMAL + """
+[systems.open]
+retriever = { name = "<candidate>", ef = 8 }
+fusion_head = { name = "knn", k = 4 }
+[tasks.vg-qa]
+systems = ["plain", "open"]
+"""
+
+
+def test_an_open_retriever_takes_each_named_retriever_in_turn(tmp_path):
+    path = write(tmp_path, OPEN)
+    suite = load_suite(path, ["numpy-flat", "exact"])
+    names = ["open[retriever=numpy-flat]", "open[retriever=exact]"]
+    assert [s.name for s in suite.systems.values()][-2:] == names
+    flat = suite.systems["open[retriever=numpy-flat]"]
+    assert flat.retriever.as_dict() == {"name": "numpy-flat", "ef": 8}
+    assert flat.fusion_head.name == "knn"
+    vg = next(t for t in suite.tasks if t.name == "vg-qa")
+    assert vg.systems == ("plain", *names)
+    # a task without a system list runs every system, the instances included
+    category = next(t for t in suite.tasks if t.name == "coco-category")
+    assert set(names) <= set(category.systems)
+    # the named retrievers are part of the suite's identity
+    assert load_suite(path, ["exact"]).sha256 != suite.sha256
+
+
+def test_an_open_retriever_needs_a_name_and_a_name_needs_an_open_retriever(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[systems.open\] leaves its retriever open .*"
+                                          r"--retriever NAME"):
+        load_suite(write(tmp_path, OPEN))
+    with pytest.raises(ConfigError, match="no system of the suite leaves its retriever open"):
+        load_suite(write(tmp_path, MINIMAL), ["numpy-flat"])
+    with pytest.raises(ConfigError, match="not a usable name"):
+        load_suite(write(tmp_path, OPEN), ["a/b"])
+
+
+def test_the_retriever_benchmark_without_a_retriever_stops_with_one_line(tmp_path):
+    result = run_cli("run", "retrievers", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "retrievers.toml: [systems.reader-candidate] leaves its " \
+        "retriever open" in lines[0] and "--retriever NAME" in lines[0]
+    assert not (tmp_path / "run").exists()
+    unknown = run_cli("run", "retrievers", "--retriever", "no-such-index",
+                      "--out", str(tmp_path / "run"))
+    assert unknown.returncode == 2 and "no-such-index" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1

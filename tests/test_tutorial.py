@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"```(?:python|toml)\n# file: (?P<path>\S+)\n(?P<body>.*?)```", re.S)
 
@@ -18,7 +20,9 @@ def tutorial_files() -> dict[str, str]:
     return {m["path"]: f"# file: {m['path']}\n{m['body']}" for m in BLOCK.finditer(text)}
 
 
-def test_tutorial_package_installs_and_is_listed(tmp_path):
+def install_tutorial_package(tmp_path: Path) -> dict:
+    """The tutorial's three files written as printed and the package installed into a
+    folder of its own; the environment that puts it on the path."""
     files = tutorial_files()
     assert set(files) == {"ravlm-numpy-flat/pyproject.toml",
                           "ravlm-numpy-flat/ravlm_numpy_flat.py",
@@ -33,7 +37,11 @@ def test_tutorial_package_installs_and_is_listed(tmp_path):
          "--target", str(site), str(tmp_path / "ravlm-numpy-flat")],
         capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_tutorial_package_installs_and_is_listed(tmp_path):
+    env = install_tutorial_package(tmp_path)
 
     listed = subprocess.run([sys.executable, "-m", "ravlm_bench", "list", "retrievers", "--json"],
                             capture_output=True, text=True, env=env, timeout=300)
@@ -52,3 +60,34 @@ def test_tutorial_package_installs_and_is_listed(tmp_path):
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert conformance.returncode == 0, conformance.stdout + conformance.stderr
     assert "1 passed" in conformance.stdout
+
+
+@pytest.mark.slow
+def test_the_tutorials_retriever_benchmark_runs_in_one_command(tmp_path):
+    """`ravlm-bench run retrievers --retriever numpy-flat`, as the tutorial ends: an exact
+    brute-force retriever matches exact search row for row in the published table."""
+    env = {**install_tutorial_package(tmp_path), "RAVLM_BENCH_CACHE": str(tmp_path / "cache"),
+           "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "ravlm_bench", "run", "retrievers", "--retriever", "numpy-flat",
+         "--out", str(tmp_path / "runs/retrievers"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=1500, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    board = subprocess.run(
+        [sys.executable, "-m", "ravlm_bench", "leaderboard", str(tmp_path / "runs/retrievers"),
+         "--format", "json", "--out", str(tmp_path / "board")],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    table = json.loads((tmp_path / "board/leaderboard.json").read_text())["tasks"]["infoseek"]
+    rows = {row["system"]: row for row in table["rows"]}
+    assert set(rows) == {"reader-candidate[retriever=numpy-flat]", "reader-exact",
+                         "reader-hnsw[expansion_search=16]", "reader-hnsw[expansion_search=64]",
+                         "reader-hnsw[expansion_search=256]", "reader-random"}
+    flat, exact = rows["reader-candidate[retriever=numpy-flat]"], rows["reader-exact"]
+    assert flat["recall_vs_exact"] == 1.0
+    assert flat["infoseek_score"] == exact["infoseek_score"]
+    assert flat["delta_vs_baseline"] == 0.0
+    for column in ("retrieval_qps", "index_build_s", "pseudo_recall_at_k",
+                   "evidence_recall_at_k", "retrieval_dependence"):
+        assert flat[column] is not None, column
+    assert rows["reader-random"]["infoseek_score"] < exact["infoseek_score"]

@@ -61,3 +61,11 @@ def tied_vectors(seed: int, dim: int = 8):
     keys = rng.permutation(len(source)).astype(np.int64) * 3 + 2
     queries = np.concatenate([distinct[:2], np.zeros((1, dim)), rng.normal(size=(5, dim))])
     return distinct[source], keys, queries.astype(np.float32)
+
+
+def load_builtin_suite(path: Path):
+    """A built-in suite; one that leaves its retriever open (the retriever benchmark) with
+    ``exact`` in its place, as ``run --retriever exact`` would load it."""
+    from ravlm_bench.config.suite import CANDIDATE, load_suite
+
+    return load_suite(path, ["exact"] if CANDIDATE in path.read_text() else ())

@@ -26,6 +26,10 @@ def add_parser(subparsers, common) -> None:
                         "data, seed and code is reloaded, not repeated)")
     p.add_argument("--retrain", action="store_true",
                    help="recompute finished cells and train every head afresh")
+    p.add_argument("--retriever", metavar="NAME[,NAME...]", default="",
+                   help="the retrievers to benchmark, each in place of a suite's open "
+                        "retriever (retriever = \"<candidate>\"), beside its references: "
+                        "e.g. ravlm-bench run retrievers --retriever numpy-flat")
     p.set_defaults(handler=run_suite)
 
 
@@ -36,7 +40,8 @@ def run_suite(ctx) -> int:
     from ravlm_bench.publish.leaderboard import load_run
     from ravlm_bench.run.runner import Runner
 
-    suite = load_suite(resolve_suite_path(ctx.args.suite))
+    candidates = [name.strip() for name in ctx.args.retriever.split(",") if name.strip()]
+    suite = load_suite(resolve_suite_path(ctx.args.suite), candidates)
     run_dir = ctx.args.out or Path("runs") / suite.name
     dist = init_distributed()  # one process, or the ranks torchrun started
     try:
