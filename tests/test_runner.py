@@ -287,7 +287,10 @@ def test_retrieval_dependence_is_measured_by_default_and_a_suite_can_opt_out(
     assert knn["retrieval_dependence"] > 0.1
     low, high = knn["ci95"]["retrieval_dependence"]  # the tiny test set: a wide interval
     assert low <= knn["retrieval_dependence"] <= high
-    assert "retrieval_dependence" not in cells["cells/coco-category/concat/seed-0.json"][1]
+    # a head that retrieves nothing is measured too: its predictions cannot move
+    concat = cells["cells/coco-category/concat/seed-0.json"][1]
+    assert concat["retrieval_dependence"] == 0.0
+    assert concat["ci95"]["retrieval_dependence"] == [0.0, 0.0]
     # the ranking task's joint embedding has no retrieved items to corrupt
     assert "retrieval_dependence" not in cells["cells/coco-retrieval/infonce-exact/seed-0.json"][1]
 

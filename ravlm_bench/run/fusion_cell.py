@@ -155,7 +155,7 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
                     [data.classes[i] for i in scores.argmax(axis=1)], data.test.answers,
                     test_inputs.neighbours, search.kb.texts))
     corrupted = None
-    if ctx.retrieval_dependence and search.retriever is not None:
+    if ctx.retrieval_dependence:  # a head without retrieval too: its dependence is measured 0
         with clock("dependence"), guard(head, "predict_proba"):
             corrupted = _corrupted_scores(head, test_inputs, search, ctx, len(data.classes))
     components = describe(encoders.image, encoders.text, search.retriever, head)
