@@ -9,7 +9,7 @@ from ravlm_bench.cli import main
 
 ALL_FILES = {"leaderboard.md", "leaderboard.csv", "overview.csv", "leaderboard.json",
              "leaderboard.tex", "leaderboard.html", "leaderboard.png", "fronts.png",
-             "fronts.svg", "explorer.html"}
+             "fronts.svg", "explorer.html", "dependence.png"}
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@ IMAGE_ENCODERS = ("resnet18", "resnet50")
 EFFICIENTNETS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 TEXT_ENCODERS = ("bert", "bert-base-uncased", "minilm-l6")
 DATASETS = ("aokvqa", "coco", "flickr30k", "infoseek", "okvqa", "passages", "visual_genome")
-PUBLISHERS = ("csv", "explorer", "fronts", "html", "json", "latex", "markdown", "png")
+PUBLISHERS = ("csv", "dependence", "explorer", "fronts", "html", "json", "latex", "markdown",
+              "png")
 # suite role -> component kind
 ROLE_KINDS = {"image_encoder": "image-encoders", "text_encoder": "text-encoders",
               "retriever": "retrievers", "fusion_head": "fusion-heads",

@@ -23,7 +23,7 @@ def add_parser(subparsers, common) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
     p.add_argument("--format", default="all", metavar="FORMATS",
                    help="comma-separated publishers (md,csv,json,latex,html,png,fronts,"
-                        "explorer) or 'all' (every installed publisher; the default)")
+                        "dependence,explorer) or 'all' (every installed publisher; the default)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where to write the files (default: RUN_DIR/leaderboard)")
     p.add_argument("--conditional", action="store_true",

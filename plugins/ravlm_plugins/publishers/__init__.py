@@ -2,9 +2,10 @@
 
 Each factory returns an object with ``publish(board, out_dir) -> [paths]``. The tables
 (:mod:`.tables`), the HTML page (:mod:`.html_page`, its fronts drawn by :mod:`.fronts_svg`),
-the quality-against-cost charts (:mod:`.fronts_chart`) and the per-item explorer
-(:mod:`.explorer_page`) each live in their own module; every file is written atomically
-(:mod:`._files`).
+the quality-against-cost charts (:mod:`.fronts_chart`), the retrieval-dependence curves
+(:mod:`.dependence_chart`; nothing written when no system measured a dependence) and the
+per-item explorer (:mod:`.explorer_page`, with each system's dependence beside its items)
+each live in their own module; every file is written atomically (:mod:`._files`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ravlm_bench.api import hookimpl
+from ravlm_plugins.publishers.dependence_chart import DependencePublisher
 from ravlm_plugins.publishers.explorer_page import ExplorerPublisher
 from ravlm_plugins.publishers.fronts_chart import FrontsPublisher
 from ravlm_plugins.publishers.tables import (
@@ -32,6 +34,9 @@ PUBLISHERS = {
     "png": (PngPublisher, "bar chart of each task's main metric with CIs (leaderboard.png)"),
     "fronts": (FrontsPublisher, "quality against retrieval cost with Pareto fronts "
                                 "(fronts.png, fronts.svg)"),
+    "dependence": (DependencePublisher, "retrieval dependence curves: each task's main "
+                                        "metric as retrieved items are corrupted "
+                                        "(dependence.png)"),
     "explorer": (ExplorerPublisher, "per-item explorer of predictions and retrieved "
                                     "neighbours (explorer.html)"),
 }

@@ -4,10 +4,15 @@ For every (task, system) cell that kept explorer arrays, the first seed's first
 :data:`ITEM_CAP` test items: a thumbnail, the text, truth, prediction and confidence, and the
 retrieved neighbours (thumbnail, text, label, score). The page filters by outcome, by class,
 and by whether the system's answer differs from the baseline's on the same item and seed
-(fixed or broke it). One self-contained file: the data is one inline JSON block, thumbnails
-are small JPEG data URIs kept once per image path, repeated texts once per string; no string
-can end or break the block, as `<`, `>`, `&` are escaped. A cell
-whose arrays are missing or fail their checksum stops the page with the reader's one-line
+(fixed or broke it). A system that measured its retrieval dependence also gets a panel with
+that dependence and its interval, its curve (the main metric as a share p of the retrieved
+items is replaced by random ones, and with none retrieved: a sparkline and the values) and,
+for a knowledge task, its answer-versus-evidence shares; these are the leaderboard's seed
+means (``board.tables``), not the first seed's. One self-contained file: the data is one
+inline JSON block, thumbnails are small JPEG data URIs kept once per image path, repeated
+texts once per string; no string can end or break the block, as `<`, `>`, `&` are escaped;
+the script writes every string into the page as text (``textContent``), never as markup. A
+cell whose arrays are missing or fail their checksum stops the page with the reader's one-line
 ``DataError``, as it stops the leaderboard.
 """
 
@@ -20,6 +25,14 @@ import math
 
 from ravlm_plugins.publishers._files import GENERATED, write_published
 from ravlm_plugins.publishers._markup import inline_json
+from ravlm_plugins.publishers.dependence_chart import (
+    DEPENDENCE,
+    curve_values,
+    dependence_label,
+    dependence_rows,
+    level_share,
+    number_or_none,
+)
 
 ITEM_CAP = 200          # test items per (task, system), the first ones of the split
 THUMB_PX = 48           # longest side of a thumbnail
@@ -127,8 +140,10 @@ def collect(board, tables: Tables) -> list[dict]:
             if board.baseline and system != board.baseline \
                     and (task, board.baseline, seed) in explorable:
                 baseline = {item.index: item for item in items_of(task, board.baseline, seed)}
-            systems.append(_system_entry(board, system, seed, items_of(task, system, seed),
-                                         baseline, tables))
+            entry = _system_entry(board, system, seed, items_of(task, system, seed),
+                                  baseline, tables)
+            entry["dependence"] = dependence_entry(board, task, system)
+            systems.append(entry)
         if systems:
             # a multi-label truth lists its classes joined by ", "; a single-label class
             # name may itself hold a comma (a VQA answer), so only the former is split
@@ -136,7 +151,7 @@ def collect(board, tables: Tables) -> list[dict]:
             classes = sorted({part for s in systems for row in s["items"]
                               for part in _truth_classes(tables.strings[row[3]], multi)})
             tasks.append({"name": task, "classes": classes, "multi": multi,
-                          "systems": systems})
+                          "metric": board.main_metric(task), "systems": systems})
     return tasks
 
 
@@ -157,6 +172,36 @@ def _system_entry(board, system: str, seed: int, items: list, baseline: dict | N
     return {"name": system, "seed": seed, "total": len(items),
             "baseline": system == board.baseline, "compared": baseline is not None,
             "items": rows}
+
+
+def dependence_entry(board, task: str, system: str) -> dict | None:
+    """The dependence panel's data for one (task, system), from the leaderboard's seed means:
+    the dependence as text (``0.428 [0.372, 0.483]``), the curve's levels (``p=0`` ...
+    ``none``, each with its share p, value and text) and, for a knowledge task, the
+    answer-versus-evidence shares as percentages (``[[right with, right without], [wrong
+    with, wrong without]]``). None when the system did not measure a dependence."""
+    from ravlm_bench.api import ANSWER_EVIDENCE_COLUMNS
+
+    rows = dependence_rows(board, task)
+    if rows is None or system not in rows.index:
+        return None
+    row = rows.loc[system]
+    curve = [_curve_level(level, value) for level, value in curve_values(row).items()]
+    shares = [number_or_none(row.get(column)) for column in ANSWER_EVIDENCE_COLUMNS]
+    evidence = None
+    if any(share is not None for share in shares):
+        text = ["–" if share is None else f"{100 * share:.1f}%" for share in shares]
+        evidence = [text[:2], text[2:]]
+    return {"text": dependence_label(row), "value": number_or_none(row[DEPENDENCE]),
+            "curve": curve, "evidence": evidence}
+
+
+def _curve_level(level: str, value: float | None) -> dict:
+    """One level of the panel's curve: its name (``p=0.25``, ``none``), its share p (None
+    for none), the main metric there and that as text."""
+    share = level_share(level)
+    return {"level": "none" if share is None else f"p={share:g}", "share": share,
+            "value": value, "text": "–" if value is None else f"{value:.3f}"}
 
 
 CSS = """
@@ -196,6 +241,23 @@ th, td { padding: .2rem .35rem; border-bottom: 1px solid #e2e2e2; text-align: le
          vertical-align: top; }
 td.score { text-align: right; font-variant-numeric: tabular-nums; }
 td.neighbour-text { overflow-wrap: anywhere; }
+#dependence { border: 1px solid #ddd; border-radius: 6px; padding: .5rem .8rem;
+              margin: 0 0 1rem; display: flex; flex-wrap: wrap; gap: .4rem 1.5rem;
+              align-items: flex-start; }
+#dependence[hidden] { display: none; }
+#dependence h2 { font-size: 1rem; margin: 0; flex: 1 1 100%; }
+#dependence p { margin: 0; flex: 1 1 100%; font-size: .85rem; }
+#dependence-tables { display: flex; flex-wrap: wrap; gap: .4rem 1.5rem;
+                     align-items: flex-start; }
+#dependence table { width: auto; }
+#dependence td { text-align: right; font-variant-numeric: tabular-nums; }
+#dependence th[scope="row"] { text-align: left; }
+.sparkline { flex: none; }
+.sparkline polyline { fill: none; stroke: #1d3f72; stroke-width: 1.5; }
+.sparkline circle { fill: #1d3f72; }
+.sparkline circle.none { fill: #fff; stroke: #1d3f72; stroke-width: 1.5; }
+.sparkline line { stroke: #bbb; stroke-width: 1; }
+.sparkline text { font-size: 9px; fill: #555; }
 """
 
 SCRIPT = """
@@ -206,7 +268,8 @@ SCRIPT = """
   var el = function (id) { return document.getElementById(id); };
   var taskSel = el("task"), systemSel = el("system"), outcomeSel = el("outcome"),
       classSel = el("class"), changeSel = el("change"), list = el("items"),
-      summary = el("summary"), detail = el("detail");
+      summary = el("summary"), detail = el("detail"), dependence = el("dependence"),
+      sparklineChart = el("dependence-sparkline");
   function option(select, value, label) {
     var o = document.createElement("option");
     o.value = value; o.textContent = label; select.appendChild(o);
@@ -226,6 +289,93 @@ SCRIPT = """
     var node = document.createElement(tag);
     node.textContent = content; if (cls) node.className = cls;
     return node;
+  }
+  function svg(tag, attributes) {
+    // the namespace the HTML parser gave the page's own <svg>: the page names no URL
+    var node = document.createElementNS(sparklineChart.namespaceURI, tag);
+    Object.keys(attributes).forEach(function (k) { node.setAttribute(k, String(attributes[k])); });
+    return node;
+  }
+  function drawSparkline(chart, curve, metric) {
+    // p from 0 to 1, "none" (nothing retrieved) apart at 1.15, as dependence.png draws it;
+    // y spans [0, 1] (wider if a value is outside), so flat curves look flat
+    var W = 220, H = 90, LEFT = 24, RIGHT = 16, TOP = 8, BOTTOM = 16, NONE = 1.15;
+    var known = curve.filter(function (c) { return c.value !== null; });
+    var values = known.map(function (c) { return c.value; });
+    var lo = Math.min.apply(null, [0].concat(values)),
+        hi = Math.max.apply(null, [1].concat(values));
+    function x(share) { return LEFT + (W - LEFT - RIGHT) * share / NONE; }
+    function y(value) { return TOP + (H - TOP - BOTTOM) * (hi - value) / (hi - lo); }
+    chart.setAttribute("viewBox", "0 0 " + W + " " + H);
+    chart.setAttribute("width", String(W)); chart.setAttribute("height", String(H));
+    chart.setAttribute("aria-label", metric + " by share p of corrupted retrieved items: " +
+      curve.map(function (c) { return c.level + " " + c.text; }).join(", "));
+    [lo, hi].forEach(function (v) {
+      chart.appendChild(svg("line", {x1: LEFT, x2: W - RIGHT, y1: y(v), y2: y(v)}));
+      var label = svg("text", {x: LEFT - 4, y: (y(v) + 3).toFixed(1), "text-anchor": "end"});
+      label.textContent = String(Number(v.toFixed(2)));
+      chart.appendChild(label);
+    });
+    var points = known.filter(function (c) { return c.share !== null; });
+    chart.appendChild(svg("polyline", {points: points.map(function (c) {
+      return x(c.share).toFixed(1) + "," + y(c.value).toFixed(1); }).join(" ")}));
+    known.forEach(function (c) {
+      var none = c.share === null;
+      chart.appendChild(svg("circle", {cx: x(none ? NONE : c.share).toFixed(1),
+                                       cy: y(c.value).toFixed(1), r: none ? 3 : 2.5,
+                                       "class": none ? "none" : "level"}));
+    });
+    [["p=0", 0], ["0.5", 0.5], ["1", 1], ["none", NONE]].forEach(function (tick) {
+      var label = svg("text", {x: x(tick[1]).toFixed(1), y: H - 3, "text-anchor": "middle"});
+      label.textContent = tick[0];
+      chart.appendChild(label);
+    });
+  }
+  function showDependence(s) {
+    var d = s.dependence, metric = task().metric, line = el("dependence-summary"),
+        tables = el("dependence-tables");
+    dependence.hidden = !d;
+    el("dependence-title").textContent = d ? "Retrieval dependence of " + s.name : "";
+    [line, sparklineChart, tables].forEach(function (node) {
+      while (node.firstChild) node.removeChild(node.firstChild);
+    });
+    if (!d) return;
+    line.appendChild(document.createTextNode(metric + " at p=0 minus at p=1: "));
+    var value = text("strong", d.text);
+    value.id = "dependence-value";
+    value.setAttribute("data-value", d.value === null ? "" : String(d.value));
+    line.appendChild(value);
+    line.appendChild(document.createTextNode(
+      " (95% interval paired over the same resamples). p: the share of each test query's " +
+      "retrieved items replaced by random knowledge-base items; none: nothing retrieved. " +
+      "Means over seeds " + data.seeds.join(", ") + ", as in the leaderboard; the items " +
+      "below are seed " + s.seed + "'s."));
+    drawSparkline(sparklineChart, d.curve, metric);
+    var curve = document.createElement("table");
+    curve.id = "dependence-curve";
+    curve.appendChild(text("caption", metric + " by level"));
+    var levels = curve.createTHead().insertRow(), row = curve.createTBody().insertRow();
+    d.curve.forEach(function (c) {
+      var th = text("th", c.level); th.scope = "col"; levels.appendChild(th);
+      row.insertCell().textContent = c.text;
+    });
+    tables.appendChild(curve);
+    if (!d.evidence) return;
+    var evidence = document.createElement("table");
+    evidence.id = "answer-evidence";
+    evidence.appendChild(text("caption", "share of questions"));
+    var head = evidence.createTHead().insertRow();
+    head.appendChild(text("td", ""));
+    ["acceptable answer in retrieved items", "not in them"].forEach(function (h) {
+      var th = text("th", h); th.scope = "col"; head.appendChild(th);
+    });
+    var body = evidence.createTBody();
+    ["right", "wrong"].forEach(function (answer, i) {
+      var r = body.insertRow(), th = text("th", answer);
+      th.scope = "row"; r.appendChild(th);
+      d.evidence[i].forEach(function (share) { r.insertCell().textContent = share; });
+    });
+    tables.appendChild(evidence);
   }
   function task() { return data.tasks[Number(taskSel.value)]; }
   function system() { return task().systems[Number(systemSel.value)]; }
@@ -328,6 +478,7 @@ SCRIPT = """
       " test items" + note;
     detail.innerHTML = "";
     detail.appendChild(text("p", "Choose an item to see its retrieved neighbours."));
+    showDependence(s);
   }
   if (!data.tasks.length) return;
   data.tasks.forEach(function (t, i) { option(taskSel, i, t.name); });
@@ -355,11 +506,12 @@ def _select(ident: str, label: str, options: list[tuple[str, str]]) -> str:
 def render_explorer(board, tasks: list[dict], tables: Tables, generated: str) -> str:
     title = html.escape(f"Explorer: {board.suite}")
     payload = inline_json({"strings": tables.strings, "thumbs": tables.thumbs, "tasks": tasks,
-                           "baseline": board.baseline or ""},
+                           "baseline": board.baseline or "", "seeds": board.seeds},
                           separators=(",", ":"), allow_nan=False)
     lead = (f"Each fusion-head system's test items, first seed, the first {ITEM_CAP} items of "
             f"the test split per system, with the neighbours retrieval returned. Choose an "
-            f"item to see them. Thumbnails are {THUMB_PX} px JPEGs, one per image; this page "
+            f"item to see them. A system that measured its retrieval dependence shows it above its "
+            f"items. Thumbnails are {THUMB_PX} px JPEGs, one per image; this page "
             f"is {SIZE_MARK} (budget {SIZE_BUDGET_MB:.0f} MB).")
     if tables.unreadable:
         lead += f" {tables.unreadable} image(s) could not be read and show a placeholder."
@@ -382,6 +534,10 @@ def render_explorer(board, tasks: list[dict], tables: Tables, generated: str) ->
                           [("all", "any"), ("changed", "changed"), ("fixed", "fixed it"),
                            ("broke", "broke it")]),
                   "</div>", '<p id="summary" aria-live="polite"></p>',
+                  '<section id="dependence" aria-labelledby="dependence-title" hidden>'
+                  '<h2 id="dependence-title"></h2><p id="dependence-summary"></p>'
+                  '<svg id="dependence-sparkline" class="sparkline" role="img"></svg>'
+                  '<div id="dependence-tables"></div></section>',
                   '<div class="layout"><ol id="items" aria-label="test items"></ol>',
                   '<section id="detail" aria-live="polite"></section></div>']
     parts += [f'<script type="application/json" id="explorer-data">{payload}</script>',
