@@ -66,6 +66,7 @@ def tied_vectors(seed: int, dim: int = 8):
 def load_builtin_suite(path: Path):
     """A built-in suite; one that leaves its retriever open (the retriever benchmark) with
     ``exact`` in its place, as ``run --retriever exact`` would load it."""
-    from ravlm_bench.config.suite import CANDIDATE, load_suite
+    from ravlm_bench.config.candidates import CANDIDATE
+    from ravlm_bench.config.suite import load_suite
 
     return load_suite(path, ["exact"] if CANDIDATE in path.read_text() else ())

@@ -5,9 +5,9 @@ system expands to one named system per value (per combination where several are 
 ``ks = [[1, 5]]`` passes one list), and a task naming it runs every variant. How many
 systems and cells a suite expands to is counted from the sweeps' lengths before any
 variant is built, and refused over ``[run] max_cells``. A system whose retriever is
-:data:`CANDIDATE` leaves it open: the retrievers named on the command line
-(``ravlm-bench run SUITE --retriever NAME[,NAME...]``) each take its place, one system
-``NAME-OF-SYSTEM[retriever=NAME]`` per retriever, beside the suite's references. Every
+``"<candidate>"`` leaves it open (:mod:`ravlm_bench.config.candidates`): the retrievers
+named on the command line (``ravlm-bench run SUITE --retriever NAME[,NAME...]``) each take
+its place, one system ``NAME-OF-SYSTEM[retriever=NAME]`` per retriever. Every
 mistake is a one-line ``ConfigError`` naming the file, the key and the fix (unknown keys
 with a did-you-mean), of bounded length however long the lists it could quote.
 """
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ravlm_bench.config.candidates import with_candidates
 from ravlm_bench.foundation.errors import ConfigError, clipped, listing
 from ravlm_bench.plugin_host.options import option, parse_options
 
@@ -34,8 +35,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# a system's retriever left open, for the retrievers named with `run --retriever`
-CANDIDATE = "<candidate>"
 # the retrieval keys that need no training (anything else names a joint embedding)
 FIXED_KEYS = ("image", "text", "image+text")
 
@@ -186,7 +185,8 @@ def resolve_suite_path(spec: str | None) -> Path:
 
 def load_suite(path: Path, candidates: Sequence[str] = ()) -> Suite:
     """The suite file at ``path``; ``candidates``: the retrievers that take the place of
-    each :data:`CANDIDATE` retriever (the suite's identity includes them)."""
+    each open retriever (:mod:`ravlm_bench.config.candidates`); the suite's identity
+    includes them."""
     raw_bytes = path.read_bytes()
     try:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
@@ -245,65 +245,6 @@ def parse_suite(raw: dict[str, Any], path: Path, sha256: str = "",
         baseline=baseline, data=data, tasks=tuple(tasks), systems=systems, metric=metric,
         description=str(raw.get("description", "")), run=run,
     )
-
-
-def with_candidates(raw: dict[str, Any], candidates: list[str], where: str) -> dict[str, Any]:
-    """``raw`` with every system whose retriever is :data:`CANDIDATE` replaced by one
-    system per candidate retriever, ``<system>[retriever=<candidate>]``, its parameters
-    kept; a task naming the open system runs all of them."""
-    systems = raw.get("systems")
-    defaults: dict[str, Any] = raw["defaults"] if isinstance(raw.get("defaults"), dict) \
-        else {}
-    if not isinstance(systems, dict):
-        return raw  # parse_suite says what is wrong with it
-    open_systems = [name for name, body in systems.items() if isinstance(body, dict)
-                    and _names_candidate(body.get("retriever", defaults.get("retriever")))]
-    if not candidates:
-        if open_systems:
-            raise ConfigError(f"{where}: [systems.{clipped(open_systems[0], 60)}] leaves its "
-                              f"retriever open (retriever = \"{CANDIDATE}\"); name the "
-                              f"retrievers to benchmark with --retriever NAME[,NAME...]")
-        return raw
-    if not open_systems:
-        raise ConfigError(f"{where}: --retriever {clipped(','.join(candidates), 60)}: no system "
-                          f"of the suite leaves its retriever open (retriever = "
-                          f"\"{CANDIDATE}\"); name the retriever in the suite instead")
-    expanded: dict[str, Any] = {}
-    instances: dict[str, list[str]] = {}
-    for name, body in systems.items():
-        if name not in open_systems:
-            expanded[name] = body
-            continue
-        retriever = body.get("retriever", defaults.get("retriever"))
-        for candidate in candidates:
-            instance = f"{name}[retriever={candidate}]"
-            if not SAFE_NAME.match(instance) or instance in systems:
-                raise ConfigError(f"{where}: --retriever {clipped(repr(candidate), 60)} makes "
-                                  f"system {clipped(repr(instance), 80)}, which is not a usable "
-                                  f"name or is taken; a retriever name is letters, digits and "
-                                  f"_ . + = , @ -")
-            params = retriever if isinstance(retriever, dict) else {}
-            expanded[instance] = {**body, "retriever": {**params, "name": candidate}}
-            instances.setdefault(name, []).append(instance)
-    tasks = raw.get("tasks")
-    if isinstance(tasks, dict):
-        tasks = {name: _with_instances(body, instances) for name, body in tasks.items()}
-    return {**raw, "systems": expanded, "tasks": tasks}
-
-
-def _names_candidate(retriever: Any) -> bool:
-    """Whether a system's retriever value is the open :data:`CANDIDATE`."""
-    name = retriever.get("name") if isinstance(retriever, dict) else retriever
-    return name == CANDIDATE
-
-
-def _with_instances(task: Any, instances: dict[str, list[str]]) -> Any:
-    """A task table whose system list names each open system's instances instead."""
-    if not isinstance(task, dict) or not isinstance(task.get("systems"), list):
-        return task
-    names = [v for s in task["systems"] for v in (instances.get(s, [s]) if isinstance(s, str)
-                                                   else [s])]
-    return {**task, "systems": names}
 
 
 def _check_depth(raw: dict, where: str) -> None:
