@@ -135,7 +135,8 @@ def display_dependence(board: Leaderboard, task: str) -> pd.DataFrame | None:
         for level in DEPENDENCE_LEVELS:
             shown[DEPENDENCE_HEADERS[level]] = format_number(row.get(f"dependence_{level}"))
         for column in evidence:
-            shown[column.replace("_", " ")] = format_number(100 * row[column], ".1f") + "%"
+            share = format_number(100 * row[column], ".1f")
+            shown[column.replace("_", " ")] = share if share == "–" else f"{share}%"
         out[system] = shown
     frame = pd.DataFrame.from_dict(out, orient="index")
     frame.index.name = "system"
