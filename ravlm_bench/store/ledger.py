@@ -189,8 +189,9 @@ class RunLedger:
 def _read_lock(path: Path) -> dict | None:
     try:
         holder = json.loads(path.read_text())
+        # a lock without both keys is damaged: nobody can be shown to hold it
         return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) \
-            else None
+            and isinstance(holder.get("host"), str) else None
     except (OSError, ValueError):
         return None
 
