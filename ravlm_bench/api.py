@@ -107,8 +107,7 @@ _LAZY: dict[str, str] = {
          "check_publisher", "check_retriever", "check_task", "check_text_encoder"),
         "ravlm_bench.testing"),
     **dict.fromkeys(("ANSWER_EVIDENCE_COLUMNS", "COLUMN_BETTER", "COST_COLUMNS",
-                     "DEPENDENCE_COLUMNS", "DEPENDENCE_LEVELS", "DIAGNOSTIC_COLUMNS",
-                     "Leaderboard"),
+                     "DEPENDENCE_COLUMNS", "DIAGNOSTIC_COLUMNS", "Leaderboard"),
                     "ravlm_bench.publish.leaderboard"),
     **dict.fromkeys(
         ("COMPACT_HEADERS", "dependence_caption", "describe", "display_dependence",
@@ -120,6 +119,8 @@ _LAZY: dict[str, str] = {
         "ravlm_bench.publish.fronts"),
     **dict.fromkeys(("ExplorerItem", "Neighbour", "cell_items", "explorable_cells"),
                     "ravlm_bench.store.explorer_arrays"),
+    **dict.fromkeys(("DEPENDENCE_LEVELS", "DEPENDENCE_METRIC", "level_label", "level_share"),
+                    "ravlm_bench.scoring.dependence"),
     # suite role -> component kind, as run.json and cells name them
     "ROLE_KINDS": "ravlm_bench.config.suite",
 }

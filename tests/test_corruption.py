@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from ravlm_bench.plugin_host.contracts import FusionInputs, KnowledgeBase
-from ravlm_bench.scoring.dependence import DEPENDENCE_METRIC, add_dependence
-from ravlm_bench.scoring.evaluation import Evaluation
-from ravlm_bench.stages.corruption import (
+from ravlm_bench.scoring.dependence import (
     CORRUPTION_LEVELS,
+    DEPENDENCE_METRIC,
     NO_RETRIEVAL,
-    corrupted,
+    add_dependence,
     level_name,
-    stacked,
 )
+from ravlm_bench.scoring.evaluation import Evaluation
+from ravlm_bench.stages.corruption import corrupted, stacked
 from ravlm_bench.stages.retrieval import IMAGE_AND_TEXT, RetrievalKey, answer_evidence
 
 

@@ -11,20 +11,13 @@ import textwrap
 
 import pytest
 from clitools import run_cli
-from testhelpers import TINY_SUITE_HEAD
+from testhelpers import TINY_CONCAT_AND_KNN, TINY_SUITE_HEAD
 
 from ravlm_bench.plugin_host.host import get_plugin_manager
 from ravlm_bench.plugin_host.registry import Registry
 from ravlm_bench.publish.leaderboard import DEPENDENCE_COLUMNS, load_run
 
-SUITE = TINY_SUITE_HEAD + """
-[systems.concat]
-fusion_head = {{ name = "concat", epochs = 3, hidden = 64 }}
-
-[systems.knn-exact]
-retriever = "exact"
-fusion_head = {{ name = "knn", k = 5 }}
-
+SUITE = TINY_SUITE_HEAD + TINY_CONCAT_AND_KNN + """
 [tasks.coco-category]
 systems = ["concat", "knn-exact"]
 """

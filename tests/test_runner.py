@@ -16,16 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from clitools import cli_command, cli_env, run_cli
-from testhelpers import TINY_SUITE_HEAD
+from testhelpers import TINY_CONCAT_AND_KNN, TINY_SUITE_HEAD
 
-SUITE = TINY_SUITE_HEAD + """
-[systems.concat]
-fusion_head = {{ name = "concat", epochs = 3, hidden = 64 }}
-
-[systems.knn-exact]
-retriever = "exact"
-fusion_head = {{ name = "knn", k = 5 }}
-
+SUITE = TINY_SUITE_HEAD + TINY_CONCAT_AND_KNN + """
 [systems.xattn-exact]
 retriever = "exact"
 fusion_head = {{ name = "xattn", k = 5, epochs = 3, width = 32, heads = 2 }}

@@ -23,6 +23,15 @@ root = "{root}/coco"
 image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
 text_encoder = {{ name = "minilm-l6", max_length = 32 }}
 """
+# the tiny suite's two plainest systems: no retrieval, and a k-NN vote over exact search
+TINY_CONCAT_AND_KNN = """
+[systems.concat]
+fusion_head = {{ name = "concat", epochs = 3, hidden = 64 }}
+
+[systems.knn-exact]
+retriever = "exact"
+fusion_head = {{ name = "knn", k = 5 }}
+"""
 
 
 def demo_tree(world: Path, tree: str) -> dict:

@@ -17,12 +17,11 @@ import pandas as pd
 from ravlm_bench.publish.leaderboard import (
     ANSWER_EVIDENCE_COLUMNS,
     COST_COLUMNS,
-    DEPENDENCE_LEVELS,
     DIAGNOSTIC_COLUMNS,
     TIER_ALPHA,
     Leaderboard,
 )
-from ravlm_bench.scoring.dependence import DEPENDENCE_METRIC
+from ravlm_bench.scoring.dependence import DEPENDENCE_LEVELS, DEPENDENCE_METRIC, level_label
 
 
 def format_number(value, spec: str = ".3f") -> str:
@@ -133,7 +132,7 @@ def display_dependence(board: Leaderboard, task: str) -> pd.DataFrame | None:
     for system, row in table[table[DEPENDENCE_METRIC].notna()].iterrows():
         shown = {"dependence [95% CI]": format_metric(row, DEPENDENCE_METRIC, with_ci=True)}
         for level in DEPENDENCE_LEVELS:
-            shown[DEPENDENCE_HEADERS[level]] = format_number(row.get(f"dependence_{level}"))
+            shown[level_label(level)] = format_number(row.get(f"dependence_{level}"))
         for column in evidence:
             share = format_number(100 * row[column], ".1f")
             shown[column.replace("_", " ")] = share if share == "–" else f"{share}%"
@@ -150,10 +149,6 @@ def dependence_caption(board: Leaderboard, task: str) -> str:
             f"by the query; no retraining); dependence = p=0 minus p=1, its interval paired "
             f"over the same resamples; 'none': nothing retrieved. Evidence: an acceptable "
             f"answer occurs in a retrieved item; right: the predicted answer is acceptable")
-
-
-DEPENDENCE_HEADERS = {"p0": "p=0", "p0.25": "p=0.25", "p0.5": "p=0.5", "p0.75": "p=0.75",
-                      "p1": "p=1", "none": "none"}
 
 
 def error_lines(board: Leaderboard, task: str) -> list[str]:

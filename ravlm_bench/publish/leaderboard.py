@@ -36,6 +36,7 @@ import pandas as pd
 
 from ravlm_bench.foundation.errors import DataError
 from ravlm_bench.publish.run_reader import Replicates, read_run
+from ravlm_bench.scoring.dependence import DEPENDENCE_LEVELS
 from ravlm_bench.scoring.evaluation import Metric
 from ravlm_bench.scoring.resampling import interval as resampled_interval
 from ravlm_bench.scoring.resampling import percentile_interval
@@ -52,7 +53,6 @@ DIAGNOSTIC_COLUMNS = ("label_precision_at_k", "recall_vs_exact", "all_padding", 
 # The retrieval dependence's curve: the main metric with a share p of each query's
 # retrieved items corrupted, and with none retrieved (stages.corruption), seed means; and
 # RA-VQA's answer-versus-evidence shares of a knowledge task's questions
-DEPENDENCE_LEVELS = ("p0", "p0.25", "p0.5", "p0.75", "p1", "none")
 DEPENDENCE_COLUMNS = tuple(f"dependence_{level}" for level in DEPENDENCE_LEVELS)
 ANSWER_EVIDENCE_COLUMNS = ("right_with_evidence", "right_without_evidence",
                            "wrong_with_evidence", "wrong_without_evidence")

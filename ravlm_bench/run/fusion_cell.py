@@ -41,9 +41,10 @@ from ravlm_bench.run.pipeline import (
     measure_search,
     memory_bytes,
 )
+from ravlm_bench.scoring.dependence import CORRUPTION_LEVELS
 from ravlm_bench.scoring.evaluation import ClassScores
 from ravlm_bench.stages.components import Component, guard
-from ravlm_bench.stages.corruption import CORRUPTION_LEVELS, corrupted, stacked
+from ravlm_bench.stages.corruption import corrupted, stacked
 from ravlm_bench.stages.retrieval import (
     DIAGNOSTIC_QUERIES,
     IMAGE_AND_TEXT,

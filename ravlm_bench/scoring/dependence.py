@@ -17,7 +17,30 @@ import numpy as np
 from ravlm_bench.scoring.evaluation import Evaluation, Metric
 
 DEPENDENCE_METRIC = "retrieval_dependence"
-UNCORRUPTED, FULLY_CORRUPTED = "p0", "p1"
+CORRUPTION_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares p of retrieved items replaced
+NO_RETRIEVAL = "none"  # the level with nothing retrieved
+
+
+def level_name(p: float) -> str:
+    """A corruption level as cells and tables name it: ``"p0.25"``."""
+    return f"p{p:g}"
+
+
+def level_share(level: str) -> float | None:
+    """The share p a level name stands for (``"p0.25"`` -> 0.25); None for
+    :data:`NO_RETRIEVAL`."""
+    return None if level == NO_RETRIEVAL else float(level.removeprefix("p"))
+
+
+def level_label(level: str) -> str:
+    """A level as a table header: ``"p=0.25"``, or ``"none"``."""
+    share = level_share(level)
+    return NO_RETRIEVAL if share is None else f"p={share:g}"
+
+
+# every level in order, as cells record the curve (``dependence_<level>``)
+DEPENDENCE_LEVELS = (*map(level_name, CORRUPTION_LEVELS), NO_RETRIEVAL)
+UNCORRUPTED, FULLY_CORRUPTED = level_name(0.0), level_name(1.0)
 
 
 def dependence_metric(main: Metric) -> Metric:

@@ -22,16 +22,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ravlm_bench.plugin_host.contracts import FusionInputs
+from ravlm_bench.scoring.dependence import NO_RETRIEVAL, level_name
 from ravlm_bench.stages.retrieval import RetrievalKey, query_keys
 
-CORRUPTION_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
-NO_RETRIEVAL = "none"
 CORRUPTION_SEED = 0x5EED_C0DE  # the draws' own stream, apart from training and resampling
-
-
-def level_name(p: float) -> str:
-    """A level as cells and tables name it: ``"p0.25"``."""
-    return f"p{p:g}"
 
 
 class Draws(NamedTuple):

@@ -20,8 +20,6 @@ from pathlib import Path
 
 from ravlm_plugins.publishers._files import write_published
 
-# The metric name every cell records its dependence under (main at p=0 minus main at p=1)
-DEPENDENCE = "retrieval_dependence"
 NONE_X = 1.15        # where the "none" (nothing retrieved) marker sits, right of p=1
 # line styles cycle more slowly than colours, so systems with identical curves stay apart
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -31,21 +29,17 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 def dependence_rows(board, task: str):
     """``task``'s table (seed means) restricted to the systems that measured their
     retrieval dependence, in the table's ranked order; None when none did."""
+    from ravlm_bench.api import DEPENDENCE_METRIC
+
     table = board.tables[task]
-    if DEPENDENCE not in table.columns or not table[DEPENDENCE].notna().any():
+    if DEPENDENCE_METRIC not in table.columns or not table[DEPENDENCE_METRIC].notna().any():
         return None
-    return table[table[DEPENDENCE].notna()]
+    return table[table[DEPENDENCE_METRIC].notna()]
 
 
 def tasks_with_dependence(board) -> list[str]:
     """The tasks where at least one system measured its retrieval dependence."""
     return [task for task in board.tasks if dependence_rows(board, task) is not None]
-
-
-def level_share(level: str) -> float | None:
-    """The corruption share p of a level name of ``DEPENDENCE_LEVELS`` ("p0.25" -> 0.25);
-    None for "none" (nothing retrieved)."""
-    return None if level == "none" else float(level.removeprefix("p"))
 
 
 def curve_values(row) -> dict[str, float | None]:
@@ -60,6 +54,8 @@ def curve_points(row) -> tuple[list[tuple[float, float]], float | None]:
     """A table row's curve to draw: the (p, main metric) points it has, and its value with
     nothing retrieved (None when missing)."""
     values = curve_values(row)
+    from ravlm_bench.api import level_share
+
     points = [(level_share(level), value) for level, value in values.items()
               if level != "none" and value is not None]
     return points, values.get("none")
@@ -67,9 +63,11 @@ def curve_points(row) -> tuple[list[tuple[float, float]], float | None]:
 
 def dependence_label(row) -> str:
     """``0.255 [0.201, 0.304]``: a row's dependence and its 95% interval (when it has one)."""
-    value = number_or_none(row.get(DEPENDENCE))
-    lo = number_or_none(row.get(f"{DEPENDENCE}_ci95_lo"))
-    hi = number_or_none(row.get(f"{DEPENDENCE}_ci95_hi"))
+    from ravlm_bench.api import DEPENDENCE_METRIC
+
+    value = number_or_none(row.get(DEPENDENCE_METRIC))
+    lo = number_or_none(row.get(f"{DEPENDENCE_METRIC}_ci95_lo"))
+    hi = number_or_none(row.get(f"{DEPENDENCE_METRIC}_ci95_hi"))
     text = "–" if value is None else f"{value:.3f}"
     if lo is not None and hi is not None:
         text += f" [{lo:.3f}, {hi:.3f}]"

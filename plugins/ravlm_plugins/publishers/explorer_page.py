@@ -26,11 +26,9 @@ import math
 from ravlm_plugins.publishers._files import GENERATED, write_published
 from ravlm_plugins.publishers._markup import inline_json
 from ravlm_plugins.publishers.dependence_chart import (
-    DEPENDENCE,
     curve_values,
     dependence_label,
     dependence_rows,
-    level_share,
     number_or_none,
 )
 
@@ -180,7 +178,7 @@ def dependence_entry(board, task: str, system: str) -> dict | None:
     ``none``, each with its share p, value and text) and, for a knowledge task, the
     answer-versus-evidence shares as percentages (``[[right with, right without], [wrong
     with, wrong without]]``). None when the system did not measure a dependence."""
-    from ravlm_bench.api import ANSWER_EVIDENCE_COLUMNS
+    from ravlm_bench.api import ANSWER_EVIDENCE_COLUMNS, DEPENDENCE_METRIC
 
     rows = dependence_rows(board, task)
     if rows is None or system not in rows.index:
@@ -192,15 +190,16 @@ def dependence_entry(board, task: str, system: str) -> dict | None:
     if any(share is not None for share in shares):
         text = ["–" if share is None else f"{100 * share:.1f}%" for share in shares]
         evidence = [text[:2], text[2:]]
-    return {"text": dependence_label(row), "value": number_or_none(row[DEPENDENCE]),
+    return {"text": dependence_label(row), "value": number_or_none(row[DEPENDENCE_METRIC]),
             "curve": curve, "evidence": evidence}
 
 
 def _curve_level(level: str, value: float | None) -> dict:
     """One level of the panel's curve: its name (``p=0.25``, ``none``), its share p (None
     for none), the main metric there and that as text."""
-    share = level_share(level)
-    return {"level": "none" if share is None else f"p={share:g}", "share": share,
+    from ravlm_bench.api import level_label, level_share
+
+    return {"level": level_label(level), "share": level_share(level),
             "value": value, "text": "–" if value is None else f"{value:.3f}"}
 
 

@@ -304,6 +304,7 @@ def dependence_table(board, task: str) -> str:
     from ravlm_bench.api import (
         ANSWER_EVIDENCE_COLUMNS,
         DEPENDENCE_LEVELS,
+        DEPENDENCE_METRIC,
         dependence_caption,
         display_dependence,
     )
@@ -312,7 +313,7 @@ def dependence_table(board, task: str) -> str:
     if shown is None:
         return ""
     table = board.tables[task].loc[list(shown.index)]
-    metric = "retrieval_dependence"
+    metric = DEPENDENCE_METRIC
     domain = _domain(table, metric, f"{metric}_ci95_lo", f"{metric}_ci95_hi")
     domain = (min(domain[0], 0.0), max(domain[1], 0.0))
     evidence = [c for c in ANSWER_EVIDENCE_COLUMNS if c.replace("_", " ") in shown.columns]
