@@ -178,11 +178,30 @@ def test_bad_inputs_are_data_errors(registry, name):
         retriever.build(vectors[:, :4], np.arange(5))
 
 
+def test_usearch_i8_searches_unit_vectors_close_to_exact(registry):
+    vectors, queries = clustered()
+    keys = np.arange(len(vectors), dtype=np.int64)
+    found = {}
+    for dtype in ("f32", "i8"):
+        index = registry.create("retrievers", "usearch-hnsw", dim=12, metric="cos", dtype=dtype,
+                                expansion_search=256)
+        index.build(vectors, keys)
+        found[dtype] = index.search(queries, 10)
+    assert index.memory_bytes() > 0
+    recall = np.mean([len(set(a) & set(b)) / 10
+                      for a, b in zip(found["i8"][0], found["f32"][0], strict=True)])
+    assert recall >= 0.8
+    # scores stay cosine similarities, within the quantisation's error
+    np.testing.assert_allclose(found["i8"][1][:, 0], found["f32"][1][:, 0], atol=0.05)
+
+
 def test_bad_params_fail_naming_the_plugin(registry):
     with pytest.raises(RavlmError, match="retriever exact: unknown metric"):
         registry.create("retrievers", "exact", dim=4, metric="hamming")
     with pytest.raises(RavlmError, match="dtype 'i4' is not supported"):
         registry.create("retrievers", "usearch-hnsw", dim=4, metric="cos", dtype="i4")
+    with pytest.raises(RavlmError, match="'i8' quantises unit vectors; use it with metric"):
+        registry.create("retrievers", "usearch-hnsw", dim=4, metric="l2sq", dtype="i8")
 
 
 def test_fingerprint_and_memory(registry):
@@ -219,6 +238,22 @@ def test_usearch_save_load_and_rebuild_on_mismatch(registry, tmp_path):
     fresh = registry.create("retrievers", "usearch-hnsw", dim=12, metric="ip", dtype="f16")
     assert fresh.build_or_load(path, vectors, keys, data_fingerprint="d1") is False
     assert fresh.load(path, data_fingerprint="d1") is True  # rebuilt and saved anew
+
+
+def test_usearch_rebuilds_an_index_file_whose_bytes_changed(registry, tmp_path, caplog):
+    vectors, queries = clustered()
+    keys = np.arange(len(vectors), dtype=np.int64)
+    path = tmp_path / "images.usearch"
+    built = registry.create("retrievers", "usearch-hnsw", dim=12, metric="cos")
+    built.build_or_load(path, vectors, keys, data_fingerprint="d1")
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte inside the graph
+    path.write_bytes(bytes(damaged))
+    again = registry.create("retrievers", "usearch-hnsw", dim=12, metric="cos")
+    assert again.load(path, data_fingerprint="d1") is False
+    assert f"index {path} is damaged" in caplog.text
+    assert again.build_or_load(path, vectors, keys, data_fingerprint="d1") is False
+    np.testing.assert_array_equal(again.search(queries, 5)[0], built.search(queries, 5)[0])
 
 
 def test_cli_lists_the_retrievers(capsys):

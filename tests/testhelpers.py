@@ -23,6 +23,27 @@ root = "{root}/coco"
 image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
 text_encoder = {{ name = "minilm-l6", max_length = 32 }}
 """
+# The head of a suite over the tiny demo world's InfoSeek, whose passages get ``distractors``
+# synthesised beside them, read by a reader over the image key. ``str.format`` it with
+# ``name``, ``baseline``, ``run`` (the [run] table's lines), ``distractors`` and ``root``
+# after appending the systems and tasks.
+INFOSEEK_DISTRACTORS_HEAD = """
+name = "{name}"
+seeds = [0]
+baseline = "{baseline}"
+[run]
+{run}
+[data.infoseek]
+root = "{root}/infoseek"
+[data.passages]
+root = "{root}/passages"
+[defaults]
+image_encoder = {{ name = "resnet18", image_size = 32, seed = 0 }}
+text_encoder = {{ name = "minilm-l6", max_length = 16 }}
+retrieval_key = "image"
+knowledge = {{ dataset = "passages", split = "corpus", distractors = {distractors} }}
+fusion_head = {{ name = "reader", k = 3 }}
+"""
 # the tiny suite's two plainest systems: no retrieval, and a k-NN vote over exact search
 TINY_CONCAT_AND_KNN = """
 [systems.concat]

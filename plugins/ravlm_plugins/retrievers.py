@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -30,8 +31,10 @@ from ravlm_bench.api import (
 
 log = logging.getLogger(__name__)
 
-UsearchDtype = Literal["f32", "f16", "bf16"]
+# i8 quantises each unit vector's components to 8-bit integers (cos only, as usearch does)
+UsearchDtype = Literal["f32", "f16", "bf16", "i8"]
 USEARCH_DTYPES = get_args(UsearchDtype)
+PROGRESS_FROM = 100_000  # items from which a build shows a progress bar (on a terminal)
 
 
 @dataclass
@@ -61,7 +64,8 @@ def register_retrievers(register) -> None:
              description="brute force: BLAS matrix products + top-k selection (cos, ip, l2sq)",
              options=ExactOptions)
     register("usearch-hnsw", UsearchRetriever,
-             description="usearch HNSW graph index (dtype f32|f16|bf16, connectivity, expansion)",
+             description="usearch HNSW graph index (dtype f32|f16|bf16|i8, connectivity, "
+                         "expansion)",
              options=UsearchOptions)
 
 
@@ -158,6 +162,9 @@ class UsearchRetriever:
         if dtype not in USEARCH_DTYPES:
             raise ConfigError(f"retriever {self.name}: dtype {dtype!r} is not supported; "
                               f"use one of {USEARCH_DTYPES}")
+        if dtype == "i8" and self.metric != "cos":
+            raise ConfigError(f"retriever {self.name}: dtype 'i8' quantises unit vectors; "
+                              f"use it with metric 'cos', not {self.metric!r}")
         self.dtype = dtype
         self.connectivity = int(connectivity)
         self.expansion_add = int(expansion_add)
@@ -189,7 +196,9 @@ class UsearchRetriever:
         vectors, keys = check_build_inputs(vectors, keys, self.dim, self.name)
         self._index = self._new_index()
         if len(keys):
-            self._index.add(keys.astype(np.uint64), vectors, threads=self.build_threads)
+            show = len(keys) >= PROGRESS_FROM and sys.stderr.isatty()
+            self._index.add(keys.astype(np.uint64), vectors, threads=self.build_threads,
+                            log=f"{self.name}: indexing" if show else False)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = _check_queries(queries, self.dim, self.name)
@@ -237,13 +246,15 @@ class UsearchRetriever:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         self._index.save(str(tmp))
+        digest = _file_digest(tmp)
         os.replace(tmp, path)
         sidecar = dict(self.params(), usearch=usearch_version, count=len(self._index),
-                       data=data_fingerprint)
+                       data=data_fingerprint, digest=digest)
         _sidecar(path).write_text(json.dumps(sidecar, sort_keys=True))
 
     def load(self, path: str | os.PathLike, data_fingerprint: str = "") -> bool:
-        """Load a saved index if its parameters, usearch version and data match; else False.
+        """Load a saved index if its parameters, usearch version, data and bytes (the digest
+        saved with it) match; else False.
 
         A False return means the caller must :meth:`build` (and may :meth:`save`) again.
         """
@@ -259,6 +270,10 @@ class UsearchRetriever:
         if mismatched or not path.is_file():
             log.info("index %s is stale (%s differ); rebuilding", path,
                      ", ".join(mismatched) or "file missing")
+            return False
+        if _file_digest(path) != saved.get("digest"):
+            log.warning("index %s is damaged (its bytes do not match the digest saved with "
+                        "it); rebuilding", path)
             return False
         index = self._new_index()
         try:
@@ -287,3 +302,11 @@ class UsearchRetriever:
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

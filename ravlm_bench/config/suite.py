@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ravlm_bench.config.candidates import with_candidates
+from ravlm_bench.config.knowledge import KnowledgeSpec
 from ravlm_bench.foundation.errors import ConfigError, clipped, listing
 from ravlm_bench.plugin_host.options import option, parse_options
 
@@ -74,19 +75,9 @@ class RunOptions:
     retrieval_dependence: bool = option(
         True, "score every retrieving system again with its retrieved items corrupted "
               "(the retrieval dependence)")
-
-
-@dataclass(frozen=True)
-class KnowledgeSpec:
-    """A suite's ``knowledge`` table."""
-
-    dataset: str
-    split: str = "train"
-    leakage_guard: bool = True
-
-    def as_dict(self) -> dict:
-        return {"dataset": self.dataset, "split": self.split,
-                "leakage_guard": self.leakage_guard}
+    cache_indexes: bool = option(
+        False, "keep built indexes on disk (retrievers with build_or_load) and load them on "
+               "a rerun")
 
 
 @dataclass(frozen=True)

@@ -305,6 +305,9 @@ class KnowledgeBase:
     # the evidence id of each item (a passage's entity; "" none): what gold evidence and the
     # oracle retriever match against
     evidence: list[str] | None = None
+    # each row's key in the index where the two differ: the index also holds synthesised
+    # distractors, of which only those a search returned are rows (after the real items)
+    index_keys: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -17,10 +17,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from ravlm_bench.config.knowledge import KnowledgeSpec
 from ravlm_bench.config.suite import FIXED_KEYS, ComponentSpec, SystemSpec
 from ravlm_bench.foundation.errors import ConfigError
 from ravlm_bench.plugin_host.contracts import (
@@ -45,6 +47,7 @@ from ravlm_bench.scoring.dependence import CORRUPTION_LEVELS
 from ravlm_bench.scoring.evaluation import ClassScores
 from ravlm_bench.stages.components import Component, guard
 from ravlm_bench.stages.corruption import corrupted, stacked
+from ravlm_bench.stages.distractors import Distractors, look_alike_rows, synthesise
 from ravlm_bench.stages.retrieval import (
     DIAGNOSTIC_QUERIES,
     IMAGE_AND_TEXT,
@@ -56,6 +59,7 @@ from ravlm_bench.stages.retrieval import (
     retrieval_diagnostics,
 )
 from ravlm_bench.store.explorer_arrays import explorer_arrays
+from ravlm_bench.store.index_cache import cached_build
 
 
 @dataclass
@@ -71,6 +75,9 @@ class Search:
     retriever: Component | None = None
     # an external knowledge base naming its evidence: the oracle matches evidence, not labels
     codes: EvidenceCodes | None = None
+    distractors: Distractors | None = None  # synthesised beside the knowledge base
+    index_vectors: np.ndarray | None = None  # what the index holds, once built
+    exact_memo: dict | None = None  # exact search's results over the distractors, shared
 
     def retriever_labels(self, split: LabelledSplit) -> np.ndarray:
         """What a label-using retriever gets for the split's queries: their labels, or the
@@ -88,7 +95,7 @@ class Search:
                 kb=self.kb, k=self.k, labels=split.labels, image_ids=split.image_ids,
                 exclude_same_image=exclude_same_image, num_classes=len(classes),
                 key=self.key, metric=self.metric,
-                retriever_labels=self.retriever_labels(split))
+                retriever_labels=self.retriever_labels(split), distractors=self.distractors)
         prepared.image_paths, prepared.texts = split.image_paths, split.texts
         prepared.classes = list(classes)
         return prepared
@@ -128,7 +135,7 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
             search.key, search.key_component = _retrieval_key(
                 system, task, data, image, text, seed, ctx, encoders, checkpoint_dir, search)
     with clock("index"):
-        cost = (_build_index(search, system.retriever, ctx)
+        cost = (_build_index(search, system.retriever, ctx, system.knowledge)
                 if uses_retrieval and system.retriever is not None else {})
 
     def inputs(role: str, exclude_same_image: bool) -> FusionInputs:
@@ -151,10 +158,10 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
         if search.retriever is not None:
             diagnostics = _measure_retrieval(search, search.retriever, image["test"],
                                              text["test"], data.test, test_inputs, cost)
-            if data.test.answers is not None and search.kb.texts is not None:
+            if data.test.answers is not None and test_inputs.knowledge.texts is not None:
                 diagnostics.update(answer_evidence(
                     [data.classes[i] for i in scores.argmax(axis=1)], data.test.answers,
-                    test_inputs.neighbours, search.kb.texts))
+                    test_inputs.neighbours, test_inputs.knowledge.texts))
     corrupted = None
     if ctx.retrieval_dependence:  # a head without retrieval too: its dependence is measured 0
         with clock("dependence"), guard(head, "predict_proba"):
@@ -162,8 +169,8 @@ def run_fusion_cell(task: Component, data: ClassificationData, system: SystemSpe
     components = describe(encoders.image, encoders.text, search.retriever, head)
     components["retrieval_key"] = search.describe_key()
     explore = functools.partial(
-        explorer_arrays, data.test, ctx.knowledge.items if ctx.knowledge else data.train,
-        search.kb.labels, data.classes, scores, test_inputs.neighbours,
+        explorer_arrays, data.test, _explored_items(ctx, data, test_inputs, search),
+        test_inputs.knowledge.labels, data.classes, scores, test_inputs.neighbours,
         test_inputs.neighbour_scores)
     return PipelineOutput(ClassScores(scores), cost, training, components, diagnostics, explore,
                           corrupted)
@@ -288,16 +295,23 @@ def _evidence_pairs(system: SystemSpec, data: ClassificationData,
     return queries.astype(np.int64), items
 
 
-def _build_index(search: Search, spec: ComponentSpec, ctx: CellContext) -> dict[str, Any]:
-    """Index the knowledge base with a fresh retriever ``spec``, embedded by the search's
-    key; what the index cost to build and holds in memory."""
+def _build_index(search: Search, spec: ComponentSpec, ctx: CellContext,
+                 knowledge: KnowledgeSpec | None) -> dict[str, Any]:
+    """Index the knowledge base, and the distractors ``knowledge`` asks for, with a fresh
+    retriever ``spec``, embedded by the search's key; what the index cost to build (or,
+    from the index cache, to load) and holds in memory."""
     kb = search.kb
-    key_dim = search.key.vectors(kb.image[:1], kb.text[:1]).shape[1]
+    item_vectors = search.key.vectors(kb.image, kb.text)
+    if knowledge is not None and knowledge.distractors:
+        search.distractors, search.exact_memo = _shared_distractors(knowledge, item_vectors,
+                                                                    kb, ctx)
     search.retriever = ctx.execution.retriever(ctx.factory.create(
-        "retrievers", spec, fresh=True, dim=key_dim, metric=ctx.metric))
+        "retrievers", spec, fresh=True, dim=item_vectors.shape[1], metric=ctx.metric))
+    build = cached_build(search.retriever.obj, spec.name) if ctx.cache_indexes else None
     build_started = time.perf_counter()
     with guard(search.retriever, "build"):
-        build_index(search.retriever.obj, kb, search.key, search.codes)
+        search.index_vectors = build_index(search.retriever.obj, kb, search.key, search.codes,
+                                           search.distractors, build)
     return {"index_build_s": time.perf_counter() - build_started,
             "index_memory_bytes": memory_bytes(search.retriever)}
 
@@ -310,10 +324,46 @@ def _measure_retrieval(search: Search, retriever: Component, test_image: np.ndar
     queries = search.key.vectors(test_image, test_text)
     cost.update(measure_search(retriever, queries, search.k,
                                labels=search.retriever_labels(test)))
-    exact = _exact_rows(queries, search.key.vectors(search.kb.image, search.kb.text), search.k,
-                        search.metric)
+    assert search.index_vectors is not None  # built with the retriever
+    memo = search.exact_memo if search.exact_memo is not None else {}
+    key = (_digest(queries), search.k, search.metric)
+    if key not in memo:
+        memo[key] = _exact_rows(queries, search.index_vectors, search.k, search.metric)
+    exact = memo[key]
     return retrieval_diagnostics(test_inputs, test.labels, exact, answers=test.answers,
                                  evidence=test.evidence)
+
+
+def _shared_distractors(knowledge: KnowledgeSpec, item_vectors: np.ndarray, kb: KnowledgeBase,
+                        ctx: CellContext) -> tuple[Distractors, dict]:
+    """The distractors of the items embedded as ``item_vectors``, synthesised once for the
+    systems of a run that embed them alike, with the memo of exact search's results over
+    them (the run keeps the latest only)."""
+    memo = (json.dumps(knowledge.as_dict(), sort_keys=True), _digest(item_vectors))
+    if memo not in ctx.distractors:
+        ctx.distractors.clear()
+        ctx.distractors[memo] = synthesise(knowledge, item_vectors, kb.evidence), {}
+    shared: tuple[Distractors, dict] = ctx.distractors[memo]
+    return shared
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _explored_items(ctx: CellContext, data: ClassificationData, test_inputs: FusionInputs,
+                    search: Search):
+    """What the explorer shows of the rows of the test queries' knowledge base: the
+    training split, the external items, or those with the distractors retrieved (a
+    distractor shows its look-alike's picture and the text it carries)."""
+    if ctx.knowledge is None:
+        return data.train
+    items = ctx.knowledge.items
+    if search.distractors is None:
+        return items
+    pictures = look_alike_rows(test_inputs.knowledge, search.distractors)
+    return SimpleNamespace(image_paths=[items.image_paths[int(r)] for r in pictures],
+                           texts=test_inputs.knowledge.texts)
 
 
 def _exact_rows(queries: np.ndarray, items: np.ndarray, k: int, metric: str) -> np.ndarray:

@@ -37,10 +37,15 @@ class CellContext:
     on_stage: Callable[[str], None] | None = None
     # trained retrieval keys, shared by the systems of a (task, seed) that name the same one
     learned_keys: dict = field(default_factory=dict)
+    # the distractors last synthesised, and exact search's results over them, shared by the
+    # systems that index the same items the same way (one entry: each holds N + D vectors)
+    distractors: dict = field(default_factory=dict)
     # the system's external knowledge base, or None: it retrieves from the training split
     knowledge: ExternalKnowledge | None = None
     # score retrieving systems again with their retrieval corrupted (the dependence sweep)
     retrieval_dependence: bool = False
+    # load built indexes from the cache, and save those built ([run] cache_indexes)
+    cache_indexes: bool = False
 
 
 @dataclass(frozen=True)

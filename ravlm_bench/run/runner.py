@@ -94,6 +94,7 @@ class Runner:
         self.sources = DataSources(self.suite, self.factory)
         self.resampler = Resampler()
         self.learned_keys: dict = {}  # trained retrieval keys, shared across a run's cells
+        self.distractors: dict = {}  # the latest distractors and exact results, likewise
         self._knowledge: dict = {}  # (task, KnowledgeSpec) -> external knowledge base
 
     # -- the loop ---------------------------------------------------------------------------
@@ -262,11 +263,12 @@ class Runner:
         context = CellContext(factory=self.factory, features=ready.features,
                               metric=self.suite.metric, execution=self.execution,
                               resampler=self.resampler, on_stage=on_stage,
-                              learned_keys=self.learned_keys,
+                              learned_keys=self.learned_keys, distractors=self.distractors,
                               knowledge=ready.knowledge.get(system_name),
                               retrieval_dependence=any(
                                   m["name"] == DEPENDENCE_METRIC
-                                  for m in ready.declaration["metrics"]))
+                                  for m in ready.declaration["metrics"]),
+                              cache_indexes=self.suite.run.cache_indexes)
         checkpoint_dir = (self.ledger.root / "checkpoints" / task_spec.name / system_name
                           / f"seed-{seed}")
         result = run_cell(ready.task, ready.data, system, seed, context, checkpoint_dir)

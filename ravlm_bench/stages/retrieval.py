@@ -26,6 +26,7 @@ from ravlm_bench.plugin_host.contracts import (
     capability,
     validate_search,
 )
+from ravlm_bench.stages.distractors import Distractors, index_vectors, with_retrieved
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +120,28 @@ class EvidenceCodes:
 
 
 def build_index(retriever, kb: KnowledgeBase, key: RetrievalKey = IMAGE_AND_TEXT,
-                codes: EvidenceCodes | None = None) -> None:
+                codes: EvidenceCodes | None = None, distractors: Distractors | None = None,
+                build=None) -> np.ndarray:
     """Add every knowledge-base item to ``retriever``, embedded by ``key``; its keys are row
-    numbers 0..N-1.
+    numbers 0..N-1, then N.. for the ``distractors`` (:mod:`ravlm_bench.stages.distractors`).
 
     A retriever with ``uses_labels = True`` (the attribution retrievers) also gets the
-    knowledge base's labels, or with ``codes`` its items' evidence codes.
+    knowledge base's labels, or with ``codes`` its items' evidence codes (a distractor has
+    neither: -1). ``build(vectors, keys)`` replaces ``retriever.build`` for a retriever that
+    does not use labels (the runner's index cache). Returns the vectors indexed.
     """
-    vectors = key.vectors(kb.image, kb.text)
-    keys = np.arange(len(kb), dtype=np.int64)
+    vectors = index_vectors(key.vectors(kb.image, kb.text), distractors)
+    keys = np.arange(len(vectors), dtype=np.int64)
     if capability(retriever, "retrievers", "uses_labels"):
-        labels = codes.codes(kb.evidence, len(kb)) if codes is not None else kb.labels
-        retriever.build(vectors, keys, labels=_labels(labels))
+        labels = _labels(codes.codes(kb.evidence, len(kb)) if codes is not None else kb.labels)
+        if distractors is not None and labels is not None:
+            labels = np.concatenate([labels, np.full((len(distractors), *labels.shape[1:]),
+                                                     -1 if labels.ndim == 1 else 0,
+                                                     labels.dtype)])
+        retriever.build(vectors, keys, labels=labels)
     else:
-        retriever.build(vectors, keys)
+        (build or retriever.build)(vectors, keys)
+    return vectors
 
 
 def retrieve(
@@ -267,6 +276,7 @@ def fusion_inputs(
     key: RetrievalKey = IMAGE_AND_TEXT,
     metric: str = "cos",
     retriever_labels: np.ndarray | None = None,
+    distractors: Distractors | None = None,
 ) -> FusionInputs:
     """Queries with their top-``k`` neighbours in ``kb`` (an index built by
     :func:`build_index` with the same ``key``), scored as cosine similarities.
@@ -274,7 +284,9 @@ def fusion_inputs(
     ``retriever=None`` (a head that does not use retrieval) gives empty ``(n, 0)`` neighbour
     arrays. ``exclude_same_image=True`` is for training queries drawn from ``kb`` itself.
     ``num_classes`` defaults to one more than the largest label seen. ``retriever_labels``
-    replace ``labels`` as what a label-using retriever gets (evidence codes).
+    replace ``labels`` as what a label-using retriever gets (evidence codes). With
+    ``distractors`` in the index, the inputs' knowledge base is ``kb`` with a row for each
+    distractor retrieved (:func:`~ravlm_bench.stages.distractors.with_retrieved`).
     """
     image = np.asarray(image, dtype=np.float32)
     text = np.asarray(text, dtype=np.float32)
@@ -285,11 +297,15 @@ def fusion_inputs(
     if retriever is None or k <= 0:
         rows, scores = np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
     else:
+        kb_image_ids = (kb.image_ids if distractors is None
+                        else np.concatenate([kb.image_ids, distractors.image_ids()]))
         rows, scores = retrieve(
             retriever, key.vectors(image, text), k, query_image_ids=image_ids,
-            kb_image_ids=kb.image_ids, exclude_same_image=exclude_same_image,
+            kb_image_ids=kb_image_ids, exclude_same_image=exclude_same_image,
             labels=labels if retriever_labels is None else _labels(retriever_labels),
             metric=metric, query_keys=query_keys(image_ids) if image_ids is not None else None)
+        if distractors is not None:
+            kb, rows = with_retrieved(kb, rows, distractors)
     if num_classes is None:
         seen = [np.asarray(kb.labels).max(initial=-1)]
         if labels is not None:
@@ -316,8 +332,8 @@ def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
     * ``label_precision_at_k``: the share of the k neighbour slots (padding counts as a miss)
       holding an item whose label equals the query's (multi-label: shares one); None
       without labels on both sides (an external knowledge base has none);
-    * ``recall_vs_exact``: the share of exact search's top-k that the retriever returned,
-      over the queries ``exact_rows`` (their first rows of ``inputs``) covers;
+    * ``recall_vs_exact``: the share of exact search's top-k (index keys) that the retriever
+      returned, over the queries ``exact_rows`` (their first rows of ``inputs``) covers;
     * ``all_padding``: the share of queries that got no neighbour at all;
     * ``one_image``: the share of queries whose neighbours all show one image;
     * ``pseudo_recall_at_k`` (M2KR's pseudo-relevance recall): the share of queries for
@@ -350,8 +366,11 @@ def retrieval_diagnostics(inputs: FusionInputs, query_labels: np.ndarray | None,
         else:
             same = (neighbour == query_labels[:, None]) & (query_labels[:, None] >= 0)
         out["label_precision_at_k"] = float((same & valid).sum() / (n * k))
-    if exact_rows is not None and len(exact_rows):
+    if exact_rows is not None and len(exact_rows):  # exact search's rows are index keys
+        keys = inputs.knowledge.index_keys
         found = rows[:len(exact_rows)]
+        if keys is not None:
+            found = np.where(found >= 0, np.asarray(keys)[np.maximum(found, 0)], -1)
         hits = [len(set(a[a >= 0]) & set(b[b >= 0])) for a, b in zip(found, exact_rows,
                                                                      strict=True)]
         wanted = int((exact_rows >= 0).sum())
