@@ -90,7 +90,10 @@ def register_retrievers(register: Register) -> None:
     harness searches with unit vectors and hands heads cosine similarities, whatever the
     metric. Optional: ``memory_bytes() -> int``,
     ``uses_labels = True``, ``uses_query_keys = True`` (see
-    :data:`ravlm_bench.api.CAPABILITIES`).
+    :data:`ravlm_bench.api.CAPABILITIES`); ``params() -> dict`` (what the index was built
+    with) and ``build_or_load(path, vectors, keys, data_fingerprint) -> bool`` (load the
+    index saved at ``path`` if it matches, else build and save it; True when loaded) let a
+    suite's ``[run] cache_indexes = true`` keep the built index on disk.
 
     :param register: the registration callback.
     """
