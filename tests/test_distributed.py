@@ -64,7 +64,8 @@ WORKER = textwrap.dedent('''
         try:
             fit(torch.nn.Linear(4, 2), ClassifierProblem(
                 SingleLabel(labels, 2), lambda split, idx: (x[idx],), labels, None),
-                TrainingRun(TrainConfig(epochs=2, ddp_min_items=0, progress=False),
+                TrainingRun(TrainConfig(epochs=2, data_parallel=True, ddp_min_items=0,
+                                        progress=False),
                             torch.Generator().manual_seed(0), checkpoint_dir=directory,
                             signature="tiny", dist=ctx))
             message = "trained"
@@ -241,7 +242,7 @@ def test_a_failing_rank_stops_every_rank_with_its_name(tmp_path):
 def test_data_parallel_ranks_that_see_different_checkpoints_fail_alike(tmp_path):
     import torch
 
-    from ravlm_plugins.fusion.loop import TrainConfig, TrainingRun, fit
+    from ravlm_plugins.fusion.loop import TrainConfig, TrainingRun, data_parallel_signature, fit
     from ravlm_plugins.fusion.objectives import SingleLabel
     from ravlm_plugins.fusion.training import ClassifierProblem
 
@@ -251,7 +252,7 @@ def test_data_parallel_ranks_that_see_different_checkpoints_fail_alike(tmp_path)
     fit(torch.nn.Linear(4, 2), ClassifierProblem(
         SingleLabel(labels, 2), lambda split, idx: (x[idx],), labels, None),
         TrainingRun(TrainConfig(epochs=1, progress=False), torch.Generator().manual_seed(0),
-                    checkpoint_dir=seen, signature="tiny"))
+                    checkpoint_dir=seen, signature=data_parallel_signature("tiny", 2)))
     run_two_ranks(tmp_path, "resume", str(seen), str(unseen))
     for rank in range(2):  # every rank stops with the same finding, none hangs
         message = (tmp_path / f"out-rank{rank}.txt").read_text()

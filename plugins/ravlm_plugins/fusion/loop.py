@@ -121,19 +121,32 @@ def fit(model: nn.Module, problem: TrainingProblem, run: TrainingRun) -> Trainin
     validation loss breaks ties) and training stops after ``patience`` epochs without one;
     without it the last epoch's weights are kept.
 
-    Under torchrun (``run.dist``) a problem that declares ``data_parallel`` and has at least
-    ``config.ddp_min_items`` items trains in DistributedDataParallel: every rank draws the
-    same global batch order and computes its shard of each global batch, so the averaged
-    gradient is the single-process gradient up to floating-point reduction order (only
-    dropout differs: each rank draws masks for its own rows). Anything else is trained by
-    rank 0 alone, which broadcasts the weights.
+    Under torchrun (``run.dist``) training is rank 0's alone by default: it trains with
+    every core and broadcasts the weights, so the model is the one a single process trains.
+    With ``config.data_parallel``, a problem that declares ``data_parallel`` and has at least
+    ``config.ddp_min_items`` items trains in DistributedDataParallel instead: every rank
+    draws the same global batch order and computes its shard of each global batch, so the
+    averaged gradient is the single-process gradient up to floating-point reduction order,
+    and each rank draws dropout masks for its own rows. Over many epochs those differences
+    grow into another model, so the checkpoint signature names the number of ranks.
     """
     dist = run.dist
-    if dist is not None and dist.enabled and not (
-            problem.data_parallel and problem.items >= run.config.ddp_min_items):
+    if dist is None or not dist.enabled:
+        return TrainingLoop(model, problem, run).train()
+    if not (run.config.data_parallel and problem.data_parallel
+            and problem.items >= run.config.ddp_min_items):
         return train_on_rank_zero(model, dist, lambda: fit(
             model, problem, dataclasses.replace(run, dist=None)))
-    return TrainingLoop(model, problem, run).train()
+    signature = data_parallel_signature(run.signature, dist.world_size)
+    report = TrainingLoop(model, problem, dataclasses.replace(run, signature=signature)).train()
+    report.extra["data_parallel_processes"] = dist.world_size
+    return report
+
+
+def data_parallel_signature(signature: str, world_size: int) -> str:
+    """The checkpoint signature of a data-parallel training over ``world_size`` ranks: its
+    weights are not another process count's, so neither is its checkpoint."""
+    return f"{signature}|data-parallel over {world_size} processes"
 
 
 class TrainingLoop:

@@ -77,9 +77,14 @@ class TrainingOptions(LoopOptions):
         None, "balanced: weight the loss by inverse class frequency")
     sampling: Literal["shuffle", "balanced"] = option(
         "shuffle", "epoch order: a shuffle, or each class drawn equally often")
+    data_parallel: bool = option(
+        False, "under torchrun, train with DistributedDataParallel (from ddp_min_items "
+               "items): steps divide over the ranks, but the weights then follow the ranks' "
+               "reduction order and dropout masks, so results differ from one process's as "
+               "another seed's would; off: rank 0 trains alone, exactly as one process does")
     ddp_min_items: int = option(
-        4096, "under torchrun, train data-parallel from this many training items; below it "
-              "rank 0 trains alone", minimum=0)
+        4096, "with data_parallel, train data-parallel from this many training items; below "
+              "it rank 0 trains alone", minimum=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
