@@ -16,7 +16,7 @@ from PIL import Image
 
 from ravlm_bench.demo import SIZES, generate_demo_world, world
 from ravlm_bench.demo.entities import INFOSEEK_QUESTIONS
-from ravlm_bench.demo.shapes import CATEGORIES
+from ravlm_bench.demo.shapes import CATEGORIES, COLOURS
 
 OLD_TREES = ("coco", "flickr30k", "visual_genome")
 KNOWLEDGE_TREES = ("infoseek", "passages", "okvqa", "aokvqa")
@@ -159,7 +159,7 @@ def test_sizes_and_summary_counts(world_root):
     corpus = passages(world_root)
     n_entities = spec["seen"] + spec["unseen"] + spec["distractors"]
     assert summary["passages"]["passages"] == len(corpus) == (
-        n_entities + len(CATEGORIES) + spec["text_passages"])
+        n_entities + len(CATEGORIES) * len(COLOURS) + spec["text_passages"])
     coco = SIZES["tiny"]["coco"]
     assert summary["okvqa"]["question_splits"] == {"train": coco["train"], "val": coco["test"]}
     assert summary["aokvqa"]["splits"] == {"train": coco["train"], "val": coco["test"]}
@@ -243,9 +243,16 @@ def test_every_answer_is_written_in_its_entitys_passage(world_root):
                 assert f"{alias['wikidata']:g} metres" in text
             else:
                 assert re.search(rf"\b{re.escape(alias)}\b", text), (record, text)
-    for _, shape, answer in shape_answers(world_root):
-        text = by_entity[f"cat-{shape}"]["text"].lower()
-        assert re.search(rf"\b{re.escape(answer.lower())}\b", text), (shape, answer, text)
+    for _, shape, answer in shape_answers(world_root):  # in the passage of its coloured shape
+        texts = [by_entity[f"cat-{colour}-{shape}"]["text"].lower() for colour in COLOURS]
+        assert any(re.search(rf"\b{re.escape(answer.lower())}\b", t) for t in texts), (
+            shape, answer)
+    for record in aokvqa(world_root):  # the rationales name the coloured shape
+        match = re.search(rf"\b({'|'.join(COLOURS)}) (\w+)\b", record["rationales"][0])
+        assert match, record["rationales"]
+        text = by_entity[f"cat-{match[1]}-{match[2]}"]["text"]
+        answer = record["choices"][record["correct_choice_idx"]]
+        assert re.search(rf"\b{re.escape(answer)}\b", text), (record, text)
 
 
 def _free_text(root: Path) -> list[str]:

@@ -61,6 +61,10 @@ MAKERS = (
     "Magnus Thal", "Nadia Ferreira", "Otto Pellin",
 )
 YEARS = (1900, 1990)  # [low, high)
+# the values of each fact kind that the shape categories draw from (and wrong choices too)
+CATEGORY_POOL = 12
+CATEGORY_VALUES = {"city": CITIES[:CATEGORY_POOL], "maker": MAKERS[:CATEGORY_POOL],
+                   "year": tuple(str(YEARS[0] + 7 * k) for k in range(CATEGORY_POOL))}
 # neighbours differ by more than 10%, so the +-10% range of one height never holds another
 HEIGHTS = (2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 22, 27, 33, 40, 48, 58, 70, 85, 100, 120, 145,
            175, 210, 240, 290)
@@ -125,7 +129,7 @@ class Emblem:
 class Entity:
     entity_id: str
     name: str
-    emblem: Emblem | None  # None: a shape category, drawn as its shape
+    emblem: Emblem | None  # None: a shape category, drawn as its shape in its colour
     facts: dict[str, str]  # fact kind -> the answer, as written in the passage
     passage: str
 
@@ -174,16 +178,24 @@ def make_entities(rng: np.random.Generator, n: int, first_id: int = 1000) -> lis
 
 
 def category_entities(rng: np.random.Generator) -> list[Entity]:
-    """One entity per demo shape category: who first drew it ("maker"), in which city its
-    oldest example is kept ("city") and when it was first drawn ("year")."""
+    """One entity per (colour, shape) of the demo scenes, 80 in all: who first drew that
+    coloured shape ("maker"), in which city its oldest example is kept ("city") and when it
+    was first drawn ("year"). Each fact comes from :data:`CATEGORY_VALUES`, 12 of its kind,
+    so every value answers several categories: a question's answer is a familiar word, but
+    which one belongs to this image's coloured shape only its passage says."""
     out = []
     for _, shape, _ in CATEGORIES:
-        facts = _facts(rng)
-        del facts["height"]
-        template = _CATEGORY_PASSAGES[int(rng.integers(len(_CATEGORY_PASSAGES)))]
-        out.append(Entity(f"cat-{shape}", f"{shape.capitalize()} (shape)", None, facts,
-                          template.format(shape=shape, **facts)))
+        for colour in COLOURS:
+            facts = {kind: str(rng.choice(values)) for kind, values in CATEGORY_VALUES.items()}
+            template = _CATEGORY_PASSAGES[int(rng.integers(len(_CATEGORY_PASSAGES)))]
+            out.append(Entity(category_id(colour, shape),
+                              f"{colour.capitalize()} {shape} (shape)", None, facts,
+                              template.format(shape=f"{colour} {shape}", **facts)))
     return out
+
+
+def category_id(colour: str, shape: str) -> str:
+    return f"cat-{colour}-{shape}"
 
 
 def text_passages(rng: np.random.Generator, n: int,
@@ -249,12 +261,14 @@ def emblem_tile(emblem: Emblem, side: int) -> Image.Image:
 
 def canonical_image(entity: Entity) -> bytes:
     """The passage's picture: upright, centred, on a plain light background, no noise."""
-    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), CANONICAL_BACKGROUND)
-    if entity.emblem is None:  # a shape category: the shape itself
-        shape = entity.entity_id.removeprefix("cat-")
+    if entity.emblem is None:  # a shape category: the shape itself, in its colour, on the
+        # scenes' plainest tone (a white shape would vanish on the light background)
+        image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BACKGROUND_TONES[0])
+        colour, shape = entity.entity_id.removeprefix("cat-").split("-", 1)
         _draw_outline(ImageDraw.Draw(image), shape, IMAGE_SIZE / 2, IMAGE_SIZE / 2,
-                      0.32 * IMAGE_SIZE, 0.0, BORDER)
+                      0.32 * IMAGE_SIZE, 0.0, COLOURS[colour])
     else:
+        image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), CANONICAL_BACKGROUND)
         side = round(0.7 * IMAGE_SIZE)
         tile = emblem_tile(entity.emblem, side)
         corner = (IMAGE_SIZE - side) // 2

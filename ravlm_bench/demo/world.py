@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 # 2: 400 COCO test images in the small world (was 100)
 # 3: the knowledge trees infoseek/, passages/, okvqa/, aokvqa/ (the other trees unchanged)
 # 4: four InfoSeek training photographs per seen entity (was two)
-GENERATOR_VERSION = 4
+# 5: shape categories by colour and shape (80 passages, each with its coloured picture), so
+#    OK-VQA / A-OKVQA answers need them; the passages corpus changes with them
+GENERATOR_VERSION = 5
 SUMMARY_FILE = "demo_world.json"
 MANIFEST_FILE = "demo_world_files.json"  # relative path -> sha256 of every other file
 
