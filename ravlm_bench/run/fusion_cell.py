@@ -348,7 +348,8 @@ def _shared_distractors(knowledge: KnowledgeSpec, item_vectors: np.ndarray, kb: 
 
 
 def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    # the buffer itself, not a copy of it (distractor matrices run to gigabytes)
+    return hashlib.sha256(np.ascontiguousarray(array).reshape(-1).view(np.uint8)).hexdigest()
 
 
 def _explored_items(ctx: CellContext, data: ClassificationData, test_inputs: FusionInputs,
