@@ -258,3 +258,18 @@ def test_data_parallel_ranks_that_see_different_checkpoints_fail_alike(tmp_path)
         message = (tmp_path / f"out-rank{rank}.txt").read_text()
         assert "ranks see different training checkpoints" in message
         assert "(rank 0: epoch 1, rank 1: none); put the run directory on a filesystem" in message
+
+
+@pytest.mark.parametrize("n, block, world", [(400, 64, 2), (10, 64, 2), (0, 64, 2),
+                                             (129, 64, 3), (730, 256, 2), (1000, 64, 4)])
+def test_an_encoding_shard_is_whole_batches(n, block, world):
+    """Each rank's items start on a batch boundary of the one-process encoding, so every
+    item is encoded beside the same items as in one process; together they cover every
+    item once, in order."""
+    from ravlm_bench.stages.features import block_shard
+
+    shards = [block_shard(n, block, rank, world) for rank in range(world)]
+    assert [i for part in shards for i in range(n)[part]] == list(range(n))
+    assert all(part.start % block == 0 for part in shards if part.start < n)
+    blocks = [-(-(part.stop - part.start) // block) for part in shards]
+    assert max(blocks) - min(blocks) <= 1  # balanced to a batch

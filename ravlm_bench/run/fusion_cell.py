@@ -349,7 +349,8 @@ def _shared_distractors(knowledge: KnowledgeSpec, item_vectors: np.ndarray, kb: 
 
 def _digest(array: np.ndarray) -> str:
     # the buffer itself, not a copy of it (distractor matrices run to gigabytes)
-    return hashlib.sha256(np.ascontiguousarray(array).reshape(-1).view(np.uint8)).hexdigest()
+    flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return hashlib.sha256(flat.data).hexdigest()
 
 
 def _explored_items(ctx: CellContext, data: ClassificationData, test_inputs: FusionInputs,

@@ -177,7 +177,13 @@ def find_undecodable(paths: list[str], *, workers: int | None = None, progress: 
         return {index: error for index, error in enumerate(bar) if error is not None}
 
 
-def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = 64,
+# The batches the harness hands encoders; under torchrun a rank's shard is whole batches
+# (features.block_shard), so each item meets the same batch as in one process
+IMAGE_BATCH = 64
+TEXT_BATCH = 256
+
+
+def encode_images(encoder: Any, image_paths: list[str], *, batch_size: int = IMAGE_BATCH,
                   num_workers: int | None = None, progress: bool = True,
                   max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Encode image files into float32 features (n, encoder.dim), in order.
@@ -239,7 +245,7 @@ def _encode_batch(encoder: Any, payload: list[Any], dim: int) -> np.ndarray:
     return validate_vectors(features, len(payload), dim, what="encode")
 
 
-def encode_texts(encoder: Any, texts: list[str], *, batch_size: int = 256,
+def encode_texts(encoder: Any, texts: list[str], *, batch_size: int = TEXT_BATCH,
                  progress: bool = True) -> np.ndarray:
     """Encode texts into float32 features (n, encoder.dim), in order, checking each batch."""
     from tqdm.auto import tqdm

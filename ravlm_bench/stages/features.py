@@ -17,6 +17,7 @@ from ravlm_bench.foundation.distributed import (
     DistContext,
     all_gather_rows,
     broadcast_object,
+    shard_bounds,
 )
 from ravlm_bench.plugin_host.contracts import validate_vectors
 from ravlm_bench.stages.components import Component, guard
@@ -42,18 +43,19 @@ class FeatureStore:
         self._memo: dict[tuple, np.ndarray] = {}
 
     def images(self, encoder: Component, split: str, paths: list[str]) -> np.ndarray:
-        from ravlm_bench.stages.encoding import encode_images
+        from ravlm_bench.stages.encoding import IMAGE_BATCH, encode_images
 
         encode = (encode_images if self.max_image_pixels is None
                   else functools.partial(encode_images, max_pixels=self.max_image_pixels))
-        return self._encode(encoder, f"{split}/images", paths, encode)
+        return self._encode(encoder, f"{split}/images", paths, encode, IMAGE_BATCH)
 
     def texts(self, encoder: Component, split: str, texts: list[str]) -> np.ndarray:
-        from ravlm_bench.stages.encoding import encode_texts
+        from ravlm_bench.stages.encoding import TEXT_BATCH, encode_texts
 
-        return self._encode(encoder, f"{split}/texts", texts, encode_texts)
+        return self._encode(encoder, f"{split}/texts", texts, encode_texts, TEXT_BATCH)
 
-    def _encode(self, encoder: Component, split: str, items: list[str], encode) -> np.ndarray:
+    def _encode(self, encoder: Component, split: str, items: list[str], encode,
+                block: int) -> np.ndarray:
         def compute(part: list[str]):
             with guard(encoder, "encode"):
                 return encode(encoder.obj, part, progress=self.progress)
@@ -61,9 +63,10 @@ class FeatureStore:
         # items repeat images and texts (several captions, questions or pairs per image):
         # each distinct one is encoded once, then its row is repeated
         unique, rows = _unique(items)
-        return self._get(encoder, split, unique, compute)[rows]
+        return self._get(encoder, split, unique, compute, block)[rows]
 
-    def _get(self, encoder: Component, split: str, items: list[str], compute) -> np.ndarray:
+    def _get(self, encoder: Component, split: str, items: list[str], compute,
+             block: int) -> np.ndarray:
         items_hash = hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
         key = (encoder.name, encoder.fingerprint() or id(encoder.obj), split, items_hash)
         if key not in self._memo:
@@ -71,7 +74,7 @@ class FeatureStore:
             dataset_key = f"{self.dataset_fingerprint}-{items_hash}"
             if self.dist.enabled:
                 array = self._get_sharded(fingerprint, dataset_key, split, items, compute,
-                                          encoder.obj.dim)
+                                          encoder.obj.dim, block)
             else:
                 array = self.cache.get_or_compute(fingerprint, dataset_key, split,
                                                   lambda: compute(items))
@@ -81,9 +84,14 @@ class FeatureStore:
         return self._memo[key]
 
     def _get_sharded(self, fingerprint, dataset_key, split, items, compute,
-                     dim: int) -> np.ndarray:
+                     dim: int, block: int) -> np.ndarray:
         """Rank 0 reads the cache; on a miss every rank encodes its shard and rank 0 stores
-        the assembled features, so nothing is encoded twice and only rank 0 writes."""
+        the assembled features, so nothing is encoded twice and only rank 0 writes.
+
+        A shard is a run of whole encoding batches (``block`` items, the batch the encode
+        function forms), so every item is encoded beside the very items, padded to the very
+        length, that one process gives it: a feature depends on its batch in the last bits,
+        and heads trained for many epochs grow those bits into other models."""
         ctx = self.dist
         cached = None
         if ctx.is_main and fingerprint is not None:
@@ -97,12 +105,19 @@ class FeatureStore:
             width = broadcast_object(ctx, mine)
             local = cached if ctx.is_main else np.empty((0, width), np.float32)
         else:
-            shard = items[ctx.shard(len(items))]
+            shard = items[block_shard(len(items), block, ctx.rank, ctx.world_size)]
             local = compute(shard) if shard else np.empty((0, dim), np.float32)
         array = all_gather_rows(ctx, np.asarray(local, dtype=np.float32))
         if ctx.is_main and cached is None and fingerprint is not None:
             self.cache.get_or_compute(fingerprint, dataset_key, split, lambda: array)
         return array
+
+
+def block_shard(n: int, block: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``n`` items in whole blocks of ``block`` (the
+    last block may be short); ranks differ by at most one block."""
+    start, stop = shard_bounds(-(-n // block), rank, world_size)
+    return slice(min(start * block, n), min(stop * block, n))
 
 
 def _unique(items: list[str]) -> tuple[list[str], np.ndarray]:

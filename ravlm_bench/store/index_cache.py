@@ -33,8 +33,8 @@ def data_digest(vectors: np.ndarray, keys: np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=16)
     vectors = np.ascontiguousarray(vectors, np.float32)
     digest.update(repr(vectors.shape).encode())
-    digest.update(vectors.reshape(-1).view(np.uint8))
-    digest.update(np.ascontiguousarray(keys, np.int64).reshape(-1).view(np.uint8))
+    digest.update(vectors.reshape(-1).view(np.uint8).data)
+    digest.update(np.ascontiguousarray(keys, np.int64).reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
