@@ -135,6 +135,23 @@ def available_cores() -> int:
     return cores or 1
 
 
+@contextmanager
+def one_process_threads() -> Iterator[None]:
+    """Within the block torch runs as many intra-op threads as one process here would
+    (:func:`available_cores`), then as many as before. torchrun gives each rank one thread
+    (``OMP_NUM_THREADS=1``), and a convolution's last bits depend on the thread count: a rank
+    encoding at one process's count gives that process's features, bit for bit, at the cost
+    of ranks sharing the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, available_cores()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def default_num_workers() -> int:
     """Decoding workers: half the cores, leaving the rest to the model (at least one)."""
     return max(1, min(8, available_cores() // 2))

@@ -89,9 +89,10 @@ class FeatureStore:
         the assembled features, so nothing is encoded twice and only rank 0 writes.
 
         A shard is a run of whole encoding batches (``block`` items, the batch the encode
-        function forms), so every item is encoded beside the very items, padded to the very
-        length, that one process gives it: a feature depends on its batch in the last bits,
-        and heads trained for many epochs grow those bits into other models."""
+        function forms), encoded at one process's thread count, so every item is encoded
+        beside the very items, padded to the very length, in the very arithmetic that one
+        process gives it: a feature depends on its batch and on the thread count in the last
+        bits, and heads trained for many epochs grow those bits into other models."""
         ctx = self.dist
         cached = None
         if ctx.is_main and fingerprint is not None:
@@ -105,8 +106,11 @@ class FeatureStore:
             width = broadcast_object(ctx, mine)
             local = cached if ctx.is_main else np.empty((0, width), np.float32)
         else:
+            from ravlm_bench.stages.encoding import one_process_threads
+
             shard = items[block_shard(len(items), block, ctx.rank, ctx.world_size)]
-            local = compute(shard) if shard else np.empty((0, dim), np.float32)
+            with one_process_threads():
+                local = compute(shard) if shard else np.empty((0, dim), np.float32)
         array = all_gather_rows(ctx, np.asarray(local, dtype=np.float32))
         if ctx.is_main and cached is None and fingerprint is not None:
             self.cache.get_or_compute(fingerprint, dataset_key, split, lambda: array)
