@@ -34,7 +34,6 @@ from ravlm_bench.demo.entities import (
 from ravlm_bench.demo.writers import TreeSummary, WrittenImage, _dump, _unique_ids
 
 STREAMS = {"entities": 3, "infoseek": 4, "okvqa": 5, "aokvqa": 6, "categories": 7}
-VALUES = CATEGORY_VALUES  # wrong annotators' answers and wrong choices: the right one's pool
 CATEGORY_KINDS = ("maker", "city", "year")  # what the passages say about a shape category
 
 # the question names neither the shape (the image shows it) nor anything the passage says
@@ -221,7 +220,7 @@ def _surface(kind: str, answer: str, rng: np.random.Generator) -> str:
 def _ten_answers(kind: str, answer: str, rng: np.random.Generator) -> list[tuple[str, bool]]:
     """Ten annotators' (answer, is right): mostly the right one, 0-3 wrong ones."""
     n_wrong = int(rng.choice(4, p=[0.4, 0.3, 0.2, 0.1]))
-    others = [v for v in VALUES[kind] if v != answer]
+    others = [v for v in CATEGORY_VALUES[kind] if v != answer]
     wrong = [(others[int(i)], False) for i in rng.choice(len(others), n_wrong, replace=False)]
     given = [(_surface(kind, answer, rng), True) for _ in range(10 - n_wrong)] + wrong
     return [given[int(i)] for i in rng.permutation(len(given))]
@@ -291,7 +290,7 @@ def write_aokvqa(out: Path, coco_images: dict[str, list[WrittenImage]],
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(image.path, target)
             shape, kind, question, answer = _ask(image, categories, AOKVQA_QUESTIONS, rng)
-            others = [v for v in VALUES[kind] if v != answer]
+            others = [v for v in CATEGORY_VALUES[kind] if v != answer]
             choices = [answer] + [others[int(i)] for i in rng.choice(len(others), 3,
                                                                       replace=False)]
             choices = [choices[int(i)] for i in rng.permutation(4)]
