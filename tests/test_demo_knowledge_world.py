@@ -338,3 +338,32 @@ def test_the_dataset_plugins_count_what_the_summary_says(registry, world_root, t
         assert sum(counts["passages"].values()) == written["passages"]
     else:
         assert counts["knowledge_questions"] == written["question_splits"]
+
+
+def test_emblems_share_their_colours_and_differ_in_pattern_and_symbol():
+    """Colour narrows an emblem down to a quarter of them, never to one: recognising an
+    entity takes its pattern, the pattern's scale and its symbol."""
+    from ravlm_bench.demo.emblems import (
+        PATTERNS,
+        PERIODS,
+        SCHEMES,
+        emblem_tile,
+        make_emblems,
+        pattern_mask,
+    )
+
+    emblems = make_emblems(np.random.default_rng(0), 450)
+    assert len(set(emblems)) == 450
+    per_scheme = Counter(e.scheme for e in emblems)
+    assert set(per_scheme) == set(range(len(SCHEMES)))
+    assert min(per_scheme.values()) > 450 / (2 * len(SCHEMES))
+    for pattern in PATTERNS:  # every pattern shows both of its colours at both scales
+        for period in PERIODS:
+            share = pattern_mask(pattern, period, 90).mean()
+            assert 0.1 < share < 0.9, (pattern, period, share)
+    masks = {p: pattern_mask(p, PERIODS[0], 90) for p in PATTERNS}
+    assert len({m.tobytes() for m in masks.values()}) == len(PATTERNS)
+    tile = np.asarray(emblem_tile(emblems[0], 90).convert("RGB")).reshape(-1, 3)
+    colours = {tuple(int(v) for v in c) for c in np.unique(tile, axis=0)}
+    assert set(SCHEMES[emblems[0].scheme]) <= colours  # pattern and ground, no third hue
+    assert len(colours - set(SCHEMES[emblems[0].scheme])) <= 1  # the frame's dark grey

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ravlm_bench.demo.emblems import Emblem, draw_outline, emblem_tile, make_emblems
 from ravlm_bench.demo.render import JPEG_QUALITY, background
 from ravlm_bench.demo.scenes import IMAGE_SIZE, Scene
 from ravlm_bench.demo.shapes import (
@@ -25,19 +26,8 @@ from ravlm_bench.demo.shapes import (
     BACKGROUNDS,
     CATEGORIES,
     COLOURS,
-    RING_HOLE,
-    outline,
 )
 
-# twelve colours far apart, so that a stripe's colour survives JPEG, noise and resizing
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30), "orange": (245, 140, 20), "yellow": (245, 220, 30),
-    "green": (20, 140, 50), "teal": (0, 150, 150), "sky": (90, 180, 240),
-    "blue": (30, 60, 200), "purple": (130, 50, 170), "pink": (240, 120, 190),
-    "brown": (120, 70, 30), "black": (20, 20, 20), "white": (250, 250, 250),
-}
-SYMBOLS = ("circle", "triangle", "square", "diamond", "star", "cross", "hexagon", "heart")
-BORDER = (45, 45, 45)  # a thin frame keeps a white stripe apart from a light background
 CANONICAL_BACKGROUND = (238, 238, 238)
 TEXTURE_SEEDS = 4  # background textures per (pattern, tone) that photographs draw from
 
@@ -118,14 +108,6 @@ INFOSEEK_TYPES = {"city": "String", "maker": "String", "year": "Time", "height":
 
 
 @dataclass(frozen=True)
-class Emblem:
-    stripes: tuple[str, str, str]  # palette colours, top to bottom or left to right
-    vertical: bool
-    symbol: str
-    symbol_colour: str
-
-
-@dataclass(frozen=True)
 class Entity:
     entity_id: str
     name: str
@@ -146,20 +128,6 @@ def _names(rng: np.random.Generator, n: int) -> list[str]:
     return names
 
 
-def _emblems(rng: np.random.Generator, n: int) -> list[Emblem]:
-    colours = list(PALETTE)
-    emblems: list[Emblem] = []
-    seen: set[Emblem] = set()
-    while len(emblems) < n:
-        picked = [colours[int(i)] for i in rng.choice(len(colours), size=4, replace=False)]
-        emblem = Emblem((picked[0], picked[1], picked[2]), bool(rng.random() < 0.5),
-                        str(rng.choice(SYMBOLS)), picked[3])
-        if emblem not in seen:
-            seen.add(emblem)
-            emblems.append(emblem)
-    return emblems
-
-
 def _facts(rng: np.random.Generator) -> dict[str, str]:
     return {"city": str(rng.choice(CITIES)), "maker": str(rng.choice(MAKERS)),
             "year": str(int(rng.integers(*YEARS))), "height": str(int(rng.choice(HEIGHTS)))}
@@ -167,7 +135,7 @@ def _facts(rng: np.random.Generator) -> dict[str, str]:
 
 def make_entities(rng: np.random.Generator, n: int, first_id: int = 1000) -> list[Entity]:
     """``n`` entities with ids Q<first_id>..., distinct names and distinct emblems."""
-    names, emblems = _names(rng, n), _emblems(rng, n)
+    names, emblems = _names(rng, n), make_emblems(rng, n)
     entities = []
     for i, (name, emblem) in enumerate(zip(names, emblems, strict=True)):
         facts = _facts(rng)
@@ -234,38 +202,13 @@ def jpeg_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _draw_outline(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float,
-                  angle: float, fill: tuple[int, int, int]) -> None:
-    if kind == "ring":
-        width = max(2, int(round(r * (1 - RING_HOLE))))
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=width)
-    else:
-        draw.polygon([(float(x), float(y)) for x, y in outline(kind, cx, cy, r, angle)],
-                     fill=fill)
-
-
-def emblem_tile(emblem: Emblem, side: int) -> Image.Image:
-    """The emblem as a ``side`` x ``side`` RGBA tile: three stripes, a framed border, and
-    the symbol in the centre."""
-    tile = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(tile)
-    for k, colour in enumerate(emblem.stripes):
-        lo, hi = round(k * side / 3), round((k + 1) * side / 3) - 1
-        box = [lo, 0, hi, side - 1] if emblem.vertical else [0, lo, side - 1, hi]
-        draw.rectangle(box, fill=PALETTE[colour])
-    draw.rectangle([0, 0, side - 1, side - 1], outline=BORDER, width=max(1, side // 40))
-    _draw_outline(draw, emblem.symbol, side / 2, side / 2, 0.28 * side, 0.0,
-                  PALETTE[emblem.symbol_colour])
-    return tile
-
-
 def canonical_image(entity: Entity) -> bytes:
     """The passage's picture: upright, centred, on a plain light background, no noise."""
     if entity.emblem is None:  # a shape category: the shape itself, in its colour, on the
         # scenes' plainest tone (a white shape would vanish on the light background)
         image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BACKGROUND_TONES[0])
         colour, shape = entity.entity_id.removeprefix("cat-").split("-", 1)
-        _draw_outline(ImageDraw.Draw(image), shape, IMAGE_SIZE / 2, IMAGE_SIZE / 2,
+        draw_outline(ImageDraw.Draw(image), shape, IMAGE_SIZE / 2, IMAGE_SIZE / 2,
                       0.32 * IMAGE_SIZE, 0.0, COLOURS[colour])
     else:
         image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), CANONICAL_BACKGROUND)
@@ -303,7 +246,7 @@ def photo(emblem: Emblem, rng: np.random.Generator) -> bytes:
         for _attempt in range(20):
             x, y = (float(v) for v in rng.uniform(r, IMAGE_SIZE - r, 2))
             if math.hypot(x - cx, y - cy) > r + 0.32 * side:  # clear of the symbol
-                _draw_outline(draw, str(rng.choice(kinds)), x, y, r,
+                draw_outline(draw, str(rng.choice(kinds)), x, y, r,
                               float(rng.uniform(-math.pi, math.pi)),
                               COLOURS[str(rng.choice(list(COLOURS)))])
                 break

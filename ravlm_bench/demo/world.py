@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 # 4: four InfoSeek training photographs per seen entity (was two)
 # 5: shape categories by colour and shape (80 passages, each with its coloured picture), so
 #    OK-VQA / A-OKVQA answers need them; the passages corpus changes with them
-GENERATOR_VERSION = 5
+# 6: entity emblems told apart by pattern and symbol, their colours shared by a quarter of
+#    them (were three stripes of twelve colours); the entities' facts are redrawn with them
+GENERATOR_VERSION = 6
 SUMMARY_FILE = "demo_world.json"
 MANIFEST_FILE = "demo_world_files.json"  # relative path -> sha256 of every other file
 
