@@ -117,3 +117,31 @@ def test_with_too_few_training_questions_beta_is_tuned_on_all_of_them():
     report = ReaderHead(dim=8, k=2).fit(inputs(12, rows, labels), None, seed=0)
     assert report.extra["tuned_on"] == "train (too few to hold out)"
     assert all(0.0 <= a <= 1.0 for a in report.extra["accuracy_by_beta"].values())
+
+
+def test_readers_that_differ_only_in_retrieval_share_their_priors():
+    """The demo fits six priors per reader cell; the task's other reader systems learn from
+    the same queries and answers, so they reuse those fits instead of repeating them, and
+    predict exactly what a reader fitted from nothing predicts."""
+    from ravlm_plugins.fusion import reader
+
+    n = 60
+    labels = np.array([2, 3] * (n // 2))
+    exact = np.tile(np.array([[1, 0]]), (n, 1))
+    shuffled = np.tile(np.array([[0, 1]]), (n, 1))
+    reader._PRIORS.clear()
+    first, second = ReaderHead(dim=8, k=2), ReaderHead(dim=8, k=2)
+    first.fit(inputs(n, exact, labels), None, seed=5)
+    fitted = len(reader._PRIORS)
+    second.fit(inputs(n, shuffled, labels), None, seed=5)
+    assert fitted == 1 + reader.FOLDS and len(reader._PRIORS) == fitted  # none fitted again
+    assert second.prior is first.prior
+
+    reader._PRIORS.clear()
+    fresh = ReaderHead(dim=8, k=2)
+    fresh.fit(inputs(n, shuffled, labels), None, seed=5)
+    query = inputs(n, shuffled, seed=6)
+    assert fresh.beta == second.beta
+    assert np.array_equal(fresh.predict_proba(query), second.predict_proba(query))
+    ReaderHead(dim=8, k=2).fit(inputs(n, shuffled, labels), None, seed=6)  # another seed
+    assert len(reader._PRIORS) == 2 * (1 + reader.FOLDS)

@@ -24,8 +24,11 @@ serves it.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +40,14 @@ from .options import ReaderOptions, parse_options
 BETAS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 FOLDS = 5  # cross-fitting folds of the training queries when beta is tuned on them
 MIN_HELD_OUT = 5  # questions each fold needs
+PRIOR_MAX_ITER = 300
+
+# Priors fitted in this process, by a digest of what each learned from: a task's reader
+# systems differ only in what they retrieve, so on one seed they fit the same six priors
+# (on the demo's InfoSeek, 2-3 s each, most of a reader cell's training time). A prior is
+# read, never changed, after its fit.
+_PRIORS: OrderedDict[str, Any] = OrderedDict()
+_PRIORS_KEPT = 64
 # words, with the decimals of a number kept on it ("2.5" is one word, "2." is "2")
 _WORD = re.compile(r"[0-9]+(?:\.[0-9]+)*|[^\W_]+")
 
@@ -111,9 +122,9 @@ class ReaderHead(FusionHead):
             tuning, cross_fit = train, len(train) >= MIN_HELD_OUT * FOLDS
             tuned_on = (f"train, {FOLDS}-fold cross-fitted" if cross_fit
                         else "train (too few to hold out)")
-            folds = self._cross_fitted_log_prior(train, seed) if cross_fit else None
             self.prior = self._fit_prior(train, every, seed)  # the final prior: every query
-            log_prior = folds if folds is not None else self._log_prior(train)
+            log_prior = (self._cross_fitted_log_prior(train, seed) if cross_fit
+                         else self._log_prior(train))
         evidence = self._evidence(tuning)
         truth = np.asarray(tuning.labels, np.int64)
         accuracy = {beta: float(((log_prior + beta * evidence).argmax(axis=1) == truth).mean())
@@ -128,15 +139,27 @@ class ReaderHead(FusionHead):
         fold = np.random.default_rng(seed).permutation(len(train)) % FOLDS
         out = np.empty((len(train), self.num_classes))
         for k in range(FOLDS):
-            self.prior = self._fit_prior(train, np.flatnonzero(fold != k), seed)
-            out[fold == k] = self._log_prior(train)[fold == k]
+            prior = self._fit_prior(train, np.flatnonzero(fold != k), seed)
+            out[fold == k] = self._log_prior(train, prior)[fold == k]
         return out
 
     def _fit_prior(self, train, rows: np.ndarray, seed: int):
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(C=self.prior_c, max_iter=300, random_state=seed)
-        return model.fit(features(train)[rows], np.asarray(train.labels, np.int64)[rows])
+        x = np.ascontiguousarray(features(train)[rows])
+        y = np.ascontiguousarray(np.asarray(train.labels, np.int64)[rows])
+        digest = hashlib.sha256(repr((self.prior_c, PRIOR_MAX_ITER, seed, x.shape)).encode())
+        digest.update(x.data)
+        digest.update(y.data)
+        key = digest.hexdigest()
+        if key in _PRIORS:
+            _PRIORS.move_to_end(key)
+            return _PRIORS[key]
+        model = LogisticRegression(C=self.prior_c, max_iter=PRIOR_MAX_ITER, random_state=seed)
+        _PRIORS[key] = model.fit(x, y)
+        if len(_PRIORS) > _PRIORS_KEPT:
+            _PRIORS.popitem(last=False)
+        return model
 
     def predict_proba(self, inputs) -> np.ndarray:
         if self.beta is None:
@@ -157,11 +180,13 @@ class ReaderHead(FusionHead):
                               f"{self.num_classes} at fit")
         return list(inputs.classes)
 
-    def _log_prior(self, inputs) -> np.ndarray:
+    def _log_prior(self, inputs, prior=None) -> np.ndarray:
         """log P(answer | image, question) over all classes (floored at 1e-6, so that
-        evidence alone can still name an answer the prior never saw)."""
+        evidence alone can still name an answer the prior never saw); ``prior``: the
+        fitted prior to use, :attr:`prior` unless told."""
+        prior = self.prior if prior is None else prior
         proba = np.full((len(inputs), self.num_classes), 0.0)
-        proba[:, self.prior.classes_] = self.prior.predict_proba(features(inputs))
+        proba[:, prior.classes_] = prior.predict_proba(features(inputs))
         return np.log(np.maximum(proba, 1e-6))
 
     def _evidence(self, inputs) -> np.ndarray:
