@@ -96,23 +96,34 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> DecodedImage:
-        image, error = decode_image(self.paths[index], self.max_pixels)
+        # a preprocess that says what size it resizes to lets a large JPEG decode smaller
+        decode_size = getattr(self.preprocess, "decode_size", None)
+        image, error = decode_image(self.paths[index], self.max_pixels, decode_size)
         if error is not None or self.preprocess is None:
             return index, image, error
         return index, self.preprocess(image), None
 
 
 def decode_image(path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 decode_size: Callable[[int, int], tuple[int, int]] | None = None,
                  ) -> tuple[Image.Image | None, str | None]:
     """``(RGB image, None)``, or ``(None, why)`` when the file is missing, its header
     announces more than ``max_pixels`` pixels, or its pixels do not decode: ``load()``
     decodes them all, so a truncated file fails here, not in the model.
+
+    ``decode_size`` maps the header's (width, height) to the smallest size the caller needs:
+    a JPEG is then decoded DCT-scaled (``Image.draft``: by 1/2, 1/4 or 1/8, the largest
+    reduction still at least that size; the whole scan is still read, so a truncated file
+    still fails). An image under twice that size, or in another format, decodes in full.
+    The pixel limit applies to the header's size.
 
     Errors are returned as text: a DataLoader re-raises worker exceptions with a multi-line
     traceback, and the user needs one line naming the file.
     """
     try:
         with pillow_bomb_warnings_off(), open_image(path, max_pixels) as image:
+            if decode_size is not None:
+                image.draft("RGB", decode_size(*image.size))  # None for all but JPEG
             image.load()
             return image.convert("RGB"), None
     except FileNotFoundError:
