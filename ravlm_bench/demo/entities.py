@@ -209,7 +209,7 @@ def canonical_image(entity: Entity) -> bytes:
         image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BACKGROUND_TONES[0])
         colour, shape = entity.entity_id.removeprefix("cat-").split("-", 1)
         draw_outline(ImageDraw.Draw(image), shape, IMAGE_SIZE / 2, IMAGE_SIZE / 2,
-                      0.32 * IMAGE_SIZE, 0.0, COLOURS[colour])
+                     0.32 * IMAGE_SIZE, 0.0, COLOURS[colour])
     else:
         image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), CANONICAL_BACKGROUND)
         side = round(0.7 * IMAGE_SIZE)
@@ -247,8 +247,8 @@ def photo(emblem: Emblem, rng: np.random.Generator) -> bytes:
             x, y = (float(v) for v in rng.uniform(r, IMAGE_SIZE - r, 2))
             if math.hypot(x - cx, y - cy) > r + 0.32 * side:  # clear of the symbol
                 draw_outline(draw, str(rng.choice(kinds)), x, y, r,
-                              float(rng.uniform(-math.pi, math.pi)),
-                              COLOURS[str(rng.choice(list(COLOURS)))])
+                             float(rng.uniform(-math.pi, math.pi)),
+                             COLOURS[str(rng.choice(list(COLOURS)))])
                 break
     noise = rng.integers(-12, 13, size=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.int16)
     pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
