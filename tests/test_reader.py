@@ -145,3 +145,26 @@ def test_readers_that_differ_only_in_retrieval_share_their_priors():
     assert np.array_equal(fresh.predict_proba(query), second.predict_proba(query))
     ReaderHead(dim=8, k=2).fit(inputs(n, shuffled, labels), None, seed=6)  # another seed
     assert len(reader._PRIORS) == 2 * (1 + reader.FOLDS)
+
+
+def test_shared_priors_are_bounded_by_their_coefficients_bytes(monkeypatch):
+    """A real answer vocabulary makes a prior tens of MB: the oldest priors go once the
+    kept coefficients pass the bound, and a reader whose priors went fits them again, to
+    the same predictions."""
+    from ravlm_plugins.fusion import reader
+
+    n = 60
+    labels = np.array([2, 3] * (n // 2))
+    rows = np.tile(np.array([[1, 0]]), (n, 1))
+    reader._PRIORS.clear()
+    first = ReaderHead(dim=8, k=2)
+    first.fit(inputs(n, rows, labels), None, seed=5)
+    one_prior = first.prior.coef_.nbytes
+    monkeypatch.setattr(reader, "PRIORS_KEPT_BYTES", 2 * one_prior)
+    reader._PRIORS.clear()
+    second = ReaderHead(dim=8, k=2)
+    second.fit(inputs(n, rows, labels), None, seed=5)
+    assert len(reader._PRIORS) == 2  # the last fold's prior and the one before it
+    assert second.prior not in reader._PRIORS.values()  # the final prior came first: gone
+    query = inputs(n, rows, seed=6)
+    assert np.array_equal(first.predict_proba(query), second.predict_proba(query))

@@ -8,7 +8,6 @@ so a batch never holds two captions of one image (they would be false negatives)
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 from ravlm_bench.api import ConfigError, DataError, JointEmbedding, TrainingReport, seed_everything
 
 from .checkpoint import TrainState
+from .digests import arrays_digest
 from .loop import BatchLoss, Epoch, TrainConfig, TrainingProblem, TrainingRun, fit
 from .options import InfoNCEOptions, parse_options
 from .training import training_signature
@@ -96,7 +96,7 @@ class InfoNCEEmbedding(JointEmbedding):
         signature = ""
         if checkpoint_dir is not None:
             signature = training_signature(
-                self, self.config, seed=seed, data=_fingerprint(image, text, caption_image),
+                self, self.config, seed=seed, data=arrays_digest(image, text, caption_image),
                 width=self.width, temperature=self.temperature)
         report = fit(self.model, problem, TrainingRun(
             self.config, generator, checkpoint_dir=checkpoint_dir, signature=signature,
@@ -171,13 +171,6 @@ def _pairs(images: np.ndarray, captions: np.ndarray, batch_size: int):
     for begin in range(0, len(images), batch_size):
         if len(images[begin:begin + batch_size]) >= 2:
             yield images[begin:begin + batch_size], captions[begin:begin + batch_size]
-
-
-def _fingerprint(*arrays: np.ndarray) -> str:
-    digest = hashlib.blake2b(digest_size=12)
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
 
 
 def _stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,6 @@ serves it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ import numpy as np
 
 from ravlm_bench.api import ConfigError, FusionHead, TrainingReport
 
+from .digests import arrays_digest
 from .labels import check_single_label
 from .options import ReaderOptions, parse_options
 
@@ -45,9 +45,10 @@ PRIOR_MAX_ITER = 300
 # Priors fitted in this process, by a digest of what each learned from: a task's reader
 # systems differ only in what they retrieve, so on one seed they fit the same six priors
 # (on the demo's InfoSeek, 2-3 s each, most of a reader cell's training time). A prior is
-# read, never changed, after its fit.
+# read, never changed, after its fit. The oldest go once the kept coefficients pass
+# PRIORS_KEPT_BYTES (a real answer vocabulary of thousands makes a prior tens of MB).
 _PRIORS: OrderedDict[str, Any] = OrderedDict()
-_PRIORS_KEPT = 64
+PRIORS_KEPT_BYTES = 256 * 2 ** 20
 # words, with the decimals of a number kept on it ("2.5" is one word, "2." is "2")
 _WORD = re.compile(r"[0-9]+(?:\.[0-9]+)*|[^\W_]+")
 
@@ -146,18 +147,16 @@ class ReaderHead(FusionHead):
     def _fit_prior(self, train, rows: np.ndarray, seed: int):
         from sklearn.linear_model import LogisticRegression
 
-        x = np.ascontiguousarray(features(train)[rows])
-        y = np.ascontiguousarray(np.asarray(train.labels, np.int64)[rows])
-        digest = hashlib.sha256(repr((self.prior_c, PRIOR_MAX_ITER, seed, x.shape)).encode())
-        digest.update(x.data)
-        digest.update(y.data)
-        key = digest.hexdigest()
+        x = features(train)[rows]
+        y = np.asarray(train.labels, np.int64)[rows]
+        key = f"{self.prior_c!r}-{PRIOR_MAX_ITER}-{seed}-{x.shape}-{arrays_digest(x, y)}"
         if key in _PRIORS:
             _PRIORS.move_to_end(key)
             return _PRIORS[key]
         model = LogisticRegression(C=self.prior_c, max_iter=PRIOR_MAX_ITER, random_state=seed)
         _PRIORS[key] = model.fit(x, y)
-        if len(_PRIORS) > _PRIORS_KEPT:
+        while (len(_PRIORS) > 1 and sum(prior.coef_.nbytes for prior in _PRIORS.values())
+               > PRIORS_KEPT_BYTES):
             _PRIORS.popitem(last=False)
         return model
 

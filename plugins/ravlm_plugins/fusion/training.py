@@ -27,6 +27,7 @@ from ravlm_bench.api import (
 )
 
 from .checkpoint import TrainState
+from .digests import arrays_digest
 from .loop import BatchLoss, Epoch, TrainConfig, TrainingProblem, TrainingRun, fit
 from .objectives import Batches, Objective, SingleLabel
 from .options import HeadOptions, parse_options
@@ -229,13 +230,9 @@ def query_matrix(inputs, dim: int, head: str) -> np.ndarray:
 def data_fingerprint(*splits) -> str:
     """What the training data was (features, labels, neighbours and their scores, the
     knowledge base), so a checkpoint is never resumed or reused on other data."""
-    digest = hashlib.blake2b(digest_size=12)
-    for split in splits:
-        if split is None:
-            continue
-        kb = split.knowledge
-        for array in (split.image, split.text, split.labels, split.neighbours,
-                      split.neighbour_scores, kb.image, kb.text, kb.labels):
-            if array is not None:
-                digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+    return arrays_digest(*(array for split in splits if split is not None
+                           for array in (split.image, split.text, split.labels,
+                                         split.neighbours, split.neighbour_scores,
+                                         split.knowledge.image, split.knowledge.text,
+                                         split.knowledge.labels)
+                           if array is not None))
